@@ -1,0 +1,50 @@
+# Every target creates .venv and installs the project into it on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXP ?= mnist1d_cnn
+ARGS ?=
+RUN ?=
+ARCH ?=
+LOGDIR ?= runs
+
+.PHONY: setup search test test-all export show retrain tensorboard bench lint candidates clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+search: $(STAMP)
+	$(BIN)/actsearch search --config experiments/$(EXP).py --workdir runs/$(EXP) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/pytest -q $(ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/pytest -q -m '' $(ARGS)
+
+export: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make export RUN=runs/NAME" >&2; exit 2; }
+	$(BIN)/actsearch export $(RUN) $(ARGS)
+
+show: $(STAMP)
+	@test -n "$(ARCH)" || { echo "usage: make show ARCH=path/architecture.json" >&2; exit 2; }
+	$(BIN)/actsearch show $(ARCH)
+
+candidates: $(STAMP)
+	$(BIN)/actsearch candidates
+
+tensorboard: $(STAMP)
+	mkdir -p $(LOGDIR)
+	$(BIN)/tensorboard --logdir $(LOGDIR) --host 127.0.0.1
+
+lint: $(STAMP)
+	$(BIN)/ruff check actsearch experiments tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from actsearch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,239 @@
+r"""Pure step functions of the bilevel search, and their data-parallel wrapper.
+
+The search solves (Liu et al. 2019, DARTS)
+
+.. math::  \min_\alpha L_{val}(w^*(\alpha), \alpha) \quad
+           \text{s.t.}\quad w^*(\alpha) = \arg\min_w L_{train}(w, \alpha)
+
+by alternating one optimizer step on the weights w (train split) with one on alpha
+(val split). Both gradients of a step are taken at the same point (w_t, alpha_t), so the
+train gradient that moves the weights is also the one inside the unrolled objective.
+
+Hypergradients (``search.order``):
+
+* ``first``:  :math:`\nabla_\alpha L_{val}(w, \alpha)`.
+* ``second`` (exact): with :math:`w' = w - \xi \nabla_w L_{train}(w, \alpha)`,
+
+  .. math:: \frac{d}{d\alpha} L_{val}(w', \alpha) = \nabla_\alpha L_{val}(w', \alpha)
+            - \xi \, \nabla^2_{\alpha, w} L_{train}(w, \alpha)\, \nabla_{w'} L_{val}(w', \alpha),
+
+  the mixed second derivative applied to a vector by reverse-mode autodiff through the
+  train gradient (a vector-Hessian product): no finite differences.
+* ``second_fd``: DARTS' central difference for the same product,
+  :math:`\nabla^2_{\alpha,w} L_{train}\, v \approx [\nabla_\alpha L_{train}(w^+, \alpha)
+  - \nabla_\alpha L_{train}(w^-, \alpha)] / (2\epsilon)`, :math:`w^\pm = w \pm \epsilon v`,
+  :math:`\epsilon = 0.01 / \lVert v \rVert`, :math:`v = \nabla_{w'} L_{val}(w', \alpha)`.
+
+:math:`\xi` is the current weight learning rate unless ``search.xi`` is set.
+
+Data parallel: under ``pmap`` with ``axis_name``, every gradient and metric is averaged
+over the axis with ``lax.pmean`` before it is used, so each device holds the same w and
+alpha and the result does not depend on how the global batch is split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx, struct
+
+from actsearch.errors import UserError
+from actsearch.mixed import ArchParam
+
+ORDERS = ("first", "second", "second_fd")
+Batch = dict[str, jax.Array]
+
+
+@struct.dataclass
+class SearchState:
+  """Everything a search needs to continue exactly."""
+  step: jax.Array        # int32 scalar, steps taken
+  params: Any            # weights (nnx.Param state)
+  arch: Any              # alpha (ArchParam state)
+  rest: Any              # other variables (constants of fixed slots, ...)
+  opt_w: Any             # weight optimizer state
+  opt_a: Any             # alpha optimizer state
+  rng: jax.Array         # uint32 key data
+
+
+def split_model(model: nnx.Module):
+  """``graphdef, params, arch, rest`` of a model."""
+  return nnx.split(model, nnx.Param, ArchParam, ...)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Objective:
+  """The loss of a model graph on a batch: cross-entropy (classification) or MSE (regression)."""
+  graphdef: Any
+  task: str
+
+  def __call__(self, params, arch, rest, batch: Batch, key: jax.Array | None):
+    model = nnx.merge(self.graphdef, params, arch, rest)
+    out = model(batch["x"], key)
+    return self.loss_and_metrics(out, batch["y"])
+
+  def loss_and_metrics(self, out: jax.Array, y: jax.Array):
+    if self.task == "classification":
+      loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+      acc = jnp.mean(jnp.argmax(out, -1) == y)
+      return loss, {"loss": loss, "accuracy": acc}
+    loss = jnp.mean((out - y) ** 2)
+    return loss, {"loss": loss}
+
+
+def weight_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Cosine decay from ``lr`` to ``lr_min`` over the search (DARTS: 0.025 -> 0.001)."""
+  return optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1), alpha=cfg.lr_min / cfg.lr)
+
+
+def weight_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule):
+  """Gradient-norm clipping, L2 weight decay, then SGD with momentum (DARTS' defaults) or Adam."""
+  if cfg.optimizer == "sgd":
+    base = optax.sgd(schedule, momentum=cfg.momentum)
+  elif cfg.optimizer == "adam":
+    base = optax.adam(schedule)
+  else:
+    raise UserError(f"optim.weights.optimizer is {cfg.optimizer!r}; known: sgd, adam")
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                     optax.add_decayed_weights(cfg.weight_decay), base)
+
+
+def arch_optimizer(cfg: ml_collections.ConfigDict):
+  """Adam with L2 weight decay on alpha (DARTS: lr 3e-4, betas (0.5, 0.999), decay 1e-3)."""
+  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                     optax.adam(cfg.lr, b1=cfg.b1, b2=cfg.b2))
+
+
+def _pmean(tree, axis_name):
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def _sub(a, b, scale):
+  return jax.tree.map(lambda x, y: x - scale * y, a, b)
+
+
+def _grad_w(objective, params, arch, rest, batch, key, axis_name):
+  """Train loss gradient w.r.t. the weights, averaged over the device axis."""
+  g, metrics = jax.grad(objective, has_aux=True)(params, arch, rest, batch, key)
+  return _pmean(g, axis_name), _pmean(metrics, axis_name)
+
+
+def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
+                  val_batch: Batch, *, order: str, xi, key_train=None, key_val=None,
+                  axis_name: str | None = None):
+  """The alpha gradient of the chosen order and the train gradient it used.
+
+  Returns ``(grad_alpha, grad_w_train, train_metrics, val_metrics)``, all averaged over
+  ``axis_name``. ``grad_w_train`` is :math:`\\nabla_w L_{train}(w, \\alpha)`.
+  """
+  if order == "first":
+    g_w, train_m = _grad_w(objective, params, arch, rest, train_batch, key_train, axis_name)
+    g_a, val_m = jax.grad(objective, argnums=1, has_aux=True)(
+        params, arch, rest, val_batch, key_val)
+    return _pmean(g_a, axis_name), g_w, train_m, _pmean(val_m, axis_name)
+
+  def train_grad(a):
+    return jax.grad(objective, has_aux=True)(params, a, rest, train_batch, key_train)
+
+  if order == "second":
+    g_local, mixed_vjp, train_m = jax.vjp(train_grad, arch, has_aux=True)
+  elif order == "second_fd":
+    g_local, train_m = train_grad(arch)
+  else:
+    raise UserError(f"unknown search.order {order!r}; known: {', '.join(ORDERS)}")
+  g_w = _pmean(g_local, axis_name)
+  train_m = _pmean(train_m, axis_name)
+  w_virtual = _sub(params, g_w, xi)
+  (dw, da), val_m = jax.grad(objective, argnums=(0, 1), has_aux=True)(
+      w_virtual, arch, rest, val_batch, key_val)
+  dw, da, val_m = _pmean((dw, da, val_m), axis_name)
+  if order == "second":
+    # vjp is linear in the cotangent: the mean of the local products is the global one.
+    (h,) = mixed_vjp(dw)
+  else:
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(v)) for v in jax.tree.leaves(dw)))
+    eps = 0.01 / jnp.maximum(norm, 1e-12)
+    grad_a = jax.grad(objective, argnums=1, has_aux=True)
+    g_plus, _ = grad_a(_sub(params, dw, -eps), arch, rest, train_batch, key_train)
+    g_minus, _ = grad_a(_sub(params, dw, eps), arch, rest, train_batch, key_train)
+    h = jax.tree.map(lambda p, m: (p - m) / (2.0 * eps), g_plus, g_minus)
+  h = _pmean(h, axis_name)
+  return _sub(da, h, xi), g_w, train_m, val_m
+
+
+def unrolled_val_loss(objective: Objective, params, arch, rest, train_batch, val_batch, xi,
+                      key_train=None, key_val=None):
+  """The second-order objective :math:`L_{val}(w - \\xi \\nabla_w L_{train}(w, \\alpha), \\alpha)`.
+  """
+  g, _ = jax.grad(objective, has_aux=True)(params, arch, rest, train_batch, key_train)
+  return objective(_sub(params, g, xi), arch, rest, val_batch, key_val)[0]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepFn:
+  """A bilevel search step ``(state, train_batch, val_batch) -> (state, metrics)``."""
+  objective: Objective
+  tx_w: optax.GradientTransformation
+  tx_a: optax.GradientTransformation
+  schedule: optax.Schedule
+  order: str = "first"
+  xi: float | None = None
+  stochastic: bool = False
+  axis_name: str | None = None
+  warmup_steps: int = 0
+
+  def __call__(self, state: SearchState, train_batch: Batch, val_batch: Batch):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    k_train, k_val = jax.random.split(key) if self.stochastic else (None, None)
+    xi = self.schedule(state.step) if self.xi is None else self.xi
+    g_a, g_w, train_m, val_m = hypergradient(
+        self.objective, state.params, state.arch, state.rest, train_batch, val_batch,
+        order=self.order, xi=xi, key_train=k_train, key_val=k_val, axis_name=self.axis_name)
+    upd_w, opt_w = self.tx_w.update(g_w, state.opt_w, state.params)
+    upd_a, opt_a = self.tx_a.update(g_a, state.opt_a, state.arch)
+    arch = optax.apply_updates(state.arch, upd_a)
+    if self.warmup_steps:  # weights only during warm-up: alpha and its optimizer stay put
+      train_arch = state.step >= self.warmup_steps
+      arch, opt_a = jax.tree.map(lambda new, old: jnp.where(train_arch, new, old),
+                                 (arch, opt_a), (state.arch, state.opt_a))
+    new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, upd_w),
+                        arch=arch, opt_w=opt_w, opt_a=opt_a)
+    metrics = {**{f"train/{k}": v for k, v in train_m.items()},
+               **{f"val_batch/{k}": v for k, v in val_m.items()},
+               "train/lr": self.schedule(state.step)}
+    return new, metrics
+
+
+def init_state(model: nnx.Module, tx_w, tx_a, seed: int) -> tuple[Any, SearchState]:
+  graphdef, params, arch, rest = split_model(model)
+  state = SearchState(step=jnp.zeros((), jnp.int32), params=params, arch=arch, rest=rest,
+                      opt_w=tx_w.init(params), opt_a=tx_a.init(arch),
+                      rng=jax.random.key_data(jax.random.key(seed)))
+  return graphdef, state
+
+
+def eval_sums(objective: Objective, params, arch, rest, batch: Batch, mask: jax.Array,
+              axis_name: str | None = None):
+  """Summed loss (and correct predictions) over the unmasked examples of a batch."""
+  model = nnx.merge(objective.graphdef, params, arch, rest)
+  out = model(batch["x"], None)
+  y = batch["y"]
+  if objective.task == "classification":
+    per_ex = optax.softmax_cross_entropy_with_integer_labels(out, y)
+    sums = {"loss": jnp.sum(per_ex * mask),
+            "correct": jnp.sum((jnp.argmax(out, -1) == y) * mask)}
+  else:
+    sums = {"loss": jnp.sum(jnp.mean((out - y) ** 2, axis=-1) * mask)}
+  sums["count"] = jnp.sum(mask)
+  return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+
+
+def parallel(fn: Callable, axis_name: str = "data", donate_state: bool = True):
+  """``fn`` under ``pmap`` over all local devices; the first argument is donated."""
+  return jax.pmap(fn, axis_name=axis_name, donate_argnums=(0,) if donate_state else ())

@@ -1,0 +1,103 @@
+"""``actsearch search | export | show | candidates``: flags, then one call each.
+
+Bad input is one line on stderr and exit code 2; anything else that fails is exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from actsearch.errors import UserError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, not argparse's usage block
+    raise UserError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = _Parser(prog="actsearch", description=__doc__.splitlines()[0])
+  sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+  s = sub.add_parser("search", help="search activations; resumes when WORKDIR has a checkpoint")
+  s.add_argument("--config", required=True, help="experiments/NAME.py")
+  s.add_argument("--workdir", required=True, help="run directory, e.g. runs/NAME")
+  s.add_argument("--epochs", type=int, help="stop after this epoch (default: search.epochs)")
+  s.add_argument("--seed", type=int, help="overrides the config's seed")
+  s.add_argument("--data", help="your own data: .npz with x_train, y_train, x_test, y_test")
+  s.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                 help="override a config field; VALUE is JSON where it parses")
+  s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+  e = sub.add_parser("export", help="discretize a run's newest checkpoint to JSON")
+  e.add_argument("run_dir")
+  e.add_argument("--out", help="default: RUN_DIR/architecture.json")
+
+  sh = sub.add_parser("show", help="print an architecture.json as a table")
+  sh.add_argument("file")
+
+  sub.add_parser("candidates", help="list the registered candidate activations")
+  return p
+
+
+def _search(args) -> None:
+  from actsearch import configs, search
+
+  cfg = configs.load_config(args.config)
+  configs.apply_overrides(cfg, args.set)
+  if args.seed is not None:
+    cfg.seed = args.seed
+  if args.data is not None and not os.path.isfile(args.data):
+    raise UserError(f"data file not found: {args.data}")
+  arch = search.run(cfg, args.workdir, stop_epoch=args.epochs, data_path=args.data,
+                    progress=not args.no_progress)
+  from actsearch import architecture
+  print(architecture.table(arch))
+  print(f"wrote {os.path.join(args.workdir, 'architecture.json')}")
+
+
+def _export(args) -> None:
+  from actsearch import architecture, search
+
+  arch = search.export(args.run_dir, args.out)
+  print(architecture.table(arch))
+  print(f"wrote {args.out or os.path.join(args.run_dir, 'architecture.json')}")
+
+
+def _show(args) -> None:
+  from actsearch import architecture
+
+  print(architecture.table(architecture.load(args.file)))
+
+
+def _candidates(args) -> None:
+  from actsearch import activations
+
+  rows = [(c.name, c.formula) for c in activations.all_candidates()]
+  width = max(len(n) for n, _ in rows)
+  for name, formula in rows:
+    print(f"{name.ljust(width)}  {formula}")
+
+
+COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _candidates}
+
+
+def main(argv: list[str] | None = None) -> int:
+  try:
+    args = _parser().parse_args(argv)
+    COMMANDS[args.command](args)
+  except UserError as e:
+    print(f"actsearch: error: {e}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+  except KeyboardInterrupt:
+    print("actsearch: interrupted; the newest checkpoint is kept", file=sys.stderr)
+    return EXIT_FAILURE
+  return EXIT_OK
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,183 @@
+"""Configs: the shared defaults, loading ``experiments/NAME.py``, ``--set`` overrides, checks.
+
+An experiment file defines ``get_config()`` returning an ``ml_collections.ConfigDict``;
+it usually starts from ``base_config()`` and changes what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+
+import ml_collections
+from ml_collections import config_dict
+
+from actsearch import activations, relaxations
+from actsearch.bilevel import ORDERS
+from actsearch.errors import UserError
+from actsearch.mixed import GRANULARITIES
+
+DEFAULT_CANDIDATES = ["relu", "gelu", "silu", "tanh", "sin", "elu", "softplus", "gaussian"]
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every search experiment (DARTS' optimizer settings)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "mnist1d"          # mnist1d | digits | npz (then data.path or --data)
+  c.data.path = ""                 # .npz file with x_train, y_train, x_test, y_test[, x_val, y_val]
+  c.data.num_samples = 5000        # mnist1d: examples generated (80% train, 20% test)
+  c.data.data_seed = 42            # the dataset generator's seed (fixed: same data every run)
+  c.data.val_fraction = 0.5        # share of the training data held out as the search's val split
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "mlp"             # mlp | cnn1d
+  c.model.widths = [64, 64]        # hidden widths (mlp) or channels (cnn1d); one slot each
+
+  c.search = ml_collections.ConfigDict()
+  c.search.epochs = 50             # length of the search; the lr schedule spans it
+  c.search.warmup_epochs = 0       # epochs that train the weights only, alpha frozen
+  c.search.batch_size = 64         # global batch, for the train and the val batch alike
+  c.search.candidates = list(DEFAULT_CANDIDATES)
+  c.search.order = "first"         # first | second (exact) | second_fd (DARTS' approximation)
+  c.search.xi = config_dict.placeholder(float)  # virtual step size; unset: the weight lr
+  c.search.relaxation = "softmax"  # softmax | gumbel | sigmoid | dirichlet
+  c.search.temperature = 1.0       # relaxation temperature T
+  c.search.granularity = "layer"   # layer | channel
+  c.search.fused = True            # fused mixed-activation kernel where candidates allow it
+  c.search.eval_batch_size = 500   # batch for evaluating the supernet on the val split
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.weights = ml_collections.ConfigDict()
+  c.optim.weights.optimizer = "sgd"  # sgd (with momentum) | adam
+  c.optim.weights.lr = 0.025       # cosine decay from lr to lr_min
+  c.optim.weights.lr_min = 0.001
+  c.optim.weights.momentum = 0.9
+  c.optim.weights.weight_decay = 3e-4
+  c.optim.weights.grad_clip = 5.0
+  c.optim.arch = ml_collections.ConfigDict()
+  c.optim.arch.lr = 3e-4           # Adam on alpha
+  c.optim.arch.b1 = 0.5
+  c.optim.arch.b2 = 0.999
+  c.optim.arch.weight_decay = 1e-3
+  return c
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """Runs ``get_config()`` of an experiment file."""
+  if not os.path.isfile(path):
+    raise UserError(f"config file not found: {path}")
+  spec = importlib.util.spec_from_file_location(
+      f"actsearch_experiment_{abs(hash(os.path.abspath(path)))}", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise UserError(f"{path}: syntax error at line {e.lineno}: {e.msg}") from None
+  except Exception as e:  # noqa: BLE001 - any failure of user code is bad input
+    raise UserError(f"{path}: failed to load ({type(e).__name__}: {e})") from None
+  if not hasattr(module, "get_config"):
+    raise UserError(f"{path} defines no get_config()")
+  cfg = module.get_config()
+  if not isinstance(cfg, ml_collections.ConfigDict):
+    raise UserError(f"{path}: get_config() must return an ml_collections.ConfigDict")
+  return cfg
+
+
+def _leaf_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  keys = []
+  for k, v in cfg.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      keys += _leaf_keys(v, f"{prefix}{k}.")
+    else:
+      keys.append(f"{prefix}{k}")
+  return keys
+
+
+def _parse_value(text: str):
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError:
+    return text
+
+
+def _same_kind(old, new) -> bool:
+  if isinstance(old, bool) or isinstance(new, bool):
+    return isinstance(old, bool) and isinstance(new, bool)
+  if isinstance(old, float):
+    return isinstance(new, (int, float))
+  if isinstance(old, (list, tuple)):
+    return isinstance(new, list) and (not old or all(_same_kind(old[0], x) for x in new))
+  return isinstance(new, type(old))
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, sets: Sequence[str]) -> None:
+  """Applies ``key.path=value`` overrides; VALUE is JSON where it parses, else a string."""
+  for item in sets:
+    if "=" not in item:
+      raise UserError(f"--set expects key.path=value, got {item!r}")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    keys = _leaf_keys(cfg)
+    if key not in keys:
+      raise UserError(f"--set: unknown config key {key!r}; valid keys: {', '.join(keys)}")
+    value = _parse_value(text)
+    *parents, leaf = key.split(".")
+    node = cfg
+    for p in parents:
+      node = node[p]
+    old = node[leaf]
+    if old is None:  # a placeholder: ConfigDict itself checks the declared type
+      try:
+        node[leaf] = value
+      except TypeError:
+        raise UserError(f"--set {key}: wrong type for value {text!r}") from None
+      continue
+    if not _same_kind(old, value):
+      raise UserError(f"--set {key}: expected {type(old).__name__} like {json.dumps(old)}, "
+                      f"got {text!r}")
+    if isinstance(old, float):
+      value = float(value)
+    node[leaf] = value
+
+
+def check(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects values no search can run with, naming the key."""
+  s = cfg.search
+  activations.resolve(list(s.candidates))
+  relaxations.get(s.relaxation)
+  if s.order not in ORDERS:
+    raise UserError(f"search.order is {s.order!r}; known: {', '.join(ORDERS)}")
+  if s.granularity not in GRANULARITIES:
+    raise UserError(f"search.granularity is {s.granularity!r}; known: {', '.join(GRANULARITIES)}")
+  if not isinstance(s.warmup_epochs, int) or not 0 <= s.warmup_epochs < s.epochs:
+    raise UserError(f"search.warmup_epochs must be an integer in [0, search.epochs), "
+                    f"got {s.warmup_epochs!r}")
+  for key, value in (("search.epochs", s.epochs), ("search.batch_size", s.batch_size),
+                     ("search.eval_batch_size", s.eval_batch_size)):
+    if not isinstance(value, int) or value < 1:
+      raise UserError(f"{key} must be a positive integer, got {value!r}")
+  if s.temperature <= 0:
+    raise UserError(f"search.temperature must be positive, got {s.temperature}")
+  if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
+    raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
+
+
+def to_json(cfg: ml_collections.ConfigDict) -> dict:
+  return json.loads(cfg.to_json())
+
+
+def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+  """Dotted keys whose values differ between two nested dicts."""
+  out = []
+  for k in sorted(set(a) | set(b)):
+    va, vb = a.get(k), b.get(k)
+    if isinstance(va, dict) and isinstance(vb, dict):
+      out += diff_keys(va, vb, f"{prefix}{k}.")
+    elif va != vb:
+      out.append(f"{prefix}{k}")
+  return out

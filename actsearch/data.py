@@ -1,0 +1,188 @@
+"""Datasets -> train / val / test splits (numpy), batching, and sharding over devices.
+
+The search sees only ``train`` (weights) and ``val`` (alpha); ``test`` is kept for
+retraining and reporting. Labels decide the task: integer labels are classification
+(cross-entropy), float targets are regression (mean squared error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+
+import ml_collections
+import numpy as np
+
+from actsearch.errors import UserError
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_val: np.ndarray
+  y_val: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  task: str
+  num_outputs: int
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return tuple(self.x_train.shape[1:])
+
+  def describe(self) -> dict:
+    return {"task": self.task, "num_outputs": self.num_outputs,
+            "input_shape": list(self.input_shape), "train": len(self.x_train),
+            "val": len(self.x_val), "test": len(self.x_test)}
+
+
+def mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, np.ndarray]:
+  """MNIST-1D (Greydanus 2020), generated offline by ``mnist1d.data.make_dataset``."""
+  from mnist1d import data as m1d  # imported lazily: it pulls in requests and pickle helpers
+
+  args = m1d.get_dataset_args()
+  args.num_samples = int(num_samples)
+  args.seed = int(seed)
+  state = np.random.get_state()  # make_dataset reseeds numpy's global generator
+  try:
+    ds = m1d.make_dataset(args)
+  finally:
+    np.random.set_state(state)
+  return {"x_train": ds["x"], "y_train": ds["y"], "x_test": ds["x_test"], "y_test": ds["y_test"]}
+
+
+def digits(seed: int = 0) -> dict[str, np.ndarray]:
+  """scikit-learn's 8x8 digits (shipped with the package), 80/20 train/test, scaled to [0, 1]."""
+  from sklearn.datasets import load_digits
+
+  d = load_digits()
+  perm = np.random.default_rng(seed).permutation(len(d.target))
+  x, y = d.data[perm] / 16.0, d.target[perm]
+  cut = int(0.8 * len(y))
+  return {"x_train": x[:cut], "y_train": y[:cut], "x_test": x[cut:], "y_test": y[cut:]}
+
+
+_REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+  """The user's data: ``x_train, y_train, x_test, y_test`` and optionally ``x_val, y_val``."""
+  if not os.path.isfile(path):
+    raise UserError(f"data file not found: {path}")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: np.asarray(f[k]) for k in f.files}
+  except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    raise UserError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+  missing = [k for k in _REQUIRED if k not in arrays]
+  if missing:
+    raise UserError(f"{path} lacks arrays {', '.join(missing)} "
+                    f"(it has {', '.join(sorted(arrays)) or 'none'})")
+  if ("x_val" in arrays) != ("y_val" in arrays):
+    raise UserError(f"{path} must hold both x_val and y_val, or neither")
+  return {k: arrays[k] for k in (*_REQUIRED, "x_val", "y_val") if k in arrays}
+
+
+def _task(arrays: dict[str, np.ndarray]) -> str:
+  kinds = {arrays[k].dtype.kind for k in arrays if k.startswith("y_")}
+  if kinds <= {"i", "u"}:
+    return CLASSIFICATION
+  if kinds <= {"f"}:
+    return REGRESSION
+  raise UserError("labels must all be integers (classification) or all floats (regression), "
+                  f"got dtype kinds {sorted(kinds)}")
+
+
+def _check(arrays: dict[str, np.ndarray], task: str, source: str) -> None:
+  for split in ("train", "val", "test"):
+    if f"x_{split}" not in arrays:
+      continue
+    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    if x.dtype.kind not in "fiub":
+      raise UserError(f"{source}: x_{split} must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or len(x) == 0:
+      raise UserError(f"{source}: x_{split} must have shape [examples, features...], "
+                      f"got {list(x.shape)}")
+    if len(y) != len(x):
+      raise UserError(f"{source}: x_{split} has {len(x)} examples but y_{split} has {len(y)}")
+    if task == CLASSIFICATION and (y.ndim != 1 or (y < 0).any()):
+      raise UserError(f"{source}: y_{split} must be a vector of class indices >= 0")
+    if task == REGRESSION and y.ndim > 2:
+      raise UserError(f"{source}: y_{split} must have shape [examples] or [examples, outputs]")
+    if not np.isfinite(x).all() or (task == REGRESSION and not np.isfinite(y).all()):
+      raise UserError(f"{source}: {split} split holds NaN or infinite values")
+  shapes = {arrays[k].shape[1:] for k in arrays if k.startswith("x_")}
+  if len(shapes) != 1:
+    raise UserError(f"{source}: the x arrays disagree in shape: {sorted(map(list, shapes))}")
+  if task == REGRESSION:
+    out = {1 if arrays[k].ndim == 1 else arrays[k].shape[1] for k in arrays if k.startswith("y_")}
+    if len(out) != 1:
+      raise UserError(f"{source}: the y arrays disagree in their number of outputs")
+
+
+def make_splits(arrays: dict[str, np.ndarray], val_fraction: float, seed: int,
+                source: str) -> Splits:
+  """Validates the arrays and, without ``x_val``, splits train into train and val."""
+  task = _task(arrays)
+  _check(arrays, task, source)
+  arrays = dict(arrays)
+  if "x_val" not in arrays:
+    if not 0.0 < val_fraction < 1.0:
+      raise UserError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
+    n = len(arrays["x_train"])
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    if n_val < 1 or n_val >= n:
+      raise UserError(f"{source}: {n} training examples are too few to split off a val set")
+    tr, va = perm[n_val:], perm[:n_val]
+    x, y = arrays["x_train"], arrays["y_train"]
+    arrays.update(x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
+  if task == CLASSIFICATION:
+    ys = {k: arrays[k].astype(np.int32) for k in arrays if k.startswith("y_")}
+    num_outputs = int(max(int(v.max()) for v in ys.values())) + 1
+  else:
+    ys = {k: arrays[k].astype(np.float32).reshape(len(arrays[k]), -1)
+          for k in arrays if k.startswith("y_")}
+    num_outputs = ys["y_train"].shape[1]
+  xs = {k: arrays[k].astype(np.float32) for k in arrays if k.startswith("x_")}
+  return Splits(task=task, num_outputs=num_outputs, **xs, **ys)
+
+
+def load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None = None) -> Splits:
+  """The splits a config (or ``--data FILE.npz``, which wins) asks for."""
+  if path:
+    return make_splits(load_npz(path), data_cfg.val_fraction, seed, path)
+  name = data_cfg.name
+  if name == "mnist1d":
+    arrays = mnist1d(data_cfg.get("num_samples", 5000), data_cfg.get("data_seed", 42))
+  elif name == "digits":
+    arrays = digits(data_cfg.get("data_seed", 0))
+  elif name == "npz":
+    if not data_cfg.get("path"):
+      raise UserError("this experiment needs data: pass --data FILE.npz")
+    return make_splits(load_npz(data_cfg.path), data_cfg.val_fraction, seed, data_cfg.path)
+  else:
+    raise UserError(f"unknown data.name {name!r}; known: mnist1d, digits, npz")
+  return make_splits(arrays, data_cfg.val_fraction, seed, name)
+
+
+def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+  """Example indices of one epoch, ``[steps, batch_size]``; the last partial batch is dropped.
+
+  The order is a function of (seed, epoch) alone, so a resumed run sees the same batches.
+  """
+  steps = n // batch_size
+  perm = np.random.default_rng([seed, epoch]).permutation(n)
+  return perm[: steps * batch_size].reshape(steps, batch_size)
+
+
+def shard(x: np.ndarray, num_shards: int) -> np.ndarray:
+  """``[batch, ...] -> [num_shards, batch // num_shards, ...]`` for ``pmap``."""
+  if x.shape[0] % num_shards:
+    raise UserError(f"batch size {x.shape[0]} is not divisible by {num_shards} devices")
+  return x.reshape(num_shards, x.shape[0] // num_shards, *x.shape[1:])

@@ -1,0 +1,8 @@
+"""The one error type that means "the user gave bad input" (exit code 2)."""
+
+
+class UserError(ValueError):
+  """Bad input: unknown candidate, malformed config, JSON or data file, wrong shapes.
+
+  The CLI prints ``str(error)`` as one line on stderr and exits with code 2.
+  """

@@ -1,0 +1,123 @@
+r"""The searchable activation slot.
+
+A ``MixedActivation`` holds architecture parameters alpha (their own variable type,
+``ArchParam``, which ``nnx.Param`` filters never match, so the weight optimizer
+never sees them) and computes
+
+.. math::  y = \sum_{k=1}^{K} w_k \, f_k(x;\theta_k), \qquad w = \mathrm{relax}(\alpha)
+
+per layer (alpha of shape ``[K]``) or per channel (``[C, K]``, the last axis of x is
+the channel axis). Parameters theta_k of parametric candidates are ordinary weights
+(``nnx.Param``). A ``FixedActivation`` is the discretized slot used for retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from actsearch import activations, relaxations
+from actsearch.errors import UserError
+
+GRANULARITIES = ("layer", "channel")
+
+
+class ArchParam(nnx.Variable):
+  """Architecture parameters alpha; updated only by the arch optimizer on the val split."""
+
+
+def mix_reference(x: jax.Array, weights: jax.Array, candidates: Sequence[activations.Candidate],
+                  params: Mapping[str, Mapping[str, jax.Array]]) -> jax.Array:
+  r"""The plain mixture :math:`\sum_k w_{\ldots k} f_k(x)`; weights ``[K]`` or ``[C, K]``."""
+  out = jnp.zeros_like(x)
+  for k, cand in enumerate(candidates):
+    out = out + weights[..., k] * cand.fn(x, **params.get(cand.name, {}))
+  return out
+
+
+def mix(x: jax.Array, weights: jax.Array, candidates: Sequence[activations.Candidate],
+        params: Mapping[str, Mapping[str, jax.Array]], use_fused: bool = True) -> jax.Array:
+  """The mixture of a slot."""
+  del use_fused
+  return mix_reference(x, weights, candidates, params)
+
+
+def _param_attr(cand: str, pname: str) -> str:
+  return f"p_{cand}__{pname}"
+
+
+class _Slot(nnx.Module):
+  """Shared part of mixed and fixed slots: the learnable parameters of parametric candidates."""
+
+  def _init_params(self, candidates, channels, granularity):
+    shape = (channels,) if granularity == "channel" else ()
+    for cand in candidates:
+      for pname, init in cand.params.items():
+        setattr(self, _param_attr(cand.name, pname), nnx.Param(jnp.full(shape, init, jnp.float32)))
+
+  def candidate_params(self) -> dict[str, dict[str, jax.Array]]:
+    """``{candidate: {param: value}}`` for the parametric candidates of this slot."""
+    return {c.name: {p: getattr(self, _param_attr(c.name, p))[...] for p in c.params}
+            for c in self.candidates if c.params}
+
+
+class MixedActivation(_Slot):
+  """A searchable slot: a relaxed mixture of K candidate activations."""
+
+  def __init__(self, candidate_names: Sequence[str], *, channels: int,
+               granularity: str = "layer", relaxation: str = "softmax",
+               temperature: float = 1.0, use_fused: bool = True, alpha_init_std: float = 1e-3,
+               rngs: nnx.Rngs):
+    if granularity not in GRANULARITIES:
+      raise UserError(f"unknown granularity {granularity!r}; known: {', '.join(GRANULARITIES)}")
+    self.candidates = activations.resolve(candidate_names)
+    self.relaxation = relaxation
+    self.relax_fn = relaxations.get(relaxation)
+    self.temperature = float(temperature)
+    self.granularity = granularity
+    self.use_fused = use_fused
+    k = len(self.candidates)
+    shape = (channels, k) if granularity == "channel" else (k,)
+    # DARTS initialises alpha with 1e-3 * N(0, 1): near-uniform weights, symmetry broken.
+    self.alpha = ArchParam(alpha_init_std * jax.random.normal(rngs.params(), shape))
+    self._init_params(self.candidates, channels, granularity)
+
+  def weights(self, key: jax.Array | None = None) -> jax.Array:
+    return self.relax_fn(self.alpha[...], key, self.temperature)
+
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    return mix(x, self.weights(key), self.candidates, self.candidate_params(), self.use_fused)
+
+
+class FixedActivation(_Slot):
+  """A discretized slot: one candidate per layer, or one per channel."""
+
+  def __init__(self, choice: str | Sequence[str], *, channels: int,
+               params: Mapping[str, Mapping[str, float]] | None = None):
+    per_channel = not isinstance(choice, str)
+    names = list(dict.fromkeys(choice)) if per_channel else [choice]
+    self.candidates = activations.resolve(names)
+    self.per_channel = per_channel
+    granularity = "channel" if per_channel else "layer"
+    self._init_params(self.candidates, channels, granularity)
+    for cand_name, values in (params or {}).items():
+      for pname, value in values.items():
+        attr = _param_attr(cand_name, pname)
+        if not hasattr(self, attr):
+          raise UserError(f"parameter {cand_name}.{pname} does not belong to a chosen candidate")
+        var = getattr(self, attr)
+        var[...] = jnp.broadcast_to(jnp.asarray(value, jnp.float32), var[...].shape)
+    if per_channel:
+      if len(choice) != channels:
+        raise UserError(f"{len(choice)} channel choices for a slot of {channels} channels")
+      self.onehot = nnx.Variable(jax.nn.one_hot([names.index(c) for c in choice], len(names)))
+
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    del key
+    if not self.per_channel:
+      cand = self.candidates[0]
+      return cand.fn(x, **self.candidate_params().get(cand.name, {}))
+    return mix_reference(x, self.onehot[...], self.candidates, self.candidate_params())

@@ -1,0 +1,22 @@
+"""An MLP for your own data: classification (integer labels) or regression (float targets).
+
+Run:  actsearch search --config experiments/mlp.py --data FILE.npz --workdir runs/mine \
+          --set model.widths=[64,64]
+FILE.npz holds x_train, y_train, x_test, y_test and optionally x_val, y_val.
+"""
+
+from actsearch.configs import base_config
+
+
+def get_config():
+  c = base_config()
+  c.data.name = "npz"              # needs --data FILE.npz (or data.path)
+  c.model.name = "mlp"
+  c.model.widths = [64, 64]
+  c.search.epochs = 60
+  c.search.batch_size = 64
+  # Small data and small networks: a larger weight lr than DARTS' 0.025, and an alpha lr
+  # that lets the mixture commit within the search (DARTS' 3e-4 barely moves alpha here).
+  c.optim.weights.lr = 0.1
+  c.optim.arch.lr = 0.01
+  return c

@@ -1,0 +1,20 @@
+"""MNIST-1D, the paper's 1-D CNN (3 conv layers, 25 channels): which activation per layer?
+
+Run:  make search            (or: actsearch search --config experiments/mnist1d_cnn.py \
+                                    --workdir runs/mnist1d_cnn)
+Quick local check:  make search ARGS="--epochs 2"
+"""
+
+from actsearch.configs import base_config
+
+
+def get_config():
+  c = base_config()
+  c.data.name = "mnist1d"
+  c.data.num_samples = 10000       # 8000 train (4000 for weights, 4000 for alpha), 2000 test
+  c.model.name = "cnn1d"
+  c.model.widths = [25, 25, 25]    # channels of the three convolutions
+  c.model.kernel_sizes = [5, 3, 3]
+  c.search.epochs = 100
+  c.search.batch_size = 64
+  return c
