@@ -36,7 +36,7 @@ def discretize_slot(name: str, weights: np.ndarray, candidates: Sequence[str],
     layer["channel_choices"] = [candidates[int(i)] for i in np.argmax(weights, -1)]
     chosen = set(layer["channel_choices"])
   layer["params"] = {c: {p: np.asarray(v).tolist() for p, v in ps.items()}
-                     for c, ps in params.items() if c in chosen}
+                     for c, ps in params.items() if c in chosen and ps}
   return layer
 
 

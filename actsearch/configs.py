@@ -6,6 +6,7 @@ it usually starts from ``base_config()`` and changes what it needs.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
@@ -124,7 +125,9 @@ def apply_overrides(cfg: ml_collections.ConfigDict, sets: Sequence[str]) -> None
     key = key.strip()
     keys = _leaf_keys(cfg)
     if key not in keys:
-      raise UserError(f"--set: unknown config key {key!r}; valid keys: {', '.join(keys)}")
+      close = difflib.get_close_matches(key, keys, n=1)
+      hint = f" (did you mean {close[0]}?)" if close else ""
+      raise UserError(f"--set: unknown config key {key!r}{hint}; valid keys: {', '.join(keys)}")
     value = _parse_value(text)
     *parents, leaf = key.split(".")
     node = cfg

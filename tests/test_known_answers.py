@@ -1,0 +1,37 @@
+"""Known answers: the search finds the activation of a teacher network.
+
+Regression data come from a one-hidden-layer teacher whose activation is sin (and,
+separately, gaussian); ``experiments/mlp.py`` with one hidden layer searches over the
+default candidates through ``--data FILE.npz``. The exported choice must be the teacher's
+activation for at least 4 of 5 seeds.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from actsearch import cli, configs
+from teacher import teacher_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEEDS = range(5)
+
+
+@pytest.mark.parametrize("teacher", ["sin", "gaussian"])
+def test_search_recovers_the_teacher_activation(teacher, tmp_path):
+  assert teacher in configs.DEFAULT_CANDIDATES
+  choices = []
+  for seed in SEEDS:
+    path = tmp_path / f"{teacher}{seed}.npz"
+    np.savez(path, **teacher_data(teacher, seed))
+    workdir = tmp_path / f"run{seed}"
+    rc = cli.main(["search", "--config", os.path.join(ROOT, "experiments/mlp.py"),
+                   "--data", str(path), "--workdir", str(workdir), "--seed", str(seed),
+                   "--set", "model.widths=[8]", "--no-progress"])
+    assert rc == 0
+    arch = json.loads((workdir / "architecture.json").read_text())
+    assert arch["data"]["task"] == "regression" and len(arch["layers"]) == 1
+    choices.append(arch["layers"][0]["choice"])
+  assert sum(c == teacher for c in choices) >= 4, choices

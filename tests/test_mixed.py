@@ -1,0 +1,110 @@
+"""Relaxations, the mixed slot and its alpha variable type."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from actsearch import models, relaxations
+from actsearch.errors import UserError
+from actsearch.mixed import ArchParam, FixedActivation, MixedActivation, mix_reference
+
+ALPHA = jnp.array([[0.3, -1.2, 0.8, 0.0], [2.0, 0.1, -0.5, 0.4]])
+
+
+@pytest.mark.parametrize("name", sorted(relaxations.RELAXATIONS))
+def test_relaxations_give_valid_weights(name):
+  fn = relaxations.get(name)
+  w = fn(ALPHA, None, 1.0)
+  assert w.shape == ALPHA.shape
+  assert bool(jnp.all(w >= 0)) and bool(jnp.all(w <= 1))
+  if name != "sigmoid":
+    np.testing.assert_allclose(np.asarray(w.sum(-1)), 1.0, rtol=1e-6)
+  g = jax.grad(lambda a: jnp.sum(fn(a, jax.random.key(1), 1.0) * jnp.arange(4.0)))(ALPHA)
+  assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).sum()) > 0
+
+
+def test_softmax_is_the_darts_formula_and_temperature_sharpens():
+  w = relaxations.softmax(ALPHA[0])
+  e = np.exp(np.asarray(ALPHA[0]))
+  np.testing.assert_allclose(np.asarray(w), e / e.sum(), rtol=1e-6)
+  assert float(relaxations.softmax(ALPHA[0], None, 0.1).max()) > float(w.max())
+
+
+@pytest.mark.parametrize("name", sorted(relaxations.STOCHASTIC))
+def test_stochastic_relaxations_sample_with_a_key_and_not_without(name):
+  fn = relaxations.get(name)
+  a, b = fn(ALPHA, jax.random.key(0)), fn(ALPHA, jax.random.key(1))
+  assert not np.allclose(np.asarray(a), np.asarray(b))
+  np.testing.assert_array_equal(np.asarray(fn(ALPHA)), np.asarray(fn(ALPHA)))
+
+
+def test_unknown_relaxation_is_a_user_error():
+  with pytest.raises(UserError, match="known: softmax"):
+    relaxations.get("sparsemax")
+
+
+def test_entropy_is_log_k_for_uniform_weights():
+  assert float(relaxations.entropy(jnp.full((5,), 0.2))) == pytest.approx(np.log(5), rel=1e-6)
+
+
+CANDS = ["relu", "tanh", "sin", "gaussian", "prelu"]
+
+
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_mixed_activation_is_the_weighted_sum(granularity):
+  slot = MixedActivation(CANDS, channels=3, granularity=granularity, rngs=nnx.Rngs(0))
+  slot.alpha[...] = jax.random.normal(jax.random.key(2), slot.alpha[...].shape)
+  x = jax.random.normal(jax.random.key(3), (7, 3))
+  w = np.asarray(jax.nn.softmax(slot.alpha[...], -1))
+  xn = np.asarray(x)
+  want = (w[..., 0] * np.maximum(xn, 0) + w[..., 1] * np.tanh(xn) + w[..., 2] * np.sin(xn)
+          + w[..., 3] * np.exp(-xn ** 2) + w[..., 4] * np.where(xn >= 0, xn, 0.25 * xn))
+  np.testing.assert_allclose(np.asarray(slot(x)), want, rtol=1e-5, atol=1e-6)
+  assert slot.alpha[...].shape == ((3, 5) if granularity == "channel" else (5,))
+
+
+def test_alpha_is_its_own_variable_type_and_not_a_weight():
+  slot = MixedActivation(CANDS, channels=4, rngs=nnx.Rngs(0))
+  params = nnx.state(slot, nnx.Param)
+  arch = nnx.state(slot, ArchParam)
+  assert not issubclass(ArchParam, nnx.Param)
+  assert [p[-1] for p, _ in nnx.to_flat_state(arch)] == ["alpha"]
+  assert "alpha" not in {p[-1] for p, _ in nnx.to_flat_state(params)}
+  assert "p_prelu__slope" in {p[-1] for p, _ in nnx.to_flat_state(params)}
+
+
+def test_fixed_activation_applies_its_choice_and_learned_params():
+  x = jnp.linspace(-2, 2, 9)[:, None]
+  fixed = FixedActivation("prelu", channels=1, params={"prelu": {"slope": 0.1}})
+  np.testing.assert_allclose(np.asarray(fixed(x)), np.where(x >= 0, x, 0.1 * x), rtol=1e-6)
+  per_channel = FixedActivation(["relu", "sin", "relu"], channels=3)
+  x3 = jnp.linspace(-2, 2, 12).reshape(4, 3)
+  want = np.stack([np.maximum(x3[:, 0], 0), np.sin(x3[:, 1]), np.maximum(x3[:, 2], 0)], 1)
+  np.testing.assert_allclose(np.asarray(per_channel(x3)), want, rtol=1e-6)
+
+
+def test_backbones_name_their_slots_and_run():
+  import ml_collections
+  rngs = nnx.Rngs(0)
+  cfg = ml_collections.ConfigDict({"name": "cnn1d", "widths": [25, 25, 25],
+                                   "kernel_sizes": [5, 3, 3]})
+  slot = models.search_slots(["relu", "sin"], "softmax", "layer", rngs)
+  cnn = models.build(cfg, (40,), 10, slot, rngs)
+  assert [n for n, _ in models.slots(cnn)] == ["block0/act", "block1/act", "block2/act"]
+  assert cnn(jnp.zeros((2, 40))).shape == (2, 10)
+  mlp_cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [8]})
+  mlp = models.build(mlp_cfg, (4,), 1, models.uniform_slots("relu"), rngs)
+  assert mlp(jnp.zeros((3, 4))).shape == (3, 1)
+  assert isinstance(models.slots(mlp)[0][1], FixedActivation)
+
+
+def test_mix_reference_matches_manual_sum_for_channel_weights():
+  from actsearch import activations
+  cands = activations.resolve(["relu", "sin"])
+  w = jnp.array([[1.0, 0.0], [0.25, 0.75]])
+  x = jnp.array([[-1.0, 2.0], [0.5, -0.5]])
+  got = mix_reference(x, w, cands, {})
+  want = np.array([[0.0, 0.25 * 2 + 0.75 * np.sin(2.0)], [0.5, 0.75 * np.sin(-0.5)]])
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)

@@ -1,0 +1,141 @@
+"""The search end to end, in a temporary workdir: files, TensorBoard events, resume, export."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from actsearch import architecture, cli, configs
+from actsearch.checkpoint import Checkpointer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--set", "data.num_samples=600", "--set", "model.widths=[16,12]",
+        "--set", "search.batch_size=32", "--set", "search.epochs=3", "--no-progress"]
+
+
+def search(workdir, *extra):
+  return cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),
+                   "--workdir", str(workdir), *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  assert search(workdir, "--epochs", "2") == 0
+  return workdir
+
+
+def test_run_directory_holds_config_checkpoint_events_and_architecture(run_dir):
+  names = set(os.listdir(run_dir))
+  assert {"config.json", "architecture.json", "checkpoints", "metrics.jsonl"} <= names
+  assert any(n.startswith("events.out.tfevents") for n in names)
+  assert Checkpointer(str(run_dir / "checkpoints"), read_only=True).latest_epoch() == 2
+  cfg = json.loads((run_dir / "config.json").read_text())
+  assert cfg["model"]["widths"] == [16, 12] and cfg["search"]["epochs"] == 3
+  arch = architecture.load(str(run_dir / "architecture.json"))
+  assert arch["schema"] == "actsearch.architecture/v1"
+  assert [layer["name"] for layer in arch["layers"]] == ["block0/act", "block1/act"]
+  assert arch["candidates"] == configs.DEFAULT_CANDIDATES
+  for layer in arch["layers"]:
+    assert layer["choice"] == max(layer["weights"], key=layer["weights"].get)
+    assert sum(layer["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+  assert 0.0 < arch["metrics"]["val_accuracy"] <= 1.0 and arch["seed"] == 0
+  assert arch["data"]["task"] == "classification" and arch["data"]["train"] == 240
+
+
+def test_tensorboard_reads_the_events_with_the_contract_tags(run_dir):
+  acc = event_accumulator.EventAccumulator(str(run_dir))
+  acc.Reload()
+  tags = set(acc.Tags()["scalars"])
+  assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy"} <= tags
+  for slot in ("block0/act", "block1/act"):
+    for cand in configs.DEFAULT_CANDIDATES:
+      assert f"arch/{slot}/{cand}" in tags
+    assert f"arch/{slot}/entropy" in tags
+  steps = [e.step for e in acc.Scalars("train/loss")]
+  assert steps == list(range(1, 15))  # 7 steps per epoch, 2 epochs
+  assert len(acc.Scalars("val/accuracy")) == 2
+  final = {k: acc.Scalars(f"arch/block0/act/{k}")[-1].value for k in configs.DEFAULT_CANDIDATES}
+  arch = json.loads((run_dir / "architecture.json").read_text())
+  for k, v in final.items():
+    assert v == pytest.approx(arch["layers"][0]["weights"][k], abs=1e-6)
+
+
+def test_metrics_jsonl_has_one_line_per_step_and_epoch(run_dir):
+  lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in lines if "train/loss" in r] == list(range(1, 15))
+  assert [r["step"] for r in lines if "val/accuracy" in r] == [7, 14]
+
+
+def _weights(workdir):
+  arch = json.loads((workdir / "architecture.json").read_text())
+  return np.array([[layer["weights"][c] for c in arch["candidates"]] for layer in arch["layers"]])
+
+
+def _state(workdir):
+  from actsearch import search as search_mod
+  cfg = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
+  configs.apply_overrides(cfg, [TINY[i + 1] for i in range(0, len(TINY) - 1, 2)])
+  su = search_mod.setup(cfg)
+  state, record = Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)
+  return state, record
+
+
+def test_resume_continues_exactly(run_dir, tmp_path):
+  resumed = tmp_path / "resumed"
+  assert search(resumed, "--epochs", "1") == 0
+  assert Checkpointer(str(resumed / "checkpoints"), read_only=True).latest_epoch() == 1
+  assert search(resumed, "--epochs", "2") == 0
+  np.testing.assert_allclose(_weights(resumed), _weights(run_dir), atol=1e-6, rtol=0)
+  a, rec_a = _state(resumed)
+  b, rec_b = _state(run_dir)
+  assert rec_a["epoch"] == rec_b["epoch"] == 2 and int(a.step) == int(b.step) == 14
+  import jax
+  for x, y in zip(jax.tree.leaves((a.params, a.arch, a.opt_w, a.opt_a)),
+                  jax.tree.leaves((b.params, b.arch, b.opt_w, b.opt_a))):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6, rtol=0)
+  events = [n for n in os.listdir(resumed) if n.startswith("events.out")]
+  assert len(events) == 2  # one events file per invocation, TensorBoard merges them
+
+
+def test_resume_with_a_different_config_is_refused_and_changes_nothing(run_dir, capsys):
+  before = {n: (run_dir / n).read_bytes() for n in ("config.json", "architecture.json")}
+  assert search(run_dir, "--set", "search.order=second") == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "different config (search.order)" in err[0]
+  assert {n: (run_dir / n).read_bytes() for n in before} == before
+
+
+def test_export_rebuilds_the_architecture_from_the_checkpoint(run_dir, tmp_path, capsys):
+  out = tmp_path / "exported.json"
+  assert cli.main(["export", str(run_dir), "--out", str(out)]) == 0
+  exported = json.loads(out.read_text())
+  original = json.loads((run_dir / "architecture.json").read_text())
+  assert exported["layers"] == original["layers"]
+  assert exported["metrics"] == pytest.approx(original["metrics"])
+  assert "block0/act" in capsys.readouterr().out
+
+
+def test_show_prints_choice_runner_up_and_margin(run_dir, capsys):
+  assert cli.main(["show", str(run_dir / "architecture.json")]) == 0
+  out = capsys.readouterr().out
+  arch = json.loads((run_dir / "architecture.json").read_text())
+  layer = arch["layers"][1]
+  ranked = sorted(layer["weights"].items(), key=lambda kv: -kv[1])
+  row = next(line for line in out.splitlines() if line.startswith("block1/act"))
+  assert row.split() == ["block1/act", ranked[0][0], f"{ranked[0][1]:.3f}", ranked[1][0],
+                         f"{ranked[1][1]:.3f}", f"{ranked[0][1] - ranked[1][1]:.3f}"]
+  assert "runner-up" in out and "margin" in out
+
+
+def test_user_npz_classification_search(classification_npz, tmp_path):
+  workdir = tmp_path / "npz"
+  rc = cli.main(["search", "--config", os.path.join(ROOT, "experiments/mlp.py"),
+                 "--data", classification_npz, "--workdir", str(workdir), "--no-progress",
+                 "--set", "search.epochs=2", "--set", "model.widths=[8]"])
+  assert rc == 0
+  arch = json.loads((workdir / "architecture.json").read_text())
+  assert arch["data"]["task"] == "classification" and arch["data"]["num_outputs"] == 3
+  assert arch["data"]["path"] == os.path.abspath(classification_npz)
