@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                  help="override a config field; VALUE is JSON where it parses")
   s.add_argument("--no-progress", action="store_true", help="no progress bar")
+  s.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address")
+  s.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+  s.add_argument("--process-id", type=int, help="multi-host: this process's index")
+  s.add_argument("--distributed", action="store_true",
+                 help="multi-host as the cluster describes it (SLURM, MPI, TPU pods)")
 
   e = sub.add_parser("export", help="discretize a run's newest checkpoint to JSON")
   e.add_argument("run_dir")
@@ -45,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _search(args) -> None:
+  from actsearch import distributed
+
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                         auto=args.distributed)
   from actsearch import configs, search
 
   cfg = configs.load_config(args.config)
@@ -55,9 +64,12 @@ def _search(args) -> None:
     raise UserError(f"data file not found: {args.data}")
   arch = search.run(cfg, args.workdir, stop_epoch=args.epochs, data_path=args.data,
                     progress=not args.no_progress)
-  from actsearch import architecture
-  print(architecture.table(arch))
-  print(f"wrote {os.path.join(args.workdir, 'architecture.json')}")
+  import jax
+
+  if jax.process_index() == 0:
+    from actsearch import architecture
+    print(architecture.table(arch))
+    print(f"wrote {os.path.join(args.workdir, 'architecture.json')}")
 
 
 def _export(args) -> None:

@@ -91,6 +91,16 @@ def unreplicate(tree):
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:]), tree)
 
 
+def assert_replicated(tree, what: str) -> None:
+  """Raises if the local replicas of a pmapped pytree differ (they must stay identical)."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    first = np.asarray(leaf.addressable_data(0))
+    for i in range(1, len(leaf.addressable_shards)):
+      if not np.array_equal(np.asarray(leaf.addressable_data(i)), first):
+        raise RuntimeError(f"{what}{jax.tree_util.keystr(path)} differs between device 0 and "
+                           f"device {i}: the replicas have diverged")
+
+
 def local_shard(x: np.ndarray) -> np.ndarray:
   """This process's slice of a global batch, split over its local devices."""
   per_process = x.shape[0] // jax.process_count()
@@ -188,11 +198,15 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
   if stop < 1:
     raise UserError(f"--epochs must be a positive integer, got {stop}")
   primary = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
+  if primary:
+    os.makedirs(workdir, exist_ok=True)
   _prepare_workdir(workdir, cfg, primary)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  # Only process 0 writes; the others read the newest checkpoint to resume from it.
+  ckpt = Checkpointer(ckpt_dir, read_only=not primary) if primary or os.path.isdir(ckpt_dir) \
+      else None
   state, record = su.state, {"epoch": 0, "metrics": {}}
-  if ckpt.latest_epoch() is not None:
+  if ckpt is not None and ckpt.latest_epoch() is not None:
     state, record = ckpt.restore(su.state)
   start = int(record["epoch"])
   logger = RunLogger(workdir, enabled=primary)
@@ -221,6 +235,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
               f"non-finite loss at step {first_step + i} (epoch {epoch + 1}); the last "
               f"checkpoint is epoch {epoch}: lower optim.weights.lr or optim.arch.lr")
         logger.scalars(first_step + i + 1, m)
+      assert_replicated(state_r.arch, "alpha")
       val = evaluate(su, state_r, splits.x_val, splits.y_val, eval_fn)
       metrics = {f"val_{k}": v for k, v in val.items()}
       state = unreplicate(state_r)
@@ -236,11 +251,13 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
                          **({"acc": f"{last['train/accuracy']:.3f}"}
                             if "train/accuracy" in last else {}),
                          **{k: f"{v:.3f}" for k, v in metrics.items()}})
+    assert_replicated(state_r, "state")
   finally:
     if bar is not None:
       bar.close()
     logger.close()
-    ckpt.close()
+    if ckpt is not None:
+      ckpt.close()
   arch = discretize(su, state, metrics)
   if primary:
     architecture.save(os.path.join(workdir, "architecture.json"), arch)

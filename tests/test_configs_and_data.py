@@ -43,7 +43,8 @@ def test_set_overrides_by_dotted_path_with_json_values(item, key, value):
 
 
 @pytest.mark.parametrize("item, message", [
-    ("search.epoch=3", "unknown config key 'search.epoch' (did you mean search.epochs?); valid keys: data.data_seed"),
+    ("search.epoch=3",
+     "unknown config key 'search.epoch' (did you mean search.epochs?); valid keys: data."),
     ("search.epochs=three", "search.epochs: expected int"),
     ("search.epochs=2.5", "search.epochs: expected int"),
     ("model.widths=64", "model.widths: expected list"),

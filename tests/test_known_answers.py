@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from actsearch import cli, configs
+
 from teacher import teacher_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

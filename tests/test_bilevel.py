@@ -1,0 +1,116 @@
+"""Hypergradients: the exact second order against finite differences, DARTS' approximation
+against the exact one, and one search step of each order."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from actsearch import bilevel, models
+
+CANDS = ["relu", "tanh", "sin", "gaussian", "silu", "prelu"]
+
+
+def _problem(task="classification", relaxation="softmax", dtype=jnp.float64):
+  rngs = nnx.Rngs(0)
+  cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [6, 5]})
+  slot = models.search_slots(CANDS, relaxation, "layer", rngs)
+  n_out = 3 if task == "classification" else 2
+  model = models.build(cfg, (4,), n_out, slot, rngs)
+  graphdef, params, arch, rest = bilevel.split_model(model)
+  cast = lambda t: jax.tree.map(lambda v: v.astype(dtype), t)
+  params, arch = cast(params), cast(arch)
+  arch = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(5), a.shape, dtype), arch)
+  k1, k2, k3, k4 = jax.random.split(jax.random.key(1), 4)
+  if task == "classification":
+    yt, yv = jax.random.randint(k2, (16,), 0, 3), jax.random.randint(k4, (16,), 0, 3)
+  else:
+    yt, yv = jax.random.normal(k2, (16, 2), dtype), jax.random.normal(k4, (16, 2), dtype)
+  train = {"x": jax.random.normal(k1, (16, 4), dtype), "y": yt}
+  val = {"x": jax.random.normal(k3, (16, 4), dtype), "y": yv}
+  return bilevel.Objective(graphdef, task), params, arch, rest, train, val
+
+
+def _hypergradient(obj, *args, order, xi):
+  fn = jax.jit(lambda *a: bilevel.hypergradient(obj, *a, order=order, xi=xi)[0])
+  return fn(*args)
+
+
+def _flat(tree):
+  return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_exact_hypergradient_matches_finite_differences_of_the_unrolled_objective(task):
+  xi = 0.5  # large enough that the second-order term matters
+  with jax.enable_x64(True):
+    obj, params, arch, rest, train, val = _problem(task)
+    exact = _hypergradient(obj, params, arch, rest, train, val, order="second", xi=xi)
+    first = _hypergradient(obj, params, arch, rest, train, val, order="first", xi=xi)
+    leaves, treedef = jax.tree.flatten(arch)
+    unrolled = jax.jit(lambda a: bilevel.unrolled_val_loss(obj, params, a, rest, train, val, xi))
+    fd = []
+    h = 1e-5
+    for i, leaf in enumerate(leaves):
+      for j in range(leaf.size):
+        bump = lambda s, i=i, j=j: jax.tree.unflatten(treedef, [
+            leaf_.at[np.unravel_index(j, leaf_.shape)].add(s) if k == i else leaf_
+            for k, leaf_ in enumerate(leaves)])
+        up, down = unrolled(bump(h)), unrolled(bump(-h))
+        fd.append(float((up - down) / (2 * h)))
+  exact, fd, first = _flat(exact), np.array(fd), _flat(first)
+  np.testing.assert_allclose(exact, fd, rtol=1e-4, atol=1e-4 * np.abs(fd).max())
+  # The second-order term is not negligible here, so the test can tell the orders apart.
+  assert np.abs(first - fd).max() > 1e-2 * np.abs(fd).max()
+
+
+def test_darts_finite_difference_approximation_is_close_to_the_exact_hypergradient():
+  with jax.enable_x64(True):
+    obj, params, arch, rest, train, val = _problem()
+    kw = dict(order="second", xi=0.5)
+    exact = _flat(_hypergradient(obj, params, arch, rest, train, val, **kw))
+    kw["order"] = "second_fd"
+    approx = _flat(_hypergradient(obj, params, arch, rest, train, val, **kw))
+  cos = exact @ approx / np.linalg.norm(exact) / np.linalg.norm(approx)
+  assert cos > 0.999
+  np.testing.assert_allclose(approx, exact, atol=2e-2 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("order", bilevel.ORDERS)
+@pytest.mark.parametrize("relaxation", ["softmax", "gumbel"])
+def test_one_search_step_of_each_order_updates_weights_and_alpha(order, relaxation):
+  obj, params, arch, rest, train, val = _problem(relaxation=relaxation, dtype=jnp.float32)
+  wcfg = ml_collections.ConfigDict({"optimizer": "sgd", "lr": 0.1, "lr_min": 0.01,
+                                    "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0})
+  acfg = ml_collections.ConfigDict({"lr": 0.01, "b1": 0.5, "b2": 0.999, "weight_decay": 1e-3})
+  schedule = bilevel.weight_schedule(wcfg, 10)
+  tx_w, tx_a = bilevel.weight_optimizer(wcfg, schedule), bilevel.arch_optimizer(acfg)
+  state = bilevel.SearchState(step=jnp.zeros((), jnp.int32), params=params, arch=arch, rest=rest,
+                              opt_w=tx_w.init(params), opt_a=tx_a.init(arch),
+                              rng=jax.random.key_data(jax.random.key(0)))
+  step = jax.jit(bilevel.StepFn(obj, tx_w, tx_a, schedule, order=order,
+                                stochastic=relaxation == "gumbel"))
+  new, metrics = step(state, train, val)
+  assert int(new.step) == 1
+  assert np.isfinite(float(metrics["train/loss"])) and np.isfinite(float(metrics["val_batch/loss"]))
+  assert np.abs(_flat(new.arch) - _flat(arch)).max() > 1e-4
+  assert np.abs(_flat(new.params) - _flat(params)).max() > 1e-4
+
+
+def test_warmup_freezes_alpha_and_its_optimizer():
+  obj, params, arch, rest, train, val = _problem(dtype=jnp.float32)
+  wcfg = ml_collections.ConfigDict({"optimizer": "sgd", "lr": 0.1, "lr_min": 0.01,
+                                    "momentum": 0.9, "weight_decay": 0.0, "grad_clip": 5.0})
+  acfg = ml_collections.ConfigDict({"lr": 0.01, "b1": 0.5, "b2": 0.999, "weight_decay": 0.0})
+  schedule = bilevel.weight_schedule(wcfg, 10)
+  tx_w, tx_a = bilevel.weight_optimizer(wcfg, schedule), bilevel.arch_optimizer(acfg)
+  state = bilevel.SearchState(step=jnp.zeros((), jnp.int32), params=params, arch=arch, rest=rest,
+                              opt_w=tx_w.init(params), opt_a=tx_a.init(arch),
+                              rng=jax.random.key_data(jax.random.key(0)))
+  step = jax.jit(bilevel.StepFn(obj, tx_w, tx_a, schedule, warmup_steps=1))
+  s1, _ = step(state, train, val)
+  np.testing.assert_array_equal(_flat(s1.arch), _flat(arch))
+  s2, _ = step(s1, train, val)
+  assert np.abs(_flat(s2.arch) - _flat(arch)).max() > 1e-4

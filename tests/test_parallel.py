@@ -1,0 +1,121 @@
+"""Data-parallel search over host CPU devices, and multi-host search over jax.distributed.
+
+Each run is a real ``actsearch search`` in its own process (the device count is fixed when
+JAX starts). The global batch is the same for every device count, so the runs must agree.
+"""
+
+import json
+import os
+import socket
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from actsearch import configs
+from actsearch import search as search_mod
+from actsearch.checkpoint import Checkpointer
+
+from conftest import ROOT, run_cli
+
+# 480 training examples -> 240 train / 240 val; batch 24 -> 10 steps an epoch, 2 epochs.
+SETS = ["data.num_samples=600", "model.widths=[16,12]", "search.batch_size=24",
+        "search.epochs=2", "search.eval_batch_size=100"]
+
+
+def _search(workdir, devices, *extra, sets=SETS):
+  args = ["search", "--config", "experiments/mnist1d_mlp.py", "--workdir", str(workdir),
+          "--no-progress", *[a for s in sets for a in ("--set", s)], *extra]
+  env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  return args, env
+
+
+def _state(workdir, sets):
+  cfg = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
+  configs.apply_overrides(cfg, sets)
+  su = search_mod.setup(cfg)
+  state, _ = Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)
+  return state
+
+
+def _weights(workdir):
+  arch = json.loads((workdir / "architecture.json").read_text())
+  return np.array([[layer["weights"][c] for c in arch["candidates"]] for layer in arch["layers"]])
+
+
+def test_twenty_steps_agree_on_one_two_and_four_devices(tmp_path):
+  sets = [*SETS, "search.order=second"]
+  states = {}
+  for n in (1, 2, 4):
+    args, env = _search(tmp_path / f"d{n}", n, sets=sets)
+    proc = run_cli(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    states[n] = _state(tmp_path / f"d{n}", sets)
+    assert int(states[n].step) == 20
+  for n in (2, 4):
+    chex.assert_trees_all_close(states[n].arch, states[1].arch, atol=1e-5, rtol=0)
+    chex.assert_trees_all_close(states[n].params, states[1].params, atol=1e-5, rtol=0)
+  moved = jax.tree.map(lambda a: float(np.abs(np.asarray(a)).max()), states[1].arch)
+  assert max(jax.tree.leaves(moved)) > 1e-3  # alpha did move, so agreement means something
+
+
+def test_replica_check_catches_diverged_devices(tmp_path):
+  code = ("import numpy as np, jax, pytest\n"
+          "from actsearch.search import assert_replicated, replicate\n"
+          "same = replicate({'a': np.ones(3)})\n"
+          "assert_replicated(same, 'alpha')\n"
+          "diverged = jax.pmap(lambda x: x)(np.array([[1.0], [2.0]]))\n"
+          "with pytest.raises(RuntimeError, match=\"alpha.* differs between device 0\"):\n"
+          "  assert_replicated({'a': diverged}, 'alpha')\n"
+          "print('ok')\n")
+  import subprocess
+  import sys
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                        env={**os.environ,
+                             "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_two_devices(tmp_path):
+  import subprocess
+  import sys
+  args, env = _search(tmp_path / "single", 2)
+  proc = run_cli(*args, env=env)
+  assert proc.returncode == 0, proc.stderr
+
+  port = _free_port()
+  multi = tmp_path / "multi"
+  procs = []
+  for pid in range(2):
+    args, env = _search(multi, 1, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                        "--process-id", str(pid))
+    procs.append(subprocess.Popen([sys.executable, "-m", "actsearch", *args], cwd=ROOT,
+                                  env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err
+  assert "wrote" in outs[0][0] and "wrote" not in outs[1][0]  # only process 0 writes
+  np.testing.assert_allclose(_weights(multi), _weights(tmp_path / "single"), atol=1e-5, rtol=0)
+  a, b = _state(multi, SETS), _state(tmp_path / "single", SETS)
+  chex.assert_trees_all_close(a.params, b.params, atol=1e-5, rtol=0)
+  assert len([n for n in os.listdir(multi) if n.startswith("events.out")]) == 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--coordinator", "127.0.0.1:1234"], "go together"),
+    (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+    (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+     "--process-id must lie in [0, 2)"),
+])
+def test_bad_multi_host_flags_are_user_errors(tmp_path, flags, message):
+  args, _ = _search(tmp_path / "x", 1, *flags)
+  proc = run_cli(*args)
+  assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
