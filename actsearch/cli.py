@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
   sh.add_argument("file")
 
   sub.add_parser("candidates", help="list the registered candidate activations")
+
+  b = sub.add_parser("bench", help="time and size the mixed activation and the search step")
+  b.add_argument("--out", help="write the results as JSON")
+  b.add_argument("--repeats", type=int, default=30, help="timed calls per measurement")
+  b.add_argument("--cases", default="mlp,mnist1d_cnn", help="comma-separated: mlp, mnist1d_cnn")
+  b.add_argument("--no-fused", action="store_true", help="the plain sum, for comparison")
   return p
 
 
@@ -95,7 +101,22 @@ def _candidates(args) -> None:
     print(f"{name.ljust(width)}  {formula}")
 
 
-COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _candidates}
+def _bench(args) -> None:
+  from actsearch import architecture, bench
+
+  cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+  unknown = set(cases) - {"mlp", "mnist1d_cnn"}
+  if unknown or args.repeats < 1:
+    raise UserError(f"--cases takes mlp, mnist1d_cnn (got {args.cases!r}); --repeats >= 1")
+  report = bench.run(cases, args.repeats, fused=not args.no_fused)
+  print(bench.table(report["results"]))
+  if args.out:
+    architecture.write_json_atomic(args.out, report)
+    print(f"wrote {args.out}")
+
+
+COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _candidates,
+            "bench": _bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from actsearch import activations, relaxations
+from actsearch import activations, fused, relaxations
 from actsearch.errors import UserError
 
 GRANULARITIES = ("layer", "channel")
@@ -40,8 +40,10 @@ def mix_reference(x: jax.Array, weights: jax.Array, candidates: Sequence[activat
 
 def mix(x: jax.Array, weights: jax.Array, candidates: Sequence[activations.Candidate],
         params: Mapping[str, Mapping[str, jax.Array]], use_fused: bool = True) -> jax.Array:
-  """The mixture of a slot."""
-  del use_fused
+  """The mixture of a slot: one fused pass with a custom VJP where every candidate has a
+  fused rule (``fused.RULES``), otherwise the plain sum."""
+  if use_fused and fused.supports(candidates):
+    return fused.mix(x, weights, tuple(c.name for c in candidates))
   return mix_reference(x, weights, candidates, params)
 
 

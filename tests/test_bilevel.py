@@ -10,13 +10,14 @@ from flax import nnx
 
 from actsearch import bilevel, models
 
-CANDS = ["relu", "tanh", "sin", "gaussian", "silu", "prelu"]
+CANDS = ["relu", "tanh", "sin", "gaussian", "silu", "prelu"]  # prelu: the general path
+FUSED = ["relu", "tanh", "sin", "gaussian", "silu", "softplus"]  # all fused: custom VJP
 
 
-def _problem(task="classification", relaxation="softmax", dtype=jnp.float64):
+def _problem(task="classification", relaxation="softmax", dtype=jnp.float64, cands=CANDS):
   rngs = nnx.Rngs(0)
   cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [6, 5]})
-  slot = models.search_slots(CANDS, relaxation, "layer", rngs)
+  slot = models.search_slots(cands, relaxation, "layer", rngs)
   n_out = 3 if task == "classification" else 2
   model = models.build(cfg, (4,), n_out, slot, rngs)
   graphdef, params, arch, rest = bilevel.split_model(model)
@@ -42,11 +43,12 @@ def _flat(tree):
   return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_exact_hypergradient_matches_finite_differences_of_the_unrolled_objective(task):
+@pytest.mark.parametrize("task, cands", [("classification", CANDS), ("regression", CANDS),
+                                         ("classification", FUSED)])
+def test_exact_hypergradient_matches_finite_differences_of_the_unrolled_objective(task, cands):
   xi = 0.5  # large enough that the second-order term matters
   with jax.enable_x64(True):
-    obj, params, arch, rest, train, val = _problem(task)
+    obj, params, arch, rest, train, val = _problem(task, cands=cands)
     exact = _hypergradient(obj, params, arch, rest, train, val, order="second", xi=xi)
     first = _hypergradient(obj, params, arch, rest, train, val, order="first", xi=xi)
     leaves, treedef = jax.tree.flatten(arch)

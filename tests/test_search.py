@@ -139,3 +139,37 @@ def test_user_npz_classification_search(classification_npz, tmp_path):
   arch = json.loads((workdir / "architecture.json").read_text())
   assert arch["data"]["task"] == "classification" and arch["data"]["num_outputs"] == 3
   assert arch["data"]["path"] == os.path.abspath(classification_npz)
+
+
+def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, monkeypatch):
+  import jax
+
+  from actsearch import search as search_mod
+  compiles, at_save = [0], []
+
+  def listener(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles[0] += 1
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  traces = {"step": 0}
+  real_call = search_mod.bilevel.StepFn.__call__
+
+  def counting_call(self, *args):
+    traces["step"] += 1
+    return real_call(self, *args)
+  monkeypatch.setattr(search_mod.bilevel.StepFn, "__call__", counting_call)
+  real_save = Checkpointer.save
+
+  def recording_save(self, *args):
+    at_save.append((compiles[0], traces["step"]))
+    return real_save(self, *args)
+  monkeypatch.setattr(Checkpointer, "save", recording_save)
+  try:
+    assert search(tmp_path / "c", "--set", "search.epochs=4") == 0
+  finally:
+    jax.monitoring.clear_event_listeners()
+  # Traced (pmap traces twice on its first call) and compiled in epoch 1, never again; the
+  # compile count of epoch 1 covers the step, the evaluation and the logging ops.
+  assert 1 <= traces["step"] <= 2
+  assert len(at_save) == 4 and at_save[1] == at_save[2] == at_save[3], at_save
+  assert at_save[0][1] == traces["step"]

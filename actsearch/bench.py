@@ -1,0 +1,155 @@
+"""``actsearch bench``: what the mixed activation and the bilevel step cost, on this machine.
+
+Cases:
+
+* ``mlp``: input 784, hidden widths [1024, 1024, 1024], 10 classes, float32, batch 256 for
+  the train and the val batch, random normal inputs and random labels, softmax relaxation per
+  layer over [relu, tanh, sigmoid, sin, gelu, silu, elu, softplus].
+* ``mnist1d_cnn``: the default experiment's network, candidates and batch size.
+
+Each time is the median over ``repeats`` calls after warm-up; memory is XLA's
+``memory_analysis()`` of the compiled step (temporary buffers, not arguments or outputs).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from actsearch import bilevel, configs, models
+
+BENCH_CANDIDATES = ["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append((time.perf_counter() - t0) * 1e3)
+  return statistics.median(times)
+
+
+def _temp_mb(compiled) -> float:
+  return compiled.memory_analysis().temp_size_in_bytes / 2 ** 20
+
+
+def _case(name: str):
+  if name == "mlp":
+    model_cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [1024, 1024, 1024]})
+    return model_cfg, (784,), 10, 256, BENCH_CANDIDATES, configs.base_config()
+  if name == "mnist1d_cnn":
+    cfg = configs.load_config(os.path.join(ROOT, "experiments", "mnist1d_cnn.py"))
+    return cfg.model, (40,), 10, cfg.search.batch_size, list(cfg.search.candidates), cfg
+  raise ValueError(name)
+
+
+def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, float]:
+  model_cfg, in_shape, n_out, batch, cands, cfg = _case(name)
+  rng = np.random.default_rng(0)
+
+  def batch_of(seed):
+    r = np.random.default_rng(seed)
+    return {"x": jnp.asarray(r.normal(size=(batch, *in_shape)), jnp.float32),
+            "y": jnp.asarray(r.integers(0, n_out, batch), jnp.int32)}
+  train, val = batch_of(1), batch_of(2)
+  del rng
+
+  # Fixed network: ReLU in every slot.
+  fixed = models.build(model_cfg, in_shape, n_out, models.uniform_slots("relu"), nnx.Rngs(0))
+  f_graph, f_params, f_arch, f_rest = bilevel.split_model(fixed)
+  f_obj = bilevel.Objective(f_graph, "classification")
+  fixed_grad = jax.jit(jax.grad(lambda p: f_obj(p, f_arch, f_rest, train, None)[0]))
+  # The same weight optimizer as the search's weight step (SGD, momentum, decay, clipping).
+  tx = bilevel.weight_optimizer(cfg.optim.weights,
+                                bilevel.weight_schedule(cfg.optim.weights, 1000))
+
+  def fixed_step(params, opt, b):
+    g = jax.grad(lambda p: f_obj(p, f_arch, f_rest, b, None)[0])(params)
+    upd, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, upd), opt
+  fixed_step = jax.jit(fixed_step, donate_argnums=(0, 1))
+
+  # Mixed network: the supernet.
+  rngs = nnx.Rngs(0)
+  slot = models.search_slots(cands, "softmax", "layer", rngs, use_fused=fused)
+  mixed = models.build(model_cfg, in_shape, n_out, slot, rngs)
+  m_graph, m_params, m_arch, m_rest = bilevel.split_model(mixed)
+  m_obj = bilevel.Objective(m_graph, "classification")
+  mixed_grad = jax.jit(jax.grad(lambda p, a: m_obj(p, a, m_rest, train, None)[0],
+                                argnums=(0, 1)))
+
+  out: dict[str, float] = {}
+  out["fixed_fwd_bwd_ms"] = _median_ms(lambda: fixed_grad(f_params), repeats)
+  out["mixed_fwd_bwd_ms"] = _median_ms(lambda: mixed_grad(m_params, m_arch), repeats)
+
+  fresh = lambda tree: jax.tree.map(lambda a: jnp.asarray(np.array(a)), tree)  # donatable
+  fixed_compiled = fixed_step.lower(f_params, tx.init(f_params), train).compile()
+  out["fixed_step_temp_mb"] = _temp_mb(fixed_compiled)
+  holder = {"s": (fresh(f_params), tx.init(f_params))}
+
+  def call_fixed():
+    holder["s"] = fixed_step(*holder["s"], train)
+    return holder["s"]
+  out["fixed_train_step_ms"] = _median_ms(call_fixed, repeats)
+
+  epochs_steps = 1000
+  schedule = bilevel.weight_schedule(cfg.optim.weights, epochs_steps)
+  tx_w = bilevel.weight_optimizer(cfg.optim.weights, schedule)
+  tx_a = bilevel.arch_optimizer(cfg.optim.arch)
+  for order in ("first", "second"):
+    step = jax.jit(bilevel.StepFn(m_obj, tx_w, tx_a, schedule, order=order),
+                   donate_argnums=(0,))
+    _, state = bilevel.init_state(mixed, tx_w, tx_a, 0)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, train, val).compile()
+    compile_s = time.perf_counter() - t0
+    holder = {"s": fresh(state)}
+
+    def call_step(compiled=compiled, holder=holder):
+      holder["s"], metrics = compiled(holder["s"], train, val)
+      return metrics
+    out[f"search_step_{order}_ms"] = _median_ms(call_step, repeats)
+    out[f"search_step_{order}_temp_mb"] = _temp_mb(compiled)
+    if order == "first":
+      out["compile_s"] = compile_s
+      out["search_step_temp_mb"] = out["search_step_first_temp_mb"]
+  out["mixed_over_fixed_fwd_bwd"] = out["mixed_fwd_bwd_ms"] / out["fixed_fwd_bwd_ms"]
+  out["second_over_first_step"] = out["search_step_second_ms"] / out["search_step_first_ms"]
+  out["search_over_fixed_temp_mb"] = out["search_step_temp_mb"] / out["fixed_step_temp_mb"]
+  out["search_first_over_fixed_step"] = out["search_step_first_ms"] / out["fixed_train_step_ms"]
+  return out
+
+
+TARGETS = {"mixed_over_fixed_fwd_bwd": 1.25, "second_over_first_step": 2.0,
+           "search_over_fixed_temp_mb": 1.3}
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+  keys = list(next(iter(results.values())))
+  names = list(results)
+  rows = [("metric", *names, "target (mlp)")]
+  for k in keys:
+    rows.append((k, *(f"{results[n][k]:.3f}" for n in names),
+                 f"<= {TARGETS[k]}" if k in TARGETS else ""))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+  lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+  return "\n".join(lines)
+
+
+def run(cases=("mlp", "mnist1d_cnn"), repeats: int = 30, fused: bool = True) -> dict:
+  results = {name: run_case(name, repeats, fused) for name in cases}
+  return {"results": results, "devices": [str(d) for d in jax.devices()],
+          "jax": jax.__version__, "repeats": repeats, "fused": fused}
