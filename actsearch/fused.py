@@ -92,32 +92,41 @@ class _Shared:
     return sincos(self.x)
 
 
-# name -> (shared -> (f(x), f'(x)))
-Rule = Callable[[_Shared], tuple[jax.Array, jax.Array]]
+# name -> (shared -> (f(x), f'(x), f''(x))); what a caller does not use is dead code to XLA.
+Rule = Callable[[_Shared], tuple[jax.Array, jax.Array, jax.Array]]
+
+
+def _zero(s):
+  return jnp.zeros_like(s.x)
 
 
 def _relu(s):
-  return jnp.maximum(s.x, 0.0), s.pos.astype(s.x.dtype)
+  return jnp.maximum(s.x, 0.0), s.pos.astype(s.x.dtype), _zero(s)
 
 
 def _tanh(s):
-  return s.tanh, 1.0 - s.tanh * s.tanh
+  d = 1.0 - s.tanh * s.tanh
+  return s.tanh, d, -2.0 * s.tanh * d
 
 
 def _sigmoid(s):
-  return s.sigmoid, s.sigmoid * (1.0 - s.sigmoid)
+  d = s.sigmoid * (1.0 - s.sigmoid)
+  return s.sigmoid, d, d * (1.0 - 2.0 * s.sigmoid)
 
 
 def _silu(s):
-  return s.x * s.sigmoid, s.sigmoid * (1.0 + s.x * (1.0 - s.sigmoid))
+  sig, x = s.sigmoid, s.x
+  d = sig * (1.0 - sig)
+  return x * sig, sig + x * d, d * (2.0 + x * (1.0 - 2.0 * sig))
 
 
 def _softplus(s):
-  return jnp.maximum(s.x, 0.0) + log1p_unit(s.e), s.sigmoid
+  return (jnp.maximum(s.x, 0.0) + log1p_unit(s.e), s.sigmoid,
+          s.sigmoid * (1.0 - s.sigmoid))
 
 
 def _elu(s):
-  return jnp.where(s.pos, s.x, s.e - 1.0), jnp.where(s.pos, 1.0, s.e)
+  return jnp.where(s.pos, s.x, s.e - 1.0), jnp.where(s.pos, 1.0, s.e), jnp.where(s.pos, 0.0, s.e)
 
 
 def _gelu(s):
@@ -126,31 +135,39 @@ def _gelu(s):
   u = _SQRT_2_OVER_PI * x * (1.0 + _GELU_A * x2)
   eu = jnp.exp(-2.0 * jnp.abs(u))
   t = jnp.sign(u) * (1.0 - eu) / (1.0 + eu)
+  du = _SQRT_2_OVER_PI * (1.0 + 3 * _GELU_A * x2)  # u'
+  sech2 = 1.0 - t * t
   f = 0.5 * x * (1.0 + t)
-  df = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3 * _GELU_A * x2)
-  return f, df
+  df = 0.5 * (1.0 + t) + 0.5 * x * sech2 * du
+  d2f = sech2 * du + 0.5 * x * sech2 * (6 * _GELU_A * _SQRT_2_OVER_PI * x - 2.0 * t * du * du)
+  return f, df, d2f
 
 
 def _sin(s):
   sin, cos = s.sincos
-  return sin, cos
+  return sin, cos, -sin
 
 
 def _cos(s):
   sin, cos = s.sincos
-  return cos, -sin
+  return cos, -sin, -cos
 
 
 def _gaussian(s):
   g = jnp.exp(-s.x * s.x)
-  return g, -2.0 * s.x * g
+  return g, -2.0 * s.x * g, (4.0 * s.x * s.x - 2.0) * g
+
+
+def _softsign(s):
+  d = 1.0 + jnp.abs(s.x)
+  return s.x / d, 1.0 / (d * d), -2.0 * jnp.sign(s.x) / (d * d * d)
 
 
 RULES: dict[str, Rule] = {
-    "identity": lambda s: (s.x, jnp.ones_like(s.x)),
+    "identity": lambda s: (s.x, jnp.ones_like(s.x), _zero(s)),
     "relu": _relu,
     "leaky_relu": lambda s: (jnp.where(s.x >= 0, s.x, 0.01 * s.x),
-                             jnp.where(s.x >= 0, 1.0, 0.01).astype(s.x.dtype)),
+                             jnp.where(s.x >= 0, 1.0, 0.01).astype(s.x.dtype), _zero(s)),
     "elu": _elu,
     "gelu": _gelu,
     "silu": _silu,
@@ -160,13 +177,13 @@ RULES: dict[str, Rule] = {
     "sin": _sin,
     "cos": _cos,
     "gaussian": _gaussian,
-    "square": lambda s: (s.x * s.x, 2.0 * s.x),
-    "abs": lambda s: (jnp.abs(s.x), jnp.sign(s.x)),
+    "square": lambda s: (s.x * s.x, 2.0 * s.x, jnp.full_like(s.x, 2.0)),
+    "abs": lambda s: (jnp.abs(s.x), jnp.sign(s.x), _zero(s)),
     "relu6": lambda s: (jnp.clip(s.x, 0.0, 6.0),
-                        ((s.x > 0) & (s.x < 6)).astype(s.x.dtype)),
+                        ((s.x > 0) & (s.x < 6)).astype(s.x.dtype), _zero(s)),
     "hard_tanh": lambda s: (jnp.clip(s.x, -1.0, 1.0),
-                            ((s.x > -1) & (s.x < 1)).astype(s.x.dtype)),
-    "softsign": lambda s: (s.x / (1.0 + jnp.abs(s.x)), 1.0 / jnp.square(1.0 + jnp.abs(s.x))),
+                            ((s.x > -1) & (s.x < 1)).astype(s.x.dtype), _zero(s)),
+    "softsign": _softsign,
 }
 
 
@@ -191,7 +208,7 @@ def _forward(x, w, names):
   s = _Shared(x)
   y = None
   for k, n in enumerate(names):
-    f, _ = RULES[n](s)
+    f = RULES[n](s)[0]
     term = _weight(w, k) * f
     y = term if y is None else y + term
   return y
@@ -209,11 +226,11 @@ def _mix_fwd(x, w, names):
 def _bwd_dense(names, x, w, g):
   vals = _values(x, w, names)
   slope = None
-  for k, (_, df) in enumerate(vals):
+  for k, (_, df, _) in enumerate(vals):
     term = _weight(w, k) * df
     slope = term if slope is None else slope + term
   axes = tuple(range(x.ndim - (w.ndim - 1)))  # all axes but the channel axis, if any
-  dw = jnp.stack([jnp.sum(g * f, axis=axes) for f, _ in vals], axis=-1)
+  dw = jnp.stack([jnp.sum(g * f, axis=axes) for f, _, _ in vals], axis=-1)
   return g * slope, dw
 
 
@@ -229,8 +246,7 @@ def _block_rows(rows: int, cols: int) -> int:
   return best
 
 
-def _mix_bwd(names, res, g):
-  x, w = res
+def _bwd_blocked(names, x, w, g):
   cols = x.shape[-1]
   x2, g2 = x.reshape(-1, cols), g.reshape(-1, cols)
   rows = x2.shape[0]
@@ -246,6 +262,44 @@ def _mix_bwd(names, res, g):
     blocks = (x2.reshape(rows // r, r, cols), g2.reshape(rows // r, r, cols))
     dw, dx = jax.lax.scan(body, jnp.zeros(w.shape, x.dtype), blocks)
   return dx.reshape(x.shape), dw.astype(w.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _bwd(x, w, g, names):
+  return _bwd_blocked(names, x, w, g)
+
+
+def _bwd_fwd(x, w, g, names):
+  return _bwd_blocked(names, x, w, g), (x, w, g)
+
+
+def _bwd_bwd(names, res, cts):
+  r"""The VJP of the backward rule, for second-order hypergradients. With cotangents
+  :math:`a` (of :math:`\partial L/\partial x`) and :math:`b` (of :math:`\partial L/\partial w`):
+  :math:`\bar x = a g \sum_k w_k f_k'' + g \sum_k b_k f_k'`,
+  :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`."""
+  x, w, g = res
+  a, b = cts
+  vals = _values(x, w, names)
+  ag = a * g
+  xbar = gbar = None
+  for k, (f, df, d2f) in enumerate(vals):
+    wk, bk = _weight(w, k), _weight(b, k)
+    xt = ag * wk * d2f + g * bk * df
+    gt = a * wk * df + bk * f
+    xbar = xt if xbar is None else xbar + xt
+    gbar = gt if gbar is None else gbar + gt
+  axes = tuple(range(x.ndim - (w.ndim - 1)))
+  wbar = jnp.stack([jnp.sum(ag * df, axis=axes) for _, df, _ in vals], axis=-1)
+  return xbar, wbar.astype(w.dtype), gbar
+
+
+_bwd.defvjp(_bwd_fwd, _bwd_bwd)
+
+
+def _mix_bwd(names, res, g):
+  x, w = res
+  return _bwd(x, w, g, names)
 
 
 _mix.defvjp(_mix_fwd, _mix_bwd)
