@@ -9,7 +9,7 @@ RUN ?=
 ARCH ?=
 LOGDIR ?= runs
 
-.PHONY: setup search test test-all export show retrain tensorboard bench lint candidates clean
+.PHONY: setup search test test-all export show tensorboard bench lint candidates clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
