@@ -220,7 +220,11 @@ def _mix(x, w, names):
 
 
 def _mix_fwd(x, w, names):
-  return _forward(x, w, names), (x, w)
+  # symbolic_zeros: x and w arrive as CustomVJPPrimal and say whether they are perturbed.
+  # A weight step differentiates the weights only, not the mixture weights: then the backward
+  # pass needs dL/dx alone, one elementwise pass with no reductions.
+  need_dw = (w.value,) if w.perturbed else ()
+  return _forward(x.value, w.value, names), (x.value, w.value, need_dw)
 
 
 def _bwd_dense(names, x, w, g):
@@ -297,12 +301,28 @@ def _bwd_bwd(names, res, cts):
 _bwd.defvjp(_bwd_fwd, _bwd_bwd)
 
 
+def _dx_only(names, x, w, g):
+  # The barrier keeps XLA from merging this recomputation with the forward pass's identical
+  # subexpressions (CSE), which would keep those full-size tensors alive in between.
+  x = jax.lax.optimization_barrier(x)
+  s = _Shared(x)
+  slope = None
+  for k, n in enumerate(names):
+    term = _weight(w, k) * RULES[n](s)[1]
+    slope = term if slope is None else slope + term
+  return g * slope
+
+
 def _mix_bwd(names, res, g):
-  x, w = res
+  x, w, need_dw = res
+  if isinstance(g, jax.custom_derivatives.SymbolicZero):
+    return jnp.zeros_like(x), jnp.zeros_like(w)
+  if not need_dw:
+    return _dx_only(names, x, w, g), jnp.zeros_like(w)
   return _bwd(x, w, g, names)
 
 
-_mix.defvjp(_mix_fwd, _mix_bwd)
+_mix.defvjp(_mix_fwd, _mix_bwd, symbolic_zeros=True)
 
 
 def mix(x: jax.Array, weights: jax.Array, names: tuple[str, ...]) -> jax.Array:
