@@ -30,15 +30,19 @@ BENCH_CANDIDATES = ["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "so
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
+def _median_ms(fns: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
+  """Median wall time of each callable; calls go round-robin so that the machine's drift
+  (a shared 2-core VM varies by tens of percent) touches every measurement alike."""
+  for fn in fns.values():
+    for _ in range(warmup):
+      jax.block_until_ready(fn())
+  times = {name: [] for name in fns}
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append((time.perf_counter() - t0) * 1e3)
-  return statistics.median(times)
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append((time.perf_counter() - t0) * 1e3)
+  return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _temp_mb(compiled) -> float:
@@ -91,18 +95,18 @@ def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, floa
                                 argnums=(0, 1)))
 
   out: dict[str, float] = {}
-  out["fixed_fwd_bwd_ms"] = _median_ms(lambda: fixed_grad(f_params), repeats)
-  out["mixed_fwd_bwd_ms"] = _median_ms(lambda: mixed_grad(m_params, m_arch), repeats)
+  calls = {"fixed_fwd_bwd_ms": lambda: fixed_grad(f_params),
+           "mixed_fwd_bwd_ms": lambda: mixed_grad(m_params, m_arch)}
 
   fresh = lambda tree: jax.tree.map(lambda a: jnp.asarray(np.array(a)), tree)  # donatable
   fixed_compiled = fixed_step.lower(f_params, tx.init(f_params), train).compile()
   out["fixed_step_temp_mb"] = _temp_mb(fixed_compiled)
-  holder = {"s": (fresh(f_params), tx.init(f_params))}
+  fixed_holder = {"s": (fresh(f_params), tx.init(f_params))}
 
   def call_fixed():
-    holder["s"] = fixed_step(*holder["s"], train)
-    return holder["s"]
-  out["fixed_train_step_ms"] = _median_ms(call_fixed, repeats)
+    fixed_holder["s"] = fixed_step(*fixed_holder["s"], train)
+    return fixed_holder["s"]
+  calls["fixed_train_step_ms"] = call_fixed
 
   epochs_steps = 1000
   schedule = bilevel.weight_schedule(cfg.optim.weights, epochs_steps)
@@ -114,17 +118,17 @@ def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, floa
     _, state = bilevel.init_state(mixed, tx_w, tx_a, 0)
     t0 = time.perf_counter()
     compiled = step.lower(state, train, val).compile()
-    compile_s = time.perf_counter() - t0
+    if order == "first":
+      out["compile_s"] = time.perf_counter() - t0
+    out[f"search_step_{order}_temp_mb"] = _temp_mb(compiled)
     holder = {"s": fresh(state)}
 
     def call_step(compiled=compiled, holder=holder):
       holder["s"], metrics = compiled(holder["s"], train, val)
       return metrics
-    out[f"search_step_{order}_ms"] = _median_ms(call_step, repeats)
-    out[f"search_step_{order}_temp_mb"] = _temp_mb(compiled)
-    if order == "first":
-      out["compile_s"] = compile_s
-      out["search_step_temp_mb"] = out["search_step_first_temp_mb"]
+    calls[f"search_step_{order}_ms"] = call_step
+  out.update(_median_ms(calls, repeats))
+  out["search_step_temp_mb"] = out["search_step_first_temp_mb"]
   out["mixed_over_fixed_fwd_bwd"] = out["mixed_fwd_bwd_ms"] / out["fixed_fwd_bwd_ms"]
   out["second_over_first_step"] = out["search_step_second_ms"] / out["search_step_first_ms"]
   out["search_over_fixed_temp_mb"] = out["search_step_temp_mb"] / out["fixed_step_temp_mb"]
