@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
   except UserError as e:
     print(f"actsearch: error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT
+  except FloatingPointError as e:  # a diverged search: say where, keep the last checkpoint
+    print(f"actsearch: error: {e}", file=sys.stderr)
+    return EXIT_FAILURE
   except KeyboardInterrupt:
     print("actsearch: interrupted; the newest checkpoint is kept", file=sys.stderr)
     return EXIT_FAILURE

@@ -1,0 +1,66 @@
+"""A crash or a kill loses at most the work since the last checkpoint; divergence is reported."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from actsearch.checkpoint import Checkpointer
+
+from conftest import ROOT, run_cli
+
+SETS = ["data.num_samples=2000", "model.widths=[32,32]", "search.batch_size=16",
+        "search.epochs=6"]
+
+
+def _args(workdir, *extra):
+  return ["search", "--config", "experiments/mnist1d_mlp.py", "--workdir", str(workdir),
+          "--no-progress", *[a for s in SETS for a in ("--set", s)], *extra]
+
+
+def _weights(workdir):
+  arch = json.loads((workdir / "architecture.json").read_text())
+  return np.array([[layer["weights"][c] for c in arch["candidates"]] for layer in arch["layers"]])
+
+
+def test_a_killed_search_resumes_to_the_uninterrupted_result(tmp_path):
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen([sys.executable, "-m", "actsearch", *_args(killed)], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpt_dir = killed / "checkpoints"
+  deadline = time.monotonic() + 300
+  while time.monotonic() < deadline and proc.poll() is None:
+    if ckpt_dir.is_dir() and any(n.isdigit() for n in os.listdir(ckpt_dir)):
+      break
+    time.sleep(0.05)
+  time.sleep(0.3)  # into the next epoch
+  assert proc.poll() is None, "the search finished before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = Checkpointer(str(ckpt_dir), read_only=True).latest_epoch()
+  assert done is not None and done < 6
+  resumed = run_cli(*_args(killed))
+  assert resumed.returncode == 0, resumed.stderr
+  straight = run_cli(*_args(tmp_path / "straight"))
+  assert straight.returncode == 0, straight.stderr
+  np.testing.assert_allclose(_weights(killed), _weights(tmp_path / "straight"), atol=1e-6, rtol=0)
+
+
+def test_a_diverging_search_stops_with_one_line_and_keeps_no_bad_checkpoint(tmp_path):
+  proc = run_cli(*_args(tmp_path / "nan", "--set", "optim.weights.lr=1e30",
+                        "--set", "optim.weights.grad_clip=1e30"))
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "non-finite loss at step" in lines[0]
+  assert "Traceback" not in proc.stderr
+  ckpt = tmp_path / "nan" / "checkpoints"
+  assert not ckpt.exists() or Checkpointer(str(ckpt), read_only=True).latest_epoch() is None
+
+
+def test_export_of_a_run_without_checkpoint_is_bad_input(tmp_path):
+  proc = run_cli("export", str(tmp_path))
+  assert proc.returncode == 2 and "not a search run" in proc.stderr
