@@ -199,19 +199,27 @@ def _weight(w: jax.Array, k: int) -> jax.Array:
   return w[..., k]  # [] per layer, [C] per channel: broadcasts against x[..., C]
 
 
-def _values(x, w, names):
+def _weighted_sum(w: jax.Array, terms) -> jax.Array:
+  """:math:`\\sum_k w_k t_k` for per-candidate terms, per layer or per channel."""
+  out = None
+  for k, t in enumerate(terms):
+    term = _weight(w, k) * t
+    out = term if out is None else out + term
+  return out
+
+
+def _reduce_axes(x, w) -> tuple[int, ...]:
+  return tuple(range(x.ndim - (w.ndim - 1)))  # all axes of x but the channel axis, if any
+
+
+def _values(x, names):
+  """``[(f_k, f_k', f_k'')]`` of every candidate, sharing subexpressions."""
   s = _Shared(x)
   return [RULES[n](s) for n in names]
 
 
 def _forward(x, w, names):
-  s = _Shared(x)
-  y = None
-  for k, n in enumerate(names):
-    f = RULES[n](s)[0]
-    term = _weight(w, k) * f
-    y = term if y is None else y + term
-  return y
+  return _weighted_sum(w, [f for f, _, _ in _values(x, names)])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -222,18 +230,16 @@ def _mix(x, w, names):
 def _mix_fwd(x, w, names):
   # symbolic_zeros: x and w arrive as CustomVJPPrimal and say whether they are perturbed.
   # A weight step differentiates the weights only, not the mixture weights: then the backward
-  # pass needs dL/dx alone, one elementwise pass with no reductions.
-  need_dw = (w.value,) if w.perturbed else ()
-  return _forward(x.value, w.value, names), (x.value, w.value, need_dw)
+  # pass needs dL/dx alone, one elementwise pass with no reductions. The flag travels in the
+  # residuals' structure: an empty tuple, or a tuple holding one (unused) scalar.
+  flag = (jnp.zeros((), x.value.dtype),) if w.perturbed else ()
+  return _forward(x.value, w.value, names), (x.value, w.value, flag)
 
 
 def _bwd_dense(names, x, w, g):
-  vals = _values(x, w, names)
-  slope = None
-  for k, (_, df, _) in enumerate(vals):
-    term = _weight(w, k) * df
-    slope = term if slope is None else slope + term
-  axes = tuple(range(x.ndim - (w.ndim - 1)))  # all axes but the channel axis, if any
+  vals = _values(x, names)
+  slope = _weighted_sum(w, [df for _, df, _ in vals])
+  axes = _reduce_axes(x, w)
   dw = jnp.stack([jnp.sum(g * f, axis=axes) for f, _, _ in vals], axis=-1)
   return g * slope, dw
 
@@ -284,17 +290,11 @@ def _bwd_bwd(names, res, cts):
   :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`."""
   x, w, g = res
   a, b = cts
-  vals = _values(x, w, names)
+  f, df, d2f = zip(*_values(x, names))
   ag = a * g
-  xbar = gbar = None
-  for k, (f, df, d2f) in enumerate(vals):
-    wk, bk = _weight(w, k), _weight(b, k)
-    xt = ag * wk * d2f + g * bk * df
-    gt = a * wk * df + bk * f
-    xbar = xt if xbar is None else xbar + xt
-    gbar = gt if gbar is None else gbar + gt
-  axes = tuple(range(x.ndim - (w.ndim - 1)))
-  wbar = jnp.stack([jnp.sum(ag * df, axis=axes) for _, df, _ in vals], axis=-1)
+  xbar = ag * _weighted_sum(w, d2f) + g * _weighted_sum(b, df)
+  gbar = a * _weighted_sum(w, df) + _weighted_sum(b, f)
+  wbar = jnp.stack([jnp.sum(ag * d, axis=_reduce_axes(x, w)) for d in df], axis=-1)
   return xbar, wbar.astype(w.dtype), gbar
 
 
@@ -305,19 +305,14 @@ def _dx_only(names, x, w, g):
   # The barrier keeps XLA from merging this recomputation with the forward pass's identical
   # subexpressions (CSE), which would keep those full-size tensors alive in between.
   x = jax.lax.optimization_barrier(x)
-  s = _Shared(x)
-  slope = None
-  for k, n in enumerate(names):
-    term = _weight(w, k) * RULES[n](s)[1]
-    slope = term if slope is None else slope + term
-  return g * slope
+  return g * _weighted_sum(w, [df for _, df, _ in _values(x, names)])
 
 
 def _mix_bwd(names, res, g):
-  x, w, need_dw = res
+  x, w, w_perturbed = res
   if isinstance(g, jax.custom_derivatives.SymbolicZero):
     return jnp.zeros_like(x), jnp.zeros_like(w)
-  if not need_dw:
+  if not w_perturbed:
     return _dx_only(names, x, w, g), jnp.zeros_like(w)
   return _bwd(x, w, g, names)
 
