@@ -213,17 +213,17 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
   step_fn = bilevel.parallel(su.step_fn, AXIS)
   eval_fn = _eval_fn(su)
   state_r = replicate(state)
-  s, splits = su.splits, su.splits
+  splits = su.splits
   metrics = dict(record.get("metrics", {}))
   bar = _progress(progress and primary, start, stop, su.steps_per_epoch)
   try:
     for epoch in range(start, stop):
-      order_tr = data.epoch_order(len(s.x_train), cfg.search.batch_size, cfg.seed, 2 * epoch)
-      order_va = data.epoch_order(len(s.x_val), cfg.search.batch_size, cfg.seed, 2 * epoch + 1)
+      order_tr = data.epoch_order(len(splits.x_train), cfg.search.batch_size, cfg.seed, 2 * epoch)
+      order_va = data.epoch_order(len(splits.x_val), cfg.search.batch_size, cfg.seed, 2 * epoch + 1)
       step_metrics = []
       for i in range(su.steps_per_epoch):
-        state_r, m = step_fn(state_r, _batch(s.x_train, s.y_train, order_tr[i]),
-                             _batch(s.x_val, s.y_val, order_va[i]))
+        state_r, m = step_fn(state_r, _batch(splits.x_train, splits.y_train, order_tr[i]),
+                             _batch(splits.x_val, splits.y_val, order_va[i]))
         step_metrics.append(m)
         if bar is not None:
           bar.update(1)
