@@ -11,8 +11,10 @@ with :math:`g = \partial L / \partial y`. The forward pass keeps only the slot's
 :math:`x` for the backward pass (not K intermediate tensors); the backward pass recomputes
 :math:`f_k` and :math:`f_k'` together, sharing subexpressions between candidates:
 :math:`e = \exp(-|x|)` alone yields sigmoid, softplus, SiLU, tanh (through :math:`e^2`) and
-the negative side of ELU, and sin and cos come from one range reduction. The backward pass is
-itself written in differentiable ``jnp``, so second-order hypergradients differentiate it.
+the negative side of ELU, and sin and cos come from one range reduction. The backward pass
+works in blocks of rows, and has its own VJP (from the rules' second derivatives) for
+second-order hypergradients. A backward pass that needs no alpha gradient (the weight step)
+computes :math:`\partial L/\partial x` alone, in one elementwise pass.
 
 Candidates without a rule here (user-registered ones, parametric ones) use the plain sum in
 ``mixed.mix_reference``; results agree with it to float32 precision (tested for every rule).
