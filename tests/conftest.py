@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -25,3 +26,20 @@ def classification_npz(tmp_path):
   path = tmp_path / "cls.npz"
   np.savez(path, x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
   return str(path)
+
+
+def arch_weights(workdir) -> np.ndarray:
+  """The relaxed weights of ``workdir/architecture.json``, ``[slots, candidates]``."""
+  arch = json.loads((workdir / "architecture.json").read_text())
+  return np.array([[layer["weights"][c] for c in arch["candidates"]] for layer in arch["layers"]])
+
+
+def checkpoint_state(workdir, sets, experiment="experiments/mnist1d_mlp.py"):
+  """The newest checkpoint of a run made with ``experiment`` and ``--set sets``."""
+  from actsearch import configs, search
+  from actsearch.checkpoint import Checkpointer
+
+  cfg = configs.load_config(os.path.join(ROOT, experiment))
+  configs.apply_overrides(cfg, sets)
+  su = search.setup(cfg)
+  return Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)

@@ -4,7 +4,6 @@ Each run is a real ``actsearch search`` in its own process (the device count is 
 JAX starts). The global batch is the same for every device count, so the runs must agree.
 """
 
-import json
 import os
 import socket
 
@@ -13,11 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from actsearch import configs
-from actsearch import search as search_mod
-from actsearch.checkpoint import Checkpointer
-
-from conftest import ROOT, run_cli
+from conftest import ROOT, arch_weights, checkpoint_state, run_cli
 
 # 480 training examples -> 240 train / 240 val; batch 24 -> 10 steps an epoch, 2 epochs.
 SETS = ["data.num_samples=600", "model.widths=[16,12]", "search.batch_size=24",
@@ -32,16 +27,7 @@ def _search(workdir, devices, *extra, sets=SETS):
 
 
 def _state(workdir, sets):
-  cfg = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
-  configs.apply_overrides(cfg, sets)
-  su = search_mod.setup(cfg)
-  state, _ = Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)
-  return state
-
-
-def _weights(workdir):
-  arch = json.loads((workdir / "architecture.json").read_text())
-  return np.array([[layer["weights"][c] for c in arch["candidates"]] for layer in arch["layers"]])
+  return checkpoint_state(workdir, sets)[0]
 
 
 def test_twenty_steps_agree_on_one_two_and_four_devices(tmp_path):
@@ -103,7 +89,8 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err
   assert "wrote" in outs[0][0] and "wrote" not in outs[1][0]  # only process 0 writes
-  np.testing.assert_allclose(_weights(multi), _weights(tmp_path / "single"), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(arch_weights(multi), arch_weights(tmp_path / "single"),
+                             atol=1e-5, rtol=0)
   a, b = _state(multi, SETS), _state(tmp_path / "single", SETS)
   chex.assert_trees_all_close(a.params, b.params, atol=1e-5, rtol=0)
   assert len([n for n in os.listdir(multi) if n.startswith("events.out")]) == 1

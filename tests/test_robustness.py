@@ -1,6 +1,5 @@
 """A crash or a kill loses at most the work since the last checkpoint; divergence is reported."""
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import numpy as np
 
 from actsearch.checkpoint import Checkpointer
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, arch_weights, run_cli
 
 SETS = ["data.num_samples=2000", "model.widths=[32,32]", "search.batch_size=16",
         "search.epochs=6"]
@@ -20,11 +19,6 @@ SETS = ["data.num_samples=2000", "model.widths=[32,32]", "search.batch_size=16",
 def _args(workdir, *extra):
   return ["search", "--config", "experiments/mnist1d_mlp.py", "--workdir", str(workdir),
           "--no-progress", *[a for s in SETS for a in ("--set", s)], *extra]
-
-
-def _weights(workdir):
-  arch = json.loads((workdir / "architecture.json").read_text())
-  return np.array([[layer["weights"][c] for c in arch["candidates"]] for layer in arch["layers"]])
 
 
 def test_a_killed_search_resumes_to_the_uninterrupted_result(tmp_path):
@@ -47,7 +41,8 @@ def test_a_killed_search_resumes_to_the_uninterrupted_result(tmp_path):
   assert resumed.returncode == 0, resumed.stderr
   straight = run_cli(*_args(tmp_path / "straight"))
   assert straight.returncode == 0, straight.stderr
-  np.testing.assert_allclose(_weights(killed), _weights(tmp_path / "straight"), atol=1e-6, rtol=0)
+  np.testing.assert_allclose(arch_weights(killed), arch_weights(tmp_path / "straight"),
+                             atol=1e-6, rtol=0)
 
 
 def test_a_diverging_search_stops_with_one_line_and_keeps_no_bad_checkpoint(tmp_path):

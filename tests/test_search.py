@@ -10,6 +10,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from actsearch import architecture, cli, configs
 from actsearch.checkpoint import Checkpointer
 
+from conftest import arch_weights, checkpoint_state
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--set", "data.num_samples=600", "--set", "model.widths=[16,12]",
         "--set", "search.batch_size=32", "--set", "search.epochs=3", "--no-progress"]
@@ -69,18 +71,8 @@ def test_metrics_jsonl_has_one_line_per_step_and_epoch(run_dir):
   assert [r["step"] for r in lines if "val/accuracy" in r] == [7, 14]
 
 
-def _weights(workdir):
-  arch = json.loads((workdir / "architecture.json").read_text())
-  return np.array([[layer["weights"][c] for c in arch["candidates"]] for layer in arch["layers"]])
-
-
 def _state(workdir):
-  from actsearch import search as search_mod
-  cfg = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
-  configs.apply_overrides(cfg, [TINY[i + 1] for i in range(0, len(TINY) - 1, 2)])
-  su = search_mod.setup(cfg)
-  state, record = Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)
-  return state, record
+  return checkpoint_state(workdir, [TINY[i + 1] for i in range(0, len(TINY) - 1, 2)])
 
 
 def test_resume_continues_exactly(run_dir, tmp_path):
@@ -88,7 +80,7 @@ def test_resume_continues_exactly(run_dir, tmp_path):
   assert search(resumed, "--epochs", "1") == 0
   assert Checkpointer(str(resumed / "checkpoints"), read_only=True).latest_epoch() == 1
   assert search(resumed, "--epochs", "2") == 0
-  np.testing.assert_allclose(_weights(resumed), _weights(run_dir), atol=1e-6, rtol=0)
+  np.testing.assert_allclose(arch_weights(resumed), arch_weights(run_dir), atol=1e-6, rtol=0)
   a, rec_a = _state(resumed)
   b, rec_b = _state(run_dir)
   assert rec_a["epoch"] == rec_b["epoch"] == 2 and int(a.step) == int(b.step) == 14
