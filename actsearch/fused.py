@@ -235,15 +235,9 @@ def _mix_fwd(x, w, names):
   # pass needs dL/dx alone, one elementwise pass with no reductions. The flag travels in the
   # residuals' structure: an empty tuple, or a tuple holding one (unused) scalar.
   flag = (jnp.zeros((), x.value.dtype),) if w.perturbed else ()
-  return _forward(x.value, w.value, names), (x.value, w.value, flag)
-
-
-def _bwd_dense(names, x, w, g):
-  vals = _values(x, names)
-  slope = _weighted_sum(w, [df for _, df, _ in vals])
-  axes = _reduce_axes(x, w)
-  dw = jnp.stack([jnp.sum(g * f, axis=axes) for f, _, _ in vals], axis=-1)
-  return g * slope, dw
+  # _mix itself, not _forward: differentiated again (second-order hypergradients), the
+  # forward pass then keeps x alone instead of the K slopes that autodiff would keep.
+  return _mix(x.value, w.value, names), (x.value, w.value, flag)
 
 
 BLOCK_ELEMENTS = 1 << 16  # 256 KiB of float32: a block's intermediates stay in cache
@@ -258,22 +252,37 @@ def _block_rows(rows: int, cols: int) -> int:
   return best
 
 
-def _bwd_blocked(names, x, w, g):
-  cols = x.shape[-1]
-  x2, g2 = x.reshape(-1, cols), g.reshape(-1, cols)
-  rows = x2.shape[0]
+def _in_row_blocks(fn, w, *arrays):
+  """``fn(w, *blocks) -> (maps, sums)`` over blocks of rows of ``arrays`` (all shaped like x):
+  ``maps`` are elementwise results, put back together; ``sums`` (shaped like ``w``) are
+  summed over the blocks. Blocks go one after another, so the K values, slopes and
+  curvatures of a block live only while it is reduced, instead of K full-size tensors."""
+  shape, cols = arrays[0].shape, arrays[0].shape[-1]
+  flat = [a.reshape(-1, cols) for a in arrays]
+  rows = flat[0].shape[0]
   r = _block_rows(rows, cols)
   if r == rows:
-    dx, dw = _bwd_dense(names, x2, w, g2)
+    maps, sums = fn(w, *flat)
   else:
-    # Blocks of rows, one after another: the K values and slopes of a block live only
-    # while it is reduced, instead of K full-size tensors for the whole slot.
-    def body(acc, xg):
-      dx_b, dw_b = _bwd_dense(names, xg[0], w, xg[1])
-      return acc + dw_b, dx_b
-    blocks = (x2.reshape(rows // r, r, cols), g2.reshape(rows // r, r, cols))
-    dw, dx = jax.lax.scan(body, jnp.zeros(w.shape, x.dtype), blocks)
-  return dx.reshape(x.shape), dw.astype(w.dtype)
+    def body(acc, blocks):
+      maps, sums = fn(w, *blocks)
+      return tuple(a + s for a, s in zip(acc, sums)), maps
+    zeros = jax.eval_shape(lambda *b: fn(w, *b)[1], *(f[:r] for f in flat))
+    sums, maps = jax.lax.scan(body, tuple(jnp.zeros(z.shape, z.dtype) for z in zeros),
+                              tuple(f.reshape(rows // r, r, cols) for f in flat))
+  return tuple(m.reshape(shape) for m in maps), sums
+
+
+def _bwd_block(names, w, x, g):
+  vals = _values(x, names)
+  axes = _reduce_axes(x, w)
+  dw = jnp.stack([jnp.sum(g * f, axis=axes) for f, _, _ in vals], axis=-1)
+  return (g * _weighted_sum(w, [df for _, df, _ in vals]),), (dw,)
+
+
+def _bwd_blocked(names, x, w, g):
+  (dx,), (dw,) = _in_row_blocks(functools.partial(_bwd_block, names), w, x, g)
+  return dx, dw.astype(w.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -285,29 +294,62 @@ def _bwd_fwd(x, w, g, names):
   return _bwd_blocked(names, x, w, g), (x, w, g)
 
 
-def _bwd_bwd(names, res, cts):
-  r"""The VJP of the backward rule, for second-order hypergradients. With cotangents
-  :math:`a` (of :math:`\partial L/\partial x`) and :math:`b` (of :math:`\partial L/\partial w`):
-  :math:`\bar x = a g \sum_k w_k f_k'' + g \sum_k b_k f_k'`,
-  :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`."""
-  x, w, g = res
-  a, b = cts
+def _curvature_block(names, wb, x, g, a):
+  w, b = wb if len(wb) == 2 else (wb[0], None)
   f, df, d2f = zip(*_values(x, names))
   ag = a * g
-  xbar = ag * _weighted_sum(w, d2f) + g * _weighted_sum(b, df)
-  gbar = a * _weighted_sum(w, df) + _weighted_sum(b, f)
+  xbar = ag * _weighted_sum(w, d2f)
+  gbar = a * _weighted_sum(w, df)
+  if b is not None:
+    xbar = xbar + g * _weighted_sum(b, df)
+    gbar = gbar + _weighted_sum(b, f)
   wbar = jnp.stack([jnp.sum(ag * d, axis=_reduce_axes(x, w)) for d in df], axis=-1)
+  return (xbar, gbar), (wbar,)
+
+
+def _curvature(names, x, w, g, a, b=None):
+  r"""The VJP of the backward rule, for second-order hypergradients. With cotangents
+  :math:`a` (of :math:`\partial L/\partial x`) and :math:`b` (of :math:`\partial L/\partial w`,
+  absent for the weight step's backward rule):
+  :math:`\bar x = a g \sum_k w_k f_k'' + g \sum_k b_k f_k'`,
+  :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`.
+  Computed in blocks of rows, like the backward rule itself."""
+  wb = (w,) if b is None else (w, b.astype(w.dtype))
+  (xbar, gbar), (wbar,) = _in_row_blocks(functools.partial(_curvature_block, names), wb,
+                                         x, g, a)
   return xbar, wbar.astype(w.dtype), gbar
+
+
+def _bwd_bwd(names, res, cts):
+  x, w, g = res
+  a, b = cts
+  return _curvature(names, x, w, g, a, b)
 
 
 _bwd.defvjp(_bwd_fwd, _bwd_bwd)
 
 
-def _dx_only(names, x, w, g):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _dx_only(x, w, g, names):
+  r""":math:`\partial L/\partial x = g \sum_k w_k f_k'(x)` alone, in one elementwise pass: the
+  backward rule of a weight step, which needs no alpha gradient."""
   # The barrier keeps XLA from merging this recomputation with the forward pass's identical
   # subexpressions (CSE), which would keep those full-size tensors alive in between.
   x = jax.lax.optimization_barrier(x)
   return g * _weighted_sum(w, [df for _, df, _ in _values(x, names)])
+
+
+def _dx_only_fwd(x, w, g, names):
+  # Differentiated again only by the exact second-order hypergradient (through the train
+  # gradient): keep the inputs, not the K slopes and curvatures that autodiff would keep.
+  return _dx_only(x, w, g, names), (x, w, g)
+
+
+def _dx_only_bwd(names, res, a):
+  return _curvature(names, *res, a)
+
+
+_dx_only.defvjp(_dx_only_fwd, _dx_only_bwd)
 
 
 def _mix_bwd(names, res, g):
@@ -315,7 +357,7 @@ def _mix_bwd(names, res, g):
   if isinstance(g, jax.custom_derivatives.SymbolicZero):
     return jnp.zeros_like(x), jnp.zeros_like(w)
   if not w_perturbed:
-    return _dx_only(names, x, w, g), jnp.zeros_like(w)
+    return _dx_only(x, w, g, names), jnp.zeros_like(w)
   return _bwd(x, w, g, names)
 
 

@@ -2,11 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import activations, configs, fused
+from actsearch import activations, bilevel, configs, fused, models
 from actsearch.mixed import MixedActivation, mix, mix_reference
 
 RULED = sorted(fused.RULES)
@@ -70,20 +71,58 @@ def test_blocked_backward_matches_the_dense_one(monkeypatch):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
 
 
-def test_second_derivatives_through_the_fused_rule_match_the_plain_sum():
+@pytest.mark.parametrize("inner", ["x", "x_and_w"])
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_second_derivatives_through_the_fused_rule_match_the_plain_sum(inner, blocks,
+                                                                       monkeypatch):
+  # inner="x": the weight step's backward rule (dL/dx alone), as the exact second-order
+  # hypergradient differentiates it; inner="x_and_w": the full backward rule.
   names = ("relu", "tanh", "sin", "gaussian", "softplus", "gelu", "elu", "silu", "sigmoid")
   cands = activations.resolve(list(names))
   x = jnp.resize(X, (12, 10))
+  monkeypatch.setattr(fused, "BLOCK_ELEMENTS", 12 * 10 // blocks)
+  assert fused._block_rows(12, 10) == 12 // blocks
   w0 = jax.nn.softmax(jax.random.normal(jax.random.key(3), (len(names),)))
 
-  def hess_w(f):  # d/dw of (sum of squared dL/dx): reverse over reverse through the VJP
-    def inner(w):
-      dx = jax.grad(lambda x: jnp.sum(jnp.sin(f(x, w))))(x)
-      return jnp.sum(dx ** 2)
-    return jax.grad(inner)(w0)
-  ref = hess_w(lambda x, w: mix_reference(x, w, cands, {}))
-  fus = hess_w(lambda x, w: fused.mix(x, w, names))
-  np.testing.assert_allclose(np.asarray(fus), np.asarray(ref), rtol=1e-4, atol=1e-4)
+  def hess(f):  # d/d(x, w) of a function of the gradient: reverse over reverse
+    def inner_fn(x, w):
+      loss = lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+      if inner == "x":
+        return jnp.sum(jax.grad(loss)(x, w) ** 2)
+      dx, dw = jax.grad(loss, argnums=(0, 1))(x, w)
+      return jnp.sum(dx ** 2) + jnp.sum(jnp.cos(dw))
+    return jax.grad(inner_fn, argnums=(0, 1))(x, w0)
+  ref = hess(lambda x, w: mix_reference(x, w, cands, {}))
+  fus = hess(lambda x, w: fused.mix(x, w, names))
+  for a, b in zip(fus, ref):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def _second_order_step_temp_mib(candidates):
+  cfg = configs.base_config()
+  rngs = nnx.Rngs(0)
+  slot = models.search_slots(candidates, "softmax", "layer", rngs, use_fused=True)
+  model = models.build(ml_collections.ConfigDict({"name": "mlp", "widths": [512, 512]}), (32,),
+                       10, slot, rngs)
+  graphdef, *_ = bilevel.split_model(model)
+  schedule = bilevel.weight_schedule(cfg.optim.weights, 100)
+  tx_w = bilevel.weight_optimizer(cfg.optim.weights, schedule)
+  tx_a = bilevel.arch_optimizer(cfg.optim.arch)
+  _, state = bilevel.init_state(model, tx_w, tx_a, 0)
+  batch = {"x": jnp.zeros((512, 32)), "y": jnp.zeros((512,), jnp.int32)}
+  step = bilevel.StepFn(bilevel.Objective(graphdef, "classification"), tx_w, tx_a, schedule,
+                        order="second")
+  compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, batch).compile()
+  return compiled.memory_analysis().temp_size_in_bytes / 2 ** 20
+
+
+def test_exact_second_order_step_keeps_no_tensor_per_candidate():
+  # Differentiating the train gradient again must keep each slot's inputs, not the K slopes
+  # and curvatures that plain autodiff of the rules would keep (1 MiB each per slot here).
+  two = _second_order_step_temp_mib(["relu", "tanh"])
+  eight = _second_order_step_temp_mib(["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu",
+                                       "softplus"])
+  assert eight - two < 3.0, (two, eight)  # 6 more candidates x 2 slots x 1 MiB = 12 MiB
 
 
 def test_sincos_matches_numpy_over_a_wide_range():
