@@ -122,6 +122,9 @@ COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _
 def main(argv: list[str] | None = None) -> int:
   try:
     args = _parser().parse_args(argv)
+    if args.command in ("search", "bench"):  # the commands that run compiled steps
+      from actsearch import allocator
+      allocator.keep_freed_memory()
     COMMANDS[args.command](args)
   except UserError as e:
     print(f"actsearch: error: {e}", file=sys.stderr)
