@@ -252,24 +252,34 @@ def _block_rows(rows: int, cols: int) -> int:
   return best
 
 
-def _in_row_blocks(fn, w, *arrays):
+def _in_row_blocks(fn, w, arrays, into):
   """``fn(w, *blocks) -> (maps, sums)`` over blocks of rows of ``arrays`` (all shaped like x):
   ``maps`` are elementwise results, put back together; ``sums`` (shaped like ``w``) are
   summed over the blocks. Blocks go one after another, so the K values, slopes and
-  curvatures of a block live only while it is reduced, instead of K full-size tensors."""
+  curvatures of a block live only while it is reduced, instead of K full-size tensors.
+  ``maps[j]`` is written over ``arrays[into[j]]``, block by block, each block read before it
+  is overwritten: no zero-filled output buffer (XLA copies the array if it is still needed)."""
   shape, cols = arrays[0].shape, arrays[0].shape[-1]
   flat = [a.reshape(-1, cols) for a in arrays]
   rows = flat[0].shape[0]
   r = _block_rows(rows, cols)
   if r == rows:
     maps, sums = fn(w, *flat)
-  else:
-    def body(acc, blocks):
-      maps, sums = fn(w, *blocks)
-      return tuple(a + s for a, s in zip(acc, sums)), maps
-    zeros = jax.eval_shape(lambda *b: fn(w, *b)[1], *(f[:r] for f in flat))
-    sums, maps = jax.lax.scan(body, tuple(jnp.zeros(z.shape, z.dtype) for z in zeros),
-                              tuple(f.reshape(rows // r, r, cols) for f in flat))
+    return tuple(m.reshape(shape) for m in maps), sums
+  blocks = [f.reshape(rows // r, r, cols) for f in flat]
+
+  def body(i, carry):
+    bufs, acc = carry
+    current = list(blocks)
+    for buf, j in zip(bufs, into):
+      current[j] = buf
+    maps, sums = fn(w, *(jax.lax.dynamic_index_in_dim(c, i, keepdims=False) for c in current))
+    bufs = tuple(jax.lax.dynamic_update_index_in_dim(buf, m, i, 0) for buf, m in zip(bufs, maps))
+    return bufs, tuple(a + s for a, s in zip(acc, sums))
+  zeros = jax.eval_shape(lambda *b: fn(w, *b)[1], *(f[:r] for f in flat))
+  maps, sums = jax.lax.fori_loop(
+      0, rows // r, body,
+      (tuple(blocks[j] for j in into), tuple(jnp.zeros(z.shape, z.dtype) for z in zeros)))
   return tuple(m.reshape(shape) for m in maps), sums
 
 
@@ -281,7 +291,7 @@ def _bwd_block(names, w, x, g):
 
 
 def _bwd_blocked(names, x, w, g):
-  (dx,), (dw,) = _in_row_blocks(functools.partial(_bwd_block, names), w, x, g)
+  (dx,), (dw,) = _in_row_blocks(functools.partial(_bwd_block, names), w, (x, g), into=(1,))
   return dx, dw.astype(w.dtype)
 
 
@@ -316,7 +326,7 @@ def _curvature(names, x, w, g, a, b=None):
   Computed in blocks of rows, like the backward rule itself."""
   wb = (w,) if b is None else (w, b.astype(w.dtype))
   (xbar, gbar), (wbar,) = _in_row_blocks(functools.partial(_curvature_block, names), wb,
-                                         x, g, a)
+                                         (x, g, a), into=(2, 1))
   return xbar, wbar.astype(w.dtype), gbar
 
 
