@@ -43,6 +43,7 @@ import ml_collections
 import optax
 from flax import nnx, struct
 
+from actsearch import taps
 from actsearch.errors import UserError
 from actsearch.mixed import ArchParam
 
@@ -73,9 +74,14 @@ class Objective:
   graphdef: Any
   task: str
 
-  def __call__(self, params, arch, rest, batch: Batch, key: jax.Array | None):
+  def __call__(self, params, arch, rest, batch: Batch, key: jax.Array | None,
+               tape: taps.Tape | None = None):
     model = nnx.merge(self.graphdef, params, arch, rest)
-    out = model(batch["x"], key)
+    if tape is None:
+      out = model(batch["x"], key)
+    else:
+      with tape.watching(model):
+        out = model(batch["x"], key)
     return self.loss_and_metrics(out, batch["y"])
 
   def loss_and_metrics(self, out: jax.Array, y: jax.Array):
@@ -126,12 +132,15 @@ def _grad_w(objective, params, arch, rest, batch, key, axis_name):
 
 def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
                   val_batch: Batch, *, order: str, xi, key_train=None, key_val=None,
-                  axis_name: str | None = None, arch_active=True):
+                  axis_name: str | None = None, arch_active=True, lowrank: bool = True):
   """The alpha gradient of the chosen order and the train gradient it used.
 
   Returns ``(grad_alpha, grad_w_train, train_metrics, val_metrics)``, all averaged over
   ``axis_name``. ``grad_w_train`` is :math:`\\nabla_w L_{train}(w, \\alpha)`. With a false
   ``arch_active`` (warm-up), the first-order alpha gradient is zero and not computed.
+  With ``lowrank`` (the default), the exact second order works with the factors of dense
+  layers' gradients where the model allows it (``_second_order_lowrank``); the result is the
+  same.
   """
   if order == "first":
     def val_grad(_):
@@ -150,6 +159,13 @@ def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
     g_a, val_m, train_batch = jax.lax.optimization_barrier((g_a, val_m, train_batch))
     g_w, train_m = _grad_w(objective, params, arch, rest, train_batch, key_train, axis_name)
     return g_a, g_w, train_m, val_m
+
+  if order == "second" and lowrank:
+    layers = _dense_layers(objective, params, arch, rest, (train_batch, val_batch),
+                           (key_train, key_val))
+    if layers is not None:
+      return _second_order_lowrank(objective, params, arch, rest, train_batch, val_batch, xi,
+                                   key_train, key_val, axis_name, layers)
 
   def train_grad(a):
     return jax.grad(objective, has_aux=True)(params, a, rest, train_batch, key_train)
@@ -176,6 +192,121 @@ def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
     g_plus, _ = grad_a(_sub(params, dw, -eps), arch, rest, train_batch, key_train)
     g_minus, _ = grad_a(_sub(params, dw, eps), arch, rest, train_batch, key_train)
     h = jax.tree.map(lambda p, m: (p - m) / (2.0 * eps), g_plus, g_minus)
+  h = _pmean(h, axis_name)
+  return _sub(da, h, xi), g_w, train_m, val_m
+
+
+def _leaf_paths(tree) -> list[tuple]:
+  """Each leaf's path as a tuple of plain keys: ``('layers', 0, 'kernel', 'value')``."""
+  return [tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in kp)
+          for kp, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _dense_layers(objective, params, arch, rest, batches, keys):
+  """``{path: output shape}`` of the dense layers that the low-rank form applies to, from a
+  trace of the model on each batch (no computation), or None if there are none or a dense
+  layer runs twice in one call (then its gradient is not one product ``X^T Delta``)."""
+  shapes = []
+  for batch, key in zip(batches, keys):
+    tape = taps.Tape()
+    jax.eval_shape(lambda p, a, r, b, k: objective(p, a, r, b, k, tape=tape)[0],
+                   params, arch, rest, batch, key)
+    if tape.repeated or not tape.inputs:
+      return None
+    shapes.append(tape.output_shapes)
+  kinds = {p[:-2]: set() for p in _leaf_paths(params)}
+  for p in _leaf_paths(params):
+    kinds[p[:-2]].add(p[-2])
+  if any("kernel" not in kinds.get(path, ()) for path in shapes[0]):
+    return None
+  return shapes
+
+
+def _lowrank_cotangents(x, delta, x_val, delta_val):
+  r"""For one dense layer, the gradient of :math:`\langle X^\top \Delta, V \rangle` with
+  respect to :math:`X` and :math:`\Delta`, where :math:`V = X'^\top \Delta'`:
+  :math:`\bar X = \Delta V^\top`, :math:`\bar\Delta = X V`, multiplied in the cheaper order:
+  through the ``[B, B']`` Gram matrices :math:`\Delta \Delta'^\top` and :math:`X X'^\top`
+  (:math:`2 B B' (n_{in} + n_{out})` multiply-adds) or through :math:`V` itself
+  (:math:`n_{in} n_{out} (B' + 2B)`)."""
+  b, n_in = x.shape
+  b_val, n_out = delta_val.shape
+  if 2 * b * b_val * (n_in + n_out) < n_in * n_out * (b_val + 2 * b):
+    return (delta @ delta_val.T) @ x_val, (x @ x_val.T) @ delta_val
+  v = x_val.T @ delta_val
+  return delta @ v.T, x @ v
+
+
+def _second_order_lowrank(objective: Objective, params, arch, rest, train_batch, val_batch, xi,
+                          key_train, key_val, axis_name, layers):
+  r"""The exact second-order hypergradient, with dense layers' gradients kept as factors.
+
+  A dense layer's weight gradient is :math:`X^\top \Delta` (``taps``). The mixed second
+  derivative applied to :math:`v = \nabla_{w'} L_{val}(w', \alpha)` is the alpha gradient of
+  :math:`\langle \nabla_w L_{train}(w, \alpha), v\rangle`, whose dense-layer terms are
+
+  .. math::  \langle X^\top \Delta, X'^\top \Delta' \rangle + \langle \mathbf 1^\top \Delta,
+             \mathbf 1^\top \Delta' \rangle
+
+  (:math:`X, \Delta` of the train pass at :math:`w`, functions of alpha; :math:`X', \Delta'` of
+  the val pass at :math:`w'`). So the val pass needs no dense weight gradients, and the VJP
+  runs through the train pass's layer inputs and output gradients, with cotangents from
+  ``_lowrank_cotangents``, instead of through weight-shaped gradients. Other parameters
+  (convolutions, parametric candidates) take the general route. Under ``axis_name``, the val
+  factors of all devices are gathered, since :math:`v` is their mean.
+  """
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  paths = _leaf_paths(params)
+  train_layers, val_layers = layers
+  role = [(p[:-2], p[-2]) if p[:-2] in train_layers and p[-2] in ("kernel", "bias") else None
+          for p in paths]
+  other = [i for i, r in enumerate(role) if r is None]
+
+  def tapped(base, a, other_leaves, perturb, batch, key):
+    full = list(base)
+    for i, leaf in zip(other, other_leaves):
+      full[i] = leaf
+    tape = taps.Tape(perturb)
+    loss, metrics = objective(treedef.unflatten(full), a, rest, batch, key, tape=tape)
+    return loss, (metrics, tape.inputs)
+
+  def zeros(shapes):
+    return {p: jnp.zeros(s.shape, s.dtype) for p, s in shapes.items()}
+
+  def train_factors(a):  # alpha -> (X, Delta, gradient of the other weights)
+    (g_other, deltas), (metrics, xs) = jax.grad(tapped, argnums=(2, 3), has_aux=True)(
+        leaves, a, [leaves[i] for i in other], zeros(train_layers), train_batch, key_train)
+    return (xs, deltas, g_other), metrics
+
+  (xs, deltas, g_other), pullback, train_m = jax.vjp(train_factors, arch, has_aux=True)
+  g_leaves = list(leaves)
+  for i, leaf in zip(other, g_other):
+    g_leaves[i] = leaf
+  for i, r in enumerate(role):
+    if r is not None:
+      path, kind = r
+      g_leaves[i] = (xs[path].T @ deltas[path] if kind == "kernel"
+                     else jnp.sum(deltas[path], axis=0)).astype(leaves[i].dtype)
+  g_w = _pmean(treedef.unflatten(g_leaves), axis_name)
+  train_m = _pmean(train_m, axis_name)
+
+  w_virtual = jax.tree.leaves(_sub(params, g_w, xi))
+  (da, v_other, delta_val), (val_m, xs_val) = jax.grad(tapped, argnums=(1, 2, 3), has_aux=True)(
+      w_virtual, arch, [w_virtual[i] for i in other], zeros(val_layers), val_batch, key_val)
+  da, v_other, val_m = _pmean((da, v_other, val_m), axis_name)
+  if axis_name is not None:  # v is the mean over devices of X'^T Delta'
+    n = jax.lax.psum(1, axis_name)
+    gather = lambda t: jax.lax.all_gather(t, axis_name, axis=0, tiled=True)
+    xs_val = jax.tree.map(gather, xs_val)
+    delta_val = jax.tree.map(lambda t: gather(t) / n, delta_val)
+  has_bias = {r[0] for r in role if r is not None and r[1] == "bias"}
+  x_bar, delta_bar = {}, {}
+  for path in xs:
+    x_bar[path], delta_bar[path] = _lowrank_cotangents(xs[path], deltas[path], xs_val[path],
+                                                       delta_val[path])
+    if path in has_bias:
+      delta_bar[path] = delta_bar[path] + jnp.sum(delta_val[path], axis=0)
+  (h,) = pullback((x_bar, delta_bar, v_other))
   h = _pmean(h, axis_name)
   return _sub(da, h, xi), g_w, train_m, val_m
 

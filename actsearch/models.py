@@ -20,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from actsearch.errors import UserError
+from actsearch.taps import Dense
 from actsearch.mixed import FixedActivation, MixedActivation
 
 SlotFactory = Callable[[str, int], nnx.Module]
@@ -34,9 +35,9 @@ class MLP(nnx.Module):
   def __init__(self, in_features: int, widths: Sequence[int], num_outputs: int,
                slot: SlotFactory, *, rngs: nnx.Rngs):
     dims = [in_features, *widths]
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.layers = nnx.List([Dense(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
     self.acts = nnx.List([slot(slot_name(i), w) for i, w in enumerate(widths)])
-    self.head = nnx.Linear(dims[-1], num_outputs, rngs=rngs)
+    self.head = Dense(dims[-1], num_outputs, rngs=rngs)
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
     x = x.reshape(x.shape[0], -1)
@@ -61,7 +62,7 @@ class CNN1D(nnx.Module):
       length = (length + 2 - k) // 2 + 1
     if length < 1:
       raise UserError("the input is too short for the convolutions of model.widths")
-    self.head = nnx.Linear(length * chans[-1], num_outputs, rngs=rngs)
+    self.head = Dense(length * chans[-1], num_outputs, rngs=rngs)
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
     if x.ndim == 2:

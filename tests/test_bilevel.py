@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import bilevel, models
+from actsearch import bilevel, models, taps
 
 CANDS = ["relu", "tanh", "sin", "gaussian", "silu", "prelu"]  # prelu: the general path
 FUSED = ["relu", "tanh", "sin", "gaussian", "silu", "softplus"]  # all fused: custom VJP
 
 
-def _problem(task="classification", relaxation="softmax", dtype=jnp.float64, cands=CANDS):
+def _problem(task="classification", relaxation="softmax", dtype=jnp.float64, cands=CANDS,
+             model_cfg=None):
   rngs = nnx.Rngs(0)
-  cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [6, 5]})
+  cfg = ml_collections.ConfigDict(model_cfg or {"name": "mlp", "widths": [6, 5]})
   slot = models.search_slots(cands, relaxation, "layer", rngs)
   n_out = 3 if task == "classification" else 2
-  model = models.build(cfg, (4,), n_out, slot, rngs)
+  in_len = 12 if cfg.name == "cnn1d" else 4
+  model = models.build(cfg, (in_len,), n_out, slot, rngs)
   graphdef, params, arch, rest = bilevel.split_model(model)
   cast = lambda t: jax.tree.map(lambda v: v.astype(dtype), t)
   params, arch = cast(params), cast(arch)
@@ -29,8 +31,8 @@ def _problem(task="classification", relaxation="softmax", dtype=jnp.float64, can
     yt, yv = jax.random.randint(k2, (16,), 0, 3), jax.random.randint(k4, (16,), 0, 3)
   else:
     yt, yv = jax.random.normal(k2, (16, 2), dtype), jax.random.normal(k4, (16, 2), dtype)
-  train = {"x": jax.random.normal(k1, (16, 4), dtype), "y": yt}
-  val = {"x": jax.random.normal(k3, (16, 4), dtype), "y": yv}
+  train = {"x": jax.random.normal(k1, (16, in_len), dtype), "y": yt}
+  val = {"x": jax.random.normal(k3, (16, in_len), dtype), "y": yv}
   return bilevel.Objective(graphdef, task), params, arch, rest, train, val
 
 
@@ -66,6 +68,60 @@ def test_exact_hypergradient_matches_finite_differences_of_the_unrolled_objectiv
   np.testing.assert_allclose(exact, fd, rtol=1e-4, atol=1e-4 * np.abs(fd).max())
   # The second-order term is not negligible here, so the test can tell the orders apart.
   assert np.abs(first - fd).max() > 1e-2 * np.abs(fd).max()
+
+
+@pytest.mark.parametrize("model_cfg, cands", [
+    ({"name": "mlp", "widths": [6, 5]}, CANDS),  # V = X'^T Delta' formed; prelu's slopes too
+    ({"name": "mlp", "widths": [64, 48]}, FUSED),  # the middle layer goes through Gram matrices
+    ({"name": "cnn1d", "widths": [4, 3], "kernel_sizes": [3, 3]}, FUSED),  # convs: general
+])
+@pytest.mark.parametrize("relaxation", ["softmax", "gumbel"])
+def test_lowrank_second_order_equals_the_general_route(model_cfg, cands, relaxation):
+  keys = dict(key_train=jax.random.key(3), key_val=jax.random.key(4))
+  with jax.enable_x64(True):
+    obj, params, arch, rest, train, val = _problem(relaxation=relaxation, cands=cands,
+                                                   model_cfg=model_cfg)
+    assert bilevel._dense_layers(obj, params, arch, rest, (train, val),
+                                 (keys["key_train"], keys["key_val"])) is not None
+
+    def run(lowrank):
+      fn = jax.jit(lambda *a: bilevel.hypergradient(obj, *a, order="second", xi=0.5,
+                                                    lowrank=lowrank, **keys)[:2])
+      return fn(params, arch, rest, train, val)
+    (h_low, g_low), (h_gen, g_gen) = run(True), run(False)
+  scale = np.abs(_flat(h_gen)).max()
+  assert scale > 1e-6
+  np.testing.assert_allclose(_flat(h_low), _flat(h_gen), rtol=1e-9, atol=1e-10 * scale)
+  np.testing.assert_allclose(_flat(g_low), _flat(g_gen), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("b, b_val, n_in, n_out", [(16, 16, 4, 6), (16, 16, 64, 48),
+                                                     (4, 8, 32, 32), (32, 8, 5, 7)])
+def test_lowrank_cotangents_in_either_order_of_multiplication(b, b_val, n_in, n_out):
+  r = np.random.default_rng(0)
+  x, delta = r.normal(size=(b, n_in)), r.normal(size=(b, n_out))
+  x_val, delta_val = r.normal(size=(b_val, n_in)), r.normal(size=(b_val, n_out))
+  v = x_val.T @ delta_val
+  x_bar, delta_bar = bilevel._lowrank_cotangents(x, delta, x_val, delta_val)
+  np.testing.assert_allclose(x_bar, delta @ v.T, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(delta_bar, x @ v, rtol=1e-10, atol=1e-10)
+
+
+class _DenseTwice(nnx.Module):
+  def __init__(self, rngs):
+    self.dense = taps.Dense(4, 4, rngs=rngs)
+
+  def __call__(self, x, key=None):
+    return self.dense(self.dense(x))
+
+
+def test_lowrank_route_applies_to_dense_layers_called_once():
+  obj, params, arch, rest, train, val = _problem(dtype=jnp.float32)
+  layers = bilevel._dense_layers(obj, params, arch, rest, (train, val), (None, None))
+  assert set(layers[0]) == {("layers", 0), ("layers", 1), ("head",)}
+  graphdef, params, arch, rest = bilevel.split_model(_DenseTwice(nnx.Rngs(0)))
+  obj = bilevel.Objective(graphdef, "classification")
+  assert bilevel._dense_layers(obj, params, arch, rest, (train, val), (None, None)) is None
 
 
 def test_darts_finite_difference_approximation_is_close_to_the_exact_hypergradient():
