@@ -18,7 +18,8 @@ Hypergradients (``search.order``):
             - \xi \, \nabla^2_{\alpha, w} L_{train}(w, \alpha)\, \nabla_{w'} L_{val}(w', \alpha),
 
   the mixed second derivative applied to a vector by reverse-mode autodiff through the
-  train gradient (a vector-Hessian product): no finite differences.
+  train gradient (a vector-Hessian product): no finite differences. Dense layers take a
+  cheaper exact route through the factors of their gradients (``_second_order_lowrank``).
 * ``second_fd``: DARTS' central difference for the same product,
   :math:`\nabla^2_{\alpha,w} L_{train}\, v \approx [\nabla_\alpha L_{train}(w^+, \alpha)
   - \nabla_\alpha L_{train}(w^-, \alpha)] / (2\epsilon)`, :math:`w^\pm = w \pm \epsilon v`,
@@ -209,7 +210,7 @@ def _dense_layers(objective, params, arch, rest, batches, keys):
   shapes = []
   for batch, key in zip(batches, keys):
     tape = taps.Tape()
-    jax.eval_shape(lambda p, a, r, b, k: objective(p, a, r, b, k, tape=tape)[0],
+    jax.eval_shape(lambda p, a, r, b, k, tape=tape: objective(p, a, r, b, k, tape=tape)[0],
                    params, arch, rest, batch, key)
     if tape.repeated or not tape.inputs:
       return None

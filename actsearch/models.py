@@ -20,8 +20,8 @@ import numpy as np
 from flax import nnx
 
 from actsearch.errors import UserError
-from actsearch.taps import Dense
 from actsearch.mixed import FixedActivation, MixedActivation
+from actsearch.taps import Dense
 
 SlotFactory = Callable[[str, int], nnx.Module]
 
