@@ -215,9 +215,9 @@ def _dense_layers(objective, params, arch, rest, batches, keys):
     if tape.repeated or not tape.inputs:
       return None
     shapes.append(tape.output_shapes)
-  kinds = {p[:-2]: set() for p in _leaf_paths(params)}
+  kinds = {}  # module path -> names of its weights
   for p in _leaf_paths(params):
-    kinds[p[:-2]].add(p[-2])
+    kinds.setdefault(p[:-2], set()).add(p[-2])
   if any("kernel" not in kinds.get(path, ()) for path in shapes[0]):
     return None
   return shapes

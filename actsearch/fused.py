@@ -305,7 +305,7 @@ def _bwd_fwd(x, w, g, names):
 
 
 def _curvature_block(names, wb, x, g, a):
-  w, b = wb if len(wb) == 2 else (wb[0], None)
+  w, b = wb
   f, df, d2f = zip(*_values(x, names))
   ag = a * g
   xbar = ag * _weighted_sum(w, d2f)
@@ -324,7 +324,7 @@ def _curvature(names, x, w, g, a, b=None):
   :math:`\bar x = a g \sum_k w_k f_k'' + g \sum_k b_k f_k'`,
   :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`.
   Computed in blocks of rows, like the backward rule itself."""
-  wb = (w,) if b is None else (w, b.astype(w.dtype))
+  wb = (w, None if b is None else b.astype(w.dtype))
   (xbar, gbar), (wbar,) = _in_row_blocks(functools.partial(_curvature_block, names), wb,
                                          (x, g, a), into=(2, 1))
   return xbar, wbar.astype(w.dtype), gbar
