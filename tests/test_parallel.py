@@ -69,10 +69,12 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process_with_two_devices(tmp_path):
+@pytest.mark.parametrize("order", ["first", "second"])  # second: val factors gathered
+def test_two_processes_match_one_process_with_two_devices(tmp_path, order):
   import subprocess
   import sys
-  args, env = _search(tmp_path / "single", 2)
+  sets = [*SETS, f"search.order={order}"]
+  args, env = _search(tmp_path / "single", 2, sets=sets)
   proc = run_cli(*args, env=env)
   assert proc.returncode == 0, proc.stderr
 
@@ -81,7 +83,7 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   procs = []
   for pid in range(2):
     args, env = _search(multi, 1, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                        "--process-id", str(pid))
+                        "--process-id", str(pid), sets=sets)
     procs.append(subprocess.Popen([sys.executable, "-m", "actsearch", *args], cwd=ROOT,
                                   env={**os.environ, **env}, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True))
@@ -91,7 +93,7 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   assert "wrote" in outs[0][0] and "wrote" not in outs[1][0]  # only process 0 writes
   np.testing.assert_allclose(arch_weights(multi), arch_weights(tmp_path / "single"),
                              atol=1e-5, rtol=0)
-  a, b = _state(multi, SETS), _state(tmp_path / "single", SETS)
+  a, b = _state(multi, sets), _state(tmp_path / "single", sets)
   chex.assert_trees_all_close(a.params, b.params, atol=1e-5, rtol=0)
   assert len([n for n in os.listdir(multi) if n.startswith("events.out")]) == 1
 
