@@ -133,7 +133,9 @@ def test_user_npz_classification_search(classification_npz, tmp_path):
   assert arch["data"]["path"] == os.path.abspath(classification_npz)
 
 
-def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, monkeypatch,
+                                                                      order):
   import jax
 
   from actsearch import search as search_mod
@@ -157,7 +159,8 @@ def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, 
     return real_save(self, *args)
   monkeypatch.setattr(Checkpointer, "save", recording_save)
   try:
-    assert search(tmp_path / "c", "--set", "search.epochs=4") == 0
+    assert search(tmp_path / "c", "--set", "search.epochs=4", "--set",
+                  f"search.order={order}") == 0
   finally:
     jax.monitoring.clear_event_listeners()
   # Traced (pmap traces twice on its first call) and compiled in epoch 1, never again; the
