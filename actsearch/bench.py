@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from actsearch import bilevel, configs, models
+from actsearch import bilevel, configs, kernels, models
 
 BENCH_CANDIDATES = ["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,6 +150,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 
 def run(cases=("mlp", "mnist1d_cnn"), repeats: int = 30, fused: bool = True) -> dict:
+  kernel = fused and kernels.available()  # built before anything is timed (compile_s)
   results = {name: run_case(name, repeats, fused) for name in cases}
   return {"results": results, "devices": [str(d) for d in jax.devices()],
-          "jax": jax.__version__, "repeats": repeats, "fused": fused}
+          "jax": jax.__version__, "repeats": repeats, "fused": fused, "kernel": kernel}

@@ -28,6 +28,9 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from actsearch import kernels
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
@@ -224,8 +227,58 @@ def _forward(x, w, names):
   return _weighted_sum(w, [f for f, _, _ in _values(x, names)])
 
 
+# ---- The CPU kernel (actsearch/kernels): the same three passes, written in C++. ----
+
+KERNEL_MAX_COLS = 1024
+
+
+def _row_length(size: int) -> int:
+  """The largest divisor of ``size`` up to ``KERNEL_MAX_COLS``: the kernel's row length for
+  per-layer weights, which do not depend on the column."""
+  return max(c for c in range(1, min(size, KERNEL_MAX_COLS) + 1) if size % c == 0)
+
+
+def _use_kernel(x, names) -> bool:
+  return (x.dtype == jnp.float32 and x.size > 0 and all(n in kernels.IDS for n in names)
+          and kernels.available())
+
+
+def _on_cpu(kernel_fn, xla_fn, *args):
+  """``kernel_fn`` where the computation runs on CPU, ``xla_fn`` on other platforms."""
+  return jax.lax.platform_dependent(*args, cpu=kernel_fn, default=xla_fn)
+
+
+def _kernel(kind, names, x, w, g=None):
+  r"""One pass of the kernel. x is viewed as rows ``[R, C]``: C is the channel axis for
+  per-channel weights ``[C, K]``, else a row length that divides the size (``_row_length``),
+  with the ``[K]`` weights broadcast over it. The kernel sums :math:`g f_k` over rows into
+  ``[K, C]``; the columns are summed here for per-layer weights."""
+  k = len(names)
+  cols = x.shape[-1] if w.ndim == 2 else _row_length(x.size)
+  wt = w.T if w.ndim == 2 else jnp.broadcast_to(w[:, None], (k, cols))
+  rows = x.reshape(-1, cols)
+  ids = np.asarray([kernels.IDS[n] for n in names], np.int32)
+  like_x = jax.ShapeDtypeStruct(rows.shape, x.dtype)
+  if kind == "forward":
+    y = jax.ffi.ffi_call(kernels.TARGETS[kind], like_x, vmap_method="sequential")(
+        rows, wt, ids=ids)
+    return y.reshape(x.shape)
+  g = g.reshape(-1, cols)
+  if kind == "dx":
+    dx = jax.ffi.ffi_call(kernels.TARGETS[kind], like_x, vmap_method="sequential")(
+        rows, g, wt, ids=ids)
+    return dx.reshape(x.shape)
+  dx, dwt = jax.ffi.ffi_call(
+      kernels.TARGETS[kind], (like_x, jax.ShapeDtypeStruct(wt.shape, x.dtype)),
+      vmap_method="sequential")(rows, g, wt, ids=ids)
+  return dx.reshape(x.shape), (dwt.T if w.ndim == 2 else dwt.sum(axis=1)).astype(w.dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _mix(x, w, names):
+  if _use_kernel(x, names):
+    return _on_cpu(functools.partial(_kernel, "forward", names),
+                   functools.partial(_forward, names=names), x, w)
   return _forward(x, w, names)
 
 
@@ -295,13 +348,20 @@ def _bwd_blocked(names, x, w, g):
   return dx, dw.astype(w.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _bwd(x, w, g, names):
+def _bwd_any(names, x, w, g):
+  if _use_kernel(x, names):
+    return _on_cpu(lambda x, w, g: _kernel("backward", names, x, w, g),
+                   functools.partial(_bwd_blocked, names), x, w, g)
   return _bwd_blocked(names, x, w, g)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _bwd(x, w, g, names):
+  return _bwd_any(names, x, w, g)
+
+
 def _bwd_fwd(x, w, g, names):
-  return _bwd_blocked(names, x, w, g), (x, w, g)
+  return _bwd_any(names, x, w, g), (x, w, g)
 
 
 def _curvature_block(names, wb, x, g, a):
@@ -343,6 +403,13 @@ _bwd.defvjp(_bwd_fwd, _bwd_bwd)
 def _dx_only(x, w, g, names):
   r""":math:`\partial L/\partial x = g \sum_k w_k f_k'(x)` alone, in one elementwise pass: the
   backward rule of a weight step, which needs no alpha gradient."""
+  if _use_kernel(x, names):
+    return _on_cpu(lambda x, w, g: _kernel("dx", names, x, w, g), functools.partial(
+        _dx_xla, names), x, w, g)
+  return _dx_xla(names, x, w, g)
+
+
+def _dx_xla(names, x, w, g):
   # The barrier keeps XLA from merging this recomputation with the forward pass's identical
   # subexpressions (CSE), which would keep those full-size tensors alive in between.
   x = jax.lax.optimization_barrier(x)

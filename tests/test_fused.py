@@ -7,12 +7,23 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import activations, bilevel, configs, fused, models
+from actsearch import activations, bilevel, configs, fused, kernels, models
 from actsearch.mixed import MixedActivation, mix, mix_reference
 
 RULED = sorted(fused.RULES)
 X = jnp.concatenate([jnp.linspace(-12.0, 12.0, 997), jnp.array([-30.0, -0.5, 0.25, 30.0])])
 X = X[(jnp.abs(X) > 1e-3) & (jnp.abs(jnp.abs(X) - 1) > 1e-3) & (jnp.abs(X - 6) > 1e-3)]
+
+
+@pytest.fixture(params=["kernel", "xla"])
+def impl(request, monkeypatch):
+  """The fused passes as the C++ kernel (CPU, float32) or as XLA code (other platforms, other
+  dtypes, no compiler)."""
+  if request.param == "kernel" and not kernels.available():
+    pytest.skip("the CPU kernel could not be built here (no C++ compiler)")
+  if request.param == "xla":
+    monkeypatch.setattr(fused, "_use_kernel", lambda x, names: False)
+  return request.param
 
 
 def _both(names, shape, granularity):
@@ -42,7 +53,7 @@ def test_rules_exist_for_the_benchmark_and_default_candidates():
 
 @pytest.mark.parametrize("name", RULED)
 @pytest.mark.parametrize("granularity", ["layer", "channel"])
-def test_each_rule_matches_the_plain_sum_in_values_and_gradients(name, granularity):
+def test_each_rule_matches_the_plain_sum_in_values_and_gradients(name, granularity, impl):
   names = [name, "relu"] if name != "relu" else ["relu", "identity"]
   out = _both(names, (8, 6, 25), granularity)
   (y_r, dx_r, dw_r), (y_f, dx_f, dw_f) = out["ref"], out["fused"]
@@ -52,13 +63,14 @@ def test_each_rule_matches_the_plain_sum_in_values_and_gradients(name, granulari
 
 
 @pytest.mark.parametrize("granularity", ["layer", "channel"])
-def test_all_rules_together_match_the_plain_sum(granularity):
+def test_all_rules_together_match_the_plain_sum(granularity, impl):
   out = _both(RULED, (64, 40), granularity)
   for a, b in zip(out["fused"], out["ref"]):
     _close(a, b, float(np.abs(np.asarray(b)).sum()) + 1.0)
 
 
 def test_blocked_backward_matches_the_dense_one(monkeypatch):
+  monkeypatch.setattr(fused, "_use_kernel", lambda x, names: False)  # blocks are XLA's
   names = ("relu", "tanh", "sin", "gaussian")
   x = jax.random.normal(jax.random.key(0), (256, 512)) * 3
   assert fused._block_rows(256, 512) < 256  # more than one block
@@ -73,7 +85,7 @@ def test_blocked_backward_matches_the_dense_one(monkeypatch):
 
 @pytest.mark.parametrize("inner", ["x", "x_and_w"])
 @pytest.mark.parametrize("blocks", [1, 3])
-def test_second_derivatives_through_the_fused_rule_match_the_plain_sum(inner, blocks,
+def test_second_derivatives_through_the_fused_rule_match_the_plain_sum(inner, blocks, impl,
                                                                        monkeypatch):
   # inner="x": the weight step's backward rule (dL/dx alone), as the exact second-order
   # hypergradient differentiates it; inner="x_and_w": the full backward rule.

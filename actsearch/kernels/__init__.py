@@ -1,0 +1,106 @@
+"""The CPU kernel of the fused mixed activation: built on first use, loaded through XLA's FFI.
+
+``mixture.cc`` (handlers) and ``mixture_core.h`` (math) are compiled with the machine's C++
+compiler (``$CXX``, else ``c++``; ``-O3 -march=native``) against the FFI headers that jaxlib
+ships, into a cache directory (``$ACTSEARCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/actsearch``,
+else ``~/.cache/actsearch``), under a name that hashes the sources, the flags, the compiler's
+version and jaxlib's version: a change to any of them builds anew. The build writes a
+temporary file and renames it, so concurrent first uses never load a half-written library.
+
+Without a compiler, or with ``ACTSEARCH_KERNELS=0``, ``available()`` is False and the fused
+mixture runs as XLA code instead (one warning says why). The kernel is for CPU float32 only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax
+
+# Candidate ids of the kernel, in the order of the enum Cand in mixture_core.h.
+NAMES = ("identity", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "tanh", "sigmoid",
+         "sin", "cos", "gaussian", "square", "abs", "relu6", "hard_tanh", "softsign")
+IDS = {name: i for i, name in enumerate(NAMES)}
+
+_SOURCES = ("mixture.cc", "mixture_core.h")
+_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fPIC",
+          "-shared")
+TARGETS = {"forward": "actsearch_mix_forward", "backward": "actsearch_mix_backward",
+           "dx": "actsearch_mix_dx"}
+_SYMBOLS = {"forward": "ActsearchMixForward", "backward": "ActsearchMixBackward",
+            "dx": "ActsearchMixDx"}
+
+
+def cache_dir() -> Path:
+  if os.environ.get("ACTSEARCH_CACHE_DIR"):
+    return Path(os.environ["ACTSEARCH_CACHE_DIR"])
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return Path(base) / "actsearch"
+
+
+def _compiler() -> str | None:
+  cxx = os.environ.get("CXX") or "c++"
+  return shutil.which(cxx)
+
+
+def _library_path(cxx: str) -> Path:
+  here = Path(__file__).parent
+  h = hashlib.sha256()
+  for name in _SOURCES:
+    h.update((here / name).read_bytes())
+  version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
+  h.update(" ".join(_FLAGS).encode() + version.stdout.encode() + jax.lib.__version__.encode())
+  return cache_dir() / f"mixture-{h.hexdigest()[:16]}.so"
+
+
+def _build(cxx: str, out: Path) -> None:
+  here = Path(__file__).parent
+  out.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=out.parent)
+  os.close(fd)
+  try:
+    cmd = [cxx, *_FLAGS, "-isystem", jax.ffi.include_dir(), str(here / "mixture.cc"), "-o", tmp]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+      raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
+                         else f"{cxx} exited with {done.returncode}")
+    os.replace(tmp, out)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+
+
+@functools.cache
+def available() -> bool:
+  """Build (once per machine and version) and register the kernel; False if it cannot be."""
+  if os.environ.get("ACTSEARCH_KERNELS", "1") == "0":
+    return False
+  cxx = _compiler()
+  if cxx is None:
+    warnings.warn("actsearch: no C++ compiler found ($CXX or c++); the fused mixture runs as "
+                  "XLA code, which is slower", stacklevel=2)
+    return False
+  try:
+    path = _library_path(cxx)
+    if not path.exists():
+      print(f"actsearch: building the CPU kernel of the mixture (once): {path}",
+            file=sys.stderr, flush=True)
+      _build(cxx, path)
+    lib = ctypes.cdll.LoadLibrary(str(path))
+    for kind, target in TARGETS.items():
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, _SYMBOLS[kind])),
+                                  platform="cpu")
+  except (OSError, RuntimeError) as err:
+    warnings.warn(f"actsearch: the CPU kernel of the fused mixture could not be built ({err}); "
+                  "it runs as XLA code, which is slower", stacklevel=2)
+    return False
+  return True

@@ -1,0 +1,273 @@
+// The fused mixed activation on CPU: pure math over a block of a row, no XLA types.
+//
+// x is viewed as rows of C columns; weights are [C, K] (a per-layer slot broadcasts its
+// [K] weights over the columns). For a block of columns [c0, c0 + n) of one row the kernel
+// computes, candidate by candidate, vectorized loops over the block that stay in L1:
+//
+//   forward:   y_c  = sum_k w_ck f_k(x_c)
+//   backward:  dx_c = g_c sum_k w_ck f_k'(x_c),   dw_ck += g_c f_k(x_c)
+//
+// Subexpressions shared by candidates (e = exp(-|x|), the sigmoid, tanh, sin and cos) are
+// computed once per block. The formulas are those of actsearch/fused.py.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace actsearch {
+
+// Candidate ids; the order is the one of ACTSEARCH_KERNEL_NAMES in actsearch/kernels/__init__.py.
+enum Cand : int32_t {
+  kIdentity = 0, kRelu, kLeakyRelu, kElu, kGelu, kSilu, kSoftplus, kTanh, kSigmoid, kSin,
+  kCos, kGaussian, kSquare, kAbs, kRelu6, kHardTanh, kSoftsign, kNumCands
+};
+
+constexpr int kBlock = 256;  // columns per block: a block's buffers fit in L1
+
+static inline float bits_to_float(int32_t i) {
+  float f;
+  std::memcpy(&f, &i, sizeof f);
+  return f;
+}
+
+// exp(y) for y <= 0 (Cephes' expf: reduction by ln 2 in two parts, degree-6 polynomial).
+static inline float exp_nonpos(float y) {
+  y = y < -87.0f ? -87.0f : y;
+  float n = std::nearbyint(y * 1.44269504088896341f);
+  float r = y - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * z + r + 1.0f;
+  return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// log(1 + e) for e in [0, 1], as 2 atanh(e / (2 + e)) (odd series to s^13).
+static inline float log1p_unit(float e) {
+  float s = e / (2.0f + e);
+  float z = s * s;
+  float p = 1.0f / 13;
+  p = p * z + 1.0f / 11;
+  p = p * z + 1.0f / 9;
+  p = p * z + 1.0f / 7;
+  p = p * z + 1.0f / 5;
+  p = p * z + 1.0f / 3;
+  p = p * z + 1.0f;
+  return 2.0f * s * p;
+}
+
+// sin and cos from one Cody-Waite reduction by pi/2 (Cephes' sinf/cosf polynomials).
+static inline void sin_cos(float x, float* sn, float* cs) {
+  float k = std::nearbyint(x * 0.6366197723675814f);
+  float r = ((x - k * 1.5703125f) - k * 4.837512969970703125e-4f) - k * 7.54978995489188216e-8f;
+  float z = r * r;
+  float s = r + r * z * ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f);
+  float c = 1.0f - 0.5f * z +
+            z * z * ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f);
+  int32_t q = static_cast<int32_t>(k) & 3;
+  float s0 = (q & 1) ? c : s;
+  float c0 = (q & 1) ? s : c;
+  *sn = (q & 2) ? -s0 : s0;
+  *cs = ((q + 1) & 2) ? -c0 : c0;
+}
+
+static inline float sign(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+
+struct Needs {
+  bool e = false, sigmoid = false, tanh = false, sincos = false;
+};
+
+static inline Needs needs_of(const int32_t* ids, int k) {
+  Needs n;
+  for (int j = 0; j < k; ++j) {
+    switch (ids[j]) {
+      case kElu: n.e = true; break;
+      case kSilu: case kSoftplus: case kSigmoid: n.e = n.sigmoid = true; break;
+      case kTanh: n.e = n.tanh = true; break;
+      case kSin: case kCos: n.sincos = true; break;
+      default: break;
+    }
+  }
+  return n;
+}
+
+// Shared subexpressions of a block.
+struct Shared {
+  alignas(64) float e[kBlock];
+  alignas(64) float sig[kBlock];
+  alignas(64) float th[kBlock];
+  alignas(64) float sn[kBlock];
+  alignas(64) float cs[kBlock];
+
+  void compute(const Needs& need, const float* __restrict x, int n) {
+    if (need.e) {
+#pragma omp simd
+      for (int i = 0; i < n; ++i) e[i] = exp_nonpos(-std::fabs(x[i]));
+    }
+    if (need.sigmoid) {
+#pragma omp simd
+      for (int i = 0; i < n; ++i) {
+        float r = 1.0f / (1.0f + e[i]);
+        sig[i] = x[i] >= 0.0f ? r : e[i] * r;
+      }
+    }
+    if (need.tanh) {
+#pragma omp simd
+      for (int i = 0; i < n; ++i) {
+        float e2 = e[i] * e[i];
+        th[i] = sign(x[i]) * (1.0f - e2) / (1.0f + e2);
+      }
+    }
+    if (need.sincos) {
+#pragma omp simd
+      for (int i = 0; i < n; ++i) sin_cos(x[i], &sn[i], &cs[i]);
+    }
+  }
+};
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluA = 0.044715f;
+
+// The value f and slope d of candidate `id` at element i of a block. Written as one
+// function of (id, i) so each candidate's loop below is a specialization of it.
+#define ACTSEARCH_CANDIDATES(X)                                                              \
+  X(kIdentity, f = x; d = 1.0f;)                                                             \
+  X(kRelu, f = x > 0.0f ? x : 0.0f; d = x > 0.0f ? 1.0f : 0.0f;)                             \
+  X(kLeakyRelu, f = x >= 0.0f ? x : 0.01f * x; d = x >= 0.0f ? 1.0f : 0.01f;)                \
+  X(kElu, f = x > 0.0f ? x : sh.e[i] - 1.0f; d = x > 0.0f ? 1.0f : sh.e[i];)                 \
+  X(kGelu, {                                                                                 \
+    float x2 = x * x;                                                                        \
+    float u = kSqrt2OverPi * x * (1.0f + kGeluA * x2);                                       \
+    float eu = exp_nonpos(-2.0f * std::fabs(u));                                             \
+    float t = sign(u) * (1.0f - eu) / (1.0f + eu);                                           \
+    float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluA * x2);                                   \
+    f = 0.5f * x * (1.0f + t);                                                               \
+    d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;                                  \
+  })                                                                                         \
+  X(kSilu, {                                                                                 \
+    float s = sh.sig[i];                                                                     \
+    f = x * s;                                                                               \
+    d = s + x * s * (1.0f - s);                                                              \
+  })                                                                                         \
+  X(kSoftplus, f = (x > 0.0f ? x : 0.0f) + log1p_unit(sh.e[i]); d = sh.sig[i];)              \
+  X(kTanh, f = sh.th[i]; d = 1.0f - sh.th[i] * sh.th[i];)                                    \
+  X(kSigmoid, f = sh.sig[i]; d = sh.sig[i] * (1.0f - sh.sig[i]);)                            \
+  X(kSin, f = sh.sn[i]; d = sh.cs[i];)                                                       \
+  X(kCos, f = sh.cs[i]; d = -sh.sn[i];)                                                      \
+  X(kGaussian, {                                                                             \
+    float gx = exp_nonpos(-x * x);                                                           \
+    f = gx;                                                                                  \
+    d = -2.0f * x * gx;                                                                      \
+  })                                                                                         \
+  X(kSquare, f = x * x; d = 2.0f * x;)                                                       \
+  X(kAbs, f = std::fabs(x); d = sign(x);)                                                    \
+  X(kRelu6, f = x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x); d = (x > 0.0f && x < 6.0f) ? 1.0f : 0.0f;) \
+  X(kHardTanh, f = x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);                                \
+    d = (x > -1.0f && x < 1.0f) ? 1.0f : 0.0f;)                                             \
+  X(kSoftsign, {                                                                             \
+    float q = 1.0f + std::fabs(x);                                                           \
+    f = x / q;                                                                               \
+    d = 1.0f / (q * q);                                                                      \
+  })
+
+// y[0:n] += w[0:n] * f(x[0:n]) for one candidate.
+static inline void forward_term(int32_t id, const float* __restrict xs, const float* __restrict w,
+                                const Shared& sh, float* __restrict y, int n) {
+  switch (id) {
+#define X(ID, BODY)                                         \
+  case ID:                                                  \
+    _Pragma("omp simd") for (int i = 0; i < n; ++i) {       \
+      float x = xs[i], f, d;                                \
+      BODY;                                                 \
+      (void)d;                                              \
+      y[i] += w[i] * f;                                     \
+    }                                                       \
+    break;
+    ACTSEARCH_CANDIDATES(X)
+#undef X
+    default: break;
+  }
+}
+
+// s[0:n] += w[0:n] * f'(x[0:n]); with kDw, also dw[0:n] += g[0:n] * f(x[0:n]).
+template <bool kDw>
+static inline void backward_term(int32_t id, const float* __restrict xs,
+                                 const float* __restrict g, const float* __restrict w,
+                                 const Shared& sh, float* __restrict s,
+                                 float* __restrict dw, int n) {
+  switch (id) {
+#define X(ID, BODY)                                           \
+  case ID:                                                    \
+    if constexpr (kDw) {                                      \
+      _Pragma("omp simd") for (int i = 0; i < n; ++i) {       \
+        float x = xs[i], f, d;                                \
+        BODY;                                                 \
+        s[i] += w[i] * d;                                     \
+        dw[i] += g[i] * f;                                    \
+      }                                                       \
+    } else {                                                  \
+      _Pragma("omp simd") for (int i = 0; i < n; ++i) {       \
+        float x = xs[i], f, d;                                \
+        BODY;                                                 \
+        (void)f;                                              \
+        s[i] += w[i] * d;                                     \
+      }                                                       \
+    }                                                         \
+    break;
+    ACTSEARCH_CANDIDATES(X)
+#undef X
+    default: break;
+  }
+}
+
+// Rows [r0, r1) of x [rows, C]: y = sum_k w_k f_k(x). wt is the weights transposed, [K, C].
+static inline void forward_rows(const float* x, const float* wt, const int32_t* ids, int k,
+                                int64_t cols, int64_t r0, int64_t r1, float* y) {
+  Needs need = needs_of(ids, k);
+  Shared sh;
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
+      int n = static_cast<int>(cols - c0 < kBlock ? cols - c0 : kBlock);
+      const float* xb = x + r * cols + c0;
+      float* yb = y + r * cols + c0;
+      sh.compute(need, xb, n);
+      for (int i = 0; i < n; ++i) yb[i] = 0.0f;
+      for (int j = 0; j < k; ++j) forward_term(ids[j], xb, wt + j * cols + c0, sh, yb, n);
+    }
+  }
+}
+
+// Rows [r0, r1): dx = g * sum_k w_k f_k'(x); with kDw, also dwt ([K, C]) += g f_k(x) summed
+// over the rows.
+template <bool kDw>
+static inline void backward_rows(const float* x, const float* g, const float* wt,
+                                 const int32_t* ids, int k, int64_t cols, int64_t r0,
+                                 int64_t r1, float* dx, float* dwt) {
+  Needs need = needs_of(ids, k);
+  Shared sh;
+  alignas(64) float s[kBlock];
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
+      int n = static_cast<int>(cols - c0 < kBlock ? cols - c0 : kBlock);
+      const float* xb = x + r * cols + c0;
+      const float* gb = g + r * cols + c0;
+      sh.compute(need, xb, n);
+      for (int i = 0; i < n; ++i) s[i] = 0.0f;
+      for (int j = 0; j < k; ++j) {
+        backward_term<kDw>(ids[j], xb, gb, wt + j * cols + c0, sh, s,
+                           kDw ? dwt + j * cols + c0 : nullptr, n);
+      }
+      float* dxb = dx + r * cols + c0;
+#pragma omp simd
+      for (int i = 0; i < n; ++i) dxb[i] = gb[i] * s[i];
+    }
+  }
+}
+
+}  // namespace actsearch
