@@ -248,30 +248,35 @@ def _on_cpu(kernel_fn, xla_fn, *args):
   return jax.lax.platform_dependent(*args, cpu=kernel_fn, default=xla_fn)
 
 
-def _kernel(kind, names, x, w, g=None):
-  r"""One pass of the kernel. x is viewed as rows ``[R, C]``: C is the channel axis for
-  per-channel weights ``[C, K]``, else a row length that divides the size (``_row_length``),
-  with the ``[K]`` weights broadcast over it. The kernel sums :math:`g f_k` over rows into
-  ``[K, C]``; the columns are summed here for per-layer weights."""
+def _kernel(kind, names, x, w, *operands, b=None):
+  r"""One pass of the kernel (``kernels.TARGETS``) on x and ``operands`` shaped like x.
+
+  x is viewed as rows ``[R, C]``: C is the channel axis for per-channel weights ``[C, K]``,
+  else a row length that divides the size (``_row_length``), with the ``[K]`` weights
+  broadcast over it; the kernel takes them transposed, ``[K, C]``, and so a weight
+  cotangent ``b``. Its first outputs are shaped like x; a last ``[K, C]`` output (sums over
+  rows) is summed over the columns here for per-layer weights."""
   k = len(names)
   cols = x.shape[-1] if w.ndim == 2 else _row_length(x.size)
-  wt = w.T if w.ndim == 2 else jnp.broadcast_to(w[:, None], (k, cols))
-  rows = x.reshape(-1, cols)
+
+  def transposed(v):
+    return v.T if w.ndim == 2 else jnp.broadcast_to(v[:, None], (k, cols))
+  args = [a.reshape(-1, cols) for a in (x, *operands)] + [transposed(w)]
+  if b is not None:
+    args.append(transposed(b.astype(w.dtype)))
+  n_like_x = {"forward": 1, "dx": 1, "backward": 1, "curvature": 2, "dx_curvature": 2}[kind]
+  like_x = jax.ShapeDtypeStruct(args[0].shape, x.dtype)
+  shapes = [like_x] * n_like_x
+  if kind != "forward" and kind != "dx":
+    shapes.append(jax.ShapeDtypeStruct((k, cols), x.dtype))
   ids = np.asarray([kernels.IDS[n] for n in names], np.int32)
-  like_x = jax.ShapeDtypeStruct(rows.shape, x.dtype)
-  if kind == "forward":
-    y = jax.ffi.ffi_call(kernels.TARGETS[kind], like_x, vmap_method="sequential")(
-        rows, wt, ids=ids)
-    return y.reshape(x.shape)
-  g = g.reshape(-1, cols)
-  if kind == "dx":
-    dx = jax.ffi.ffi_call(kernels.TARGETS[kind], like_x, vmap_method="sequential")(
-        rows, g, wt, ids=ids)
-    return dx.reshape(x.shape)
-  dx, dwt = jax.ffi.ffi_call(
-      kernels.TARGETS[kind], (like_x, jax.ShapeDtypeStruct(wt.shape, x.dtype)),
-      vmap_method="sequential")(rows, g, wt, ids=ids)
-  return dx.reshape(x.shape), (dwt.T if w.ndim == 2 else dwt.sum(axis=1)).astype(w.dtype)
+  outs = jax.ffi.ffi_call(kernels.TARGETS[kind], shapes, vmap_method="sequential")(*args,
+                                                                                    ids=ids)
+  maps = [o.reshape(x.shape) for o in outs[:n_like_x]]
+  if len(outs) > n_like_x:
+    sums = outs[-1]
+    maps.append((sums.T if w.ndim == 2 else sums.sum(axis=1)).astype(w.dtype))
+  return tuple(maps) if len(maps) > 1 else maps[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -383,7 +388,18 @@ def _curvature(names, x, w, g, a, b=None):
   absent for the weight step's backward rule):
   :math:`\bar x = a g \sum_k w_k f_k'' + g \sum_k b_k f_k'`,
   :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`.
-  Computed in blocks of rows, like the backward rule itself."""
+  The kernel's ``curvature`` passes on CPU, else XLA code in blocks of rows, like the
+  backward rule itself."""
+  if _use_kernel(x, names):
+    def kernel(x, w, g, a, b):
+      xbar, gbar, wbar = _kernel("dx_curvature" if b is None else "curvature", names, x, w, g,
+                                 a, b=b)
+      return xbar, wbar, gbar
+    return _on_cpu(kernel, functools.partial(_curvature_xla, names), x, w, g, a, b)
+  return _curvature_xla(names, x, w, g, a, b)
+
+
+def _curvature_xla(names, x, w, g, a, b=None):
   wb = (w, None if b is None else b.astype(w.dtype))
   (xbar, gbar), (wbar,) = _in_row_blocks(functools.partial(_curvature_block, names), wb,
                                          (x, g, a), into=(2, 1))

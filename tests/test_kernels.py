@@ -81,6 +81,35 @@ def test_kernel_equals_the_xla_passes_on_any_shape(shape, granularity, monkeypat
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6 * scale)
 
 
+@pytest.mark.parametrize("inner", ["x", "x_and_w"])
+@pytest.mark.parametrize("shape,granularity", [((300, 1000), "layer"), ((40, 7, 50), "channel")])
+def test_kernel_second_derivatives_equal_the_xla_ones(inner, shape, granularity, monkeypatch):
+  # The curvature passes, for every candidate with a rule: inner="x" differentiates the
+  # weight step's backward pass (dx alone), inner="x_and_w" the full one.
+  names = tuple(sorted(fused.RULES))
+  x = jax.random.normal(jax.random.key(0), shape) * 2
+  wshape = (shape[-1], len(names)) if granularity == "channel" else (len(names),)
+  w = jax.nn.softmax(jax.random.normal(jax.random.key(2), wshape), -1)
+
+  def second():  # a new function each time: jit must trace it again
+    def run(x, w):
+      loss = lambda x, w: jnp.sum(jnp.sin(fused.mix(x, w, names)))
+      if inner == "x":
+        return jnp.sum(jax.grad(loss)(x, w) ** 2)
+      dx, dw = jax.grad(loss, argnums=(0, 1))(x, w)
+      # dw sums 300,000 terms: a smooth function of it, so that rounding does not matter
+      return jnp.sum(dx ** 2) + jnp.sum(dw ** 2) / dw.size
+    text = jax.jit(jax.grad(run, argnums=(0, 1))).lower(x, w).as_text()
+    return jax.jit(jax.grad(run, argnums=(0, 1)))(x, w), text
+  kernel, text = second()
+  assert ("actsearch_mix_dx_curvature" if inner == "x" else "actsearch_mix_curvature") in text
+  _xla(monkeypatch)
+  xla, _ = second()
+  for a, b in zip(kernel, xla):
+    scale = float(np.abs(np.asarray(b)).max()) + 1.0
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * scale)
+
+
 def test_kernel_under_vmap_equals_one_call_per_example():
   x = jax.random.normal(jax.random.key(0), (3, 16, 32))
   w = jax.nn.softmax(jax.random.normal(jax.random.key(1), (3, len(BENCH))), -1)

@@ -1,14 +1,24 @@
-"""The CPU kernel of the fused mixed activation: built on first use, loaded through XLA's FFI.
+r"""The CPU kernel of the fused mixed activation: built on first use, loaded through XLA's FFI.
 
 ``mixture.cc`` (handlers) and ``mixture_core.h`` (math) are compiled with the machine's C++
 compiler (``$CXX``, else ``c++``; ``-O3 -march=native``) against the FFI headers that jaxlib
 ships, into a cache directory (``$ACTSEARCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/actsearch``,
 else ``~/.cache/actsearch``), under a name that hashes the sources, the flags, the compiler's
-version and jaxlib's version: a change to any of them builds anew. The build writes a
-temporary file and renames it, so concurrent first uses never load a half-written library.
+version, jaxlib's version and the CPU (model and instruction set flags): a change to any of
+them builds anew, and a cache shared between machines never loads another CPU's build. The
+build writes a temporary file and renames it, so concurrent first uses never load a
+half-written library.
 
 Without a compiler, or with ``ACTSEARCH_KERNELS=0``, ``available()`` is False and the fused
 mixture runs as XLA code instead (one warning says why). The kernel is for CPU float32 only.
+
+Passes (``fused`` calls them; the math is in ``mixture_core.h``):
+
+- ``forward``: :math:`y = \sum_k w_k f_k(x)`;
+- ``backward``: :math:`\partial L/\partial x = g \sum_k w_k f_k'(x)` and
+  :math:`\partial L/\partial w_k = \sum g f_k(x)`; ``dx``: the former alone;
+- ``curvature`` and ``dx_curvature``: the VJPs of those two, for exact second-order
+  hypergradients.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -34,10 +45,15 @@ IDS = {name: i for i, name in enumerate(NAMES)}
 _SOURCES = ("mixture.cc", "mixture_core.h")
 _FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fPIC",
           "-shared")
-TARGETS = {"forward": "actsearch_mix_forward", "backward": "actsearch_mix_backward",
-           "dx": "actsearch_mix_dx"}
-_SYMBOLS = {"forward": "ActsearchMixForward", "backward": "ActsearchMixBackward",
-            "dx": "ActsearchMixDx"}
+# pass -> (XLA custom-call target, symbol in mixture.cc)
+_HANDLERS = {
+    "forward": ("actsearch_mix_forward", "ActsearchMixForward"),
+    "backward": ("actsearch_mix_backward", "ActsearchMixBackward"),
+    "dx": ("actsearch_mix_dx", "ActsearchMixDx"),
+    "curvature": ("actsearch_mix_curvature", "ActsearchMixCurvature"),
+    "dx_curvature": ("actsearch_mix_dx_curvature", "ActsearchMixDxCurvature"),
+}
+TARGETS = {kind: target for kind, (target, _) in _HANDLERS.items()}
 
 
 def cache_dir() -> Path:
@@ -52,13 +68,26 @@ def _compiler() -> str | None:
   return shutil.which(cxx)
 
 
+def _cpu_signature() -> str:
+  """What ``-march=native`` compiles for: the CPU's model and instruction set flags, so that
+  a cache directory shared between different machines never loads a library built for
+  another CPU."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+    return "".join(sorted(set(lines)))
+  except OSError:
+    return platform.machine() + platform.processor()
+
+
 def _library_path(cxx: str) -> Path:
   here = Path(__file__).parent
   h = hashlib.sha256()
   for name in _SOURCES:
     h.update((here / name).read_bytes())
   version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
-  h.update(" ".join(_FLAGS).encode() + version.stdout.encode() + jax.lib.__version__.encode())
+  for part in (" ".join(_FLAGS), version.stdout, jax.lib.__version__, _cpu_signature()):
+    h.update(part.encode())
   return cache_dir() / f"mixture-{h.hexdigest()[:16]}.so"
 
 
@@ -96,8 +125,8 @@ def available() -> bool:
             file=sys.stderr, flush=True)
       _build(cxx, path)
     lib = ctypes.cdll.LoadLibrary(str(path))
-    for kind, target in TARGETS.items():
-      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, _SYMBOLS[kind])),
+    for target, symbol in _HANDLERS.values():
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
                                   platform="cpu")
   except (OSError, RuntimeError) as err:
     warnings.warn(f"actsearch: the CPU kernel of the fused mixture could not be built ({err}); "

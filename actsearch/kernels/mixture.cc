@@ -86,39 +86,50 @@ ffi::Error MixForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
   return ffi::Error::Success();
 }
 
+ffi::Error check_like_x(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& other) {
+  auto xd = x.dimensions(), od = other.dimensions();
+  if (od.size() != 2 || od[0] != xd[0] || od[1] != xd[1]) {
+    return ffi::Error::InvalidArgument("actsearch mixture: operands must have the shape of x");
+  }
+  return ffi::Error::Success();
+}
+
+// Runs body(r0, r1, sums) over units of rows; with out ([K, C]) not null, each unit adds its
+// rows' sums into its own [K, C] slice (sums), and the slices are added into out at the end.
+template <typename Body>
+void run_summing(ffi::ThreadPool& pool, int64_t rows, int64_t cols, int k, float* out, Body body) {
+  int64_t units = unit_count(pool, rows, cols);
+  std::vector<float> partial(out ? units * k * cols : 0, 0.0f);
+  float* pp = partial.data();
+  run_units(pool, units, [=](int64_t u) {
+    body(rows * u / units, rows * (u + 1) / units, out ? pp + u * k * cols : nullptr);
+  });
+  if (out) {
+    std::fill(out, out + k * cols, 0.0f);
+    for (int64_t u = 0; u < units; ++u) {
+      for (int64_t i = 0; i < k * cols; ++i) out[i] += pp[u * k * cols + i];
+    }
+  }
+}
+
 // With dwt: the full backward pass (dx and the weights' gradient); without: dx alone.
 ffi::Error Backward(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& g,
                     ffi::Buffer<ffi::F32>& wt, Ids ids, float* dxp, float* dwtp) {
   if (ffi::Error e = check(x, wt, ids); e.failure()) return e;
-  if (g.dimensions().size() != 2 || g.dimensions()[0] != x.dimensions()[0] ||
-      g.dimensions()[1] != x.dimensions()[1]) {
-    return ffi::Error::InvalidArgument("actsearch mixture: g must have the shape of x");
-  }
+  if (ffi::Error e = check_like_x(x, g); e.failure()) return e;
   int64_t rows = x.dimensions()[0], cols = x.dimensions()[1];
-  int64_t units = unit_count(pool, rows, cols);
   int k = static_cast<int>(ids.size());
-  // Each unit sums its rows into its own [K, C] slice; the slices are added at the end.
-  std::vector<float> partial(dwtp ? units * k * cols : 0, 0.0f);
   const float* xp = x.typed_data();
   const float* gp = g.typed_data();
   const float* wp = wt.typed_data();
   const int32_t* idp = ids.begin();
-  float* pp = partial.data();
-  run_units(pool, units, [=](int64_t u) {
-    int64_t r0 = rows * u / units, r1 = rows * (u + 1) / units;
-    if (dwtp) {
-      actsearch::backward_rows<true>(xp, gp, wp, idp, k, cols, r0, r1, dxp, pp + u * k * cols);
+  run_summing(pool, rows, cols, k, dwtp, [=](int64_t r0, int64_t r1, float* sums) {
+    if (sums) {
+      actsearch::backward_rows<true>(xp, gp, wp, idp, k, cols, r0, r1, dxp, sums);
     } else {
       actsearch::backward_rows<false>(xp, gp, wp, idp, k, cols, r0, r1, dxp, nullptr);
     }
   });
-  if (dwtp) {
-    std::fill(dwtp, dwtp + k * cols, 0.0f);
-    for (int64_t u = 0; u < units; ++u) {
-      const float* src = pp + u * k * cols;
-      for (int64_t i = 0; i < k * cols; ++i) dwtp[i] += src[i];
-    }
-  }
   return ffi::Error::Success();
 }
 
@@ -133,29 +144,86 @@ ffi::Error MixDx(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi:
   return Backward(pool, x, g, wt, ids, dx->typed_data(), nullptr);
 }
 
+// The VJP of a backward pass; bt (the weights' cotangent, transposed) is null for dx alone.
+ffi::Error Curvature(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& g,
+                     ffi::Buffer<ffi::F32>& a, ffi::Buffer<ffi::F32>& wt, const float* btp,
+                     Ids ids, ffi::ResultBuffer<ffi::F32>& xbar, ffi::ResultBuffer<ffi::F32>& gbar,
+                     ffi::ResultBuffer<ffi::F32>& wbart) {
+  if (ffi::Error e = check(x, wt, ids); e.failure()) return e;
+  if (ffi::Error e = check_like_x(x, g); e.failure()) return e;
+  if (ffi::Error e = check_like_x(x, a); e.failure()) return e;
+  int64_t rows = x.dimensions()[0], cols = x.dimensions()[1];
+  int k = static_cast<int>(ids.size());
+  const float *xp = x.typed_data(), *gp = g.typed_data(), *ap = a.typed_data();
+  const float* wp = wt.typed_data();
+  const int32_t* idp = ids.begin();
+  float *xbp = xbar->typed_data(), *gbp = gbar->typed_data();
+  run_summing(pool, rows, cols, k, wbart->typed_data(), [=](int64_t r0, int64_t r1, float* sums) {
+    if (btp) {
+      actsearch::curvature_rows<true>(xp, gp, ap, wp, btp, idp, k, cols, r0, r1, xbp, gbp, sums);
+    } else {
+      actsearch::curvature_rows<false>(xp, gp, ap, wp, nullptr, idp, k, cols, r0, r1, xbp, gbp,
+                                       sums);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error MixCurvature(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
+                        ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> wt,
+                        ffi::Buffer<ffi::F32> bt, Ids ids, ffi::ResultBuffer<ffi::F32> xbar,
+                        ffi::ResultBuffer<ffi::F32> gbar, ffi::ResultBuffer<ffi::F32> wbart) {
+  auto wd = wt.dimensions(), bd = bt.dimensions();
+  if (bd.size() != 2 || bd[0] != wd[0] || bd[1] != wd[1]) {
+    return ffi::Error::InvalidArgument("actsearch mixture: bt must have the shape of wt");
+  }
+  return Curvature(pool, x, g, a, wt, bt.typed_data(), ids, xbar, gbar, wbart);
+}
+
+ffi::Error MixDxCurvature(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
+                          ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> wt, Ids ids,
+                          ffi::ResultBuffer<ffi::F32> xbar, ffi::ResultBuffer<ffi::F32> gbar,
+                          ffi::ResultBuffer<ffi::F32> wbart) {
+  return Curvature(pool, x, g, a, wt, nullptr, ids, xbar, gbar, wbart);
+}
+
 }  // namespace
 
+using F32Buffer = ffi::Buffer<ffi::F32>;
+
+// The thread pool and three arrays: the start of every handler's arguments.
+static auto BindThreeArrays() {
+  return ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<F32Buffer>().Arg<F32Buffer>().Arg<
+      F32Buffer>();
+}
+
+// Forward (x, wt) and the backward passes (x, g, wt).
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ActsearchMixForward, MixForward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<F32Buffer>()
+                                  .Arg<F32Buffer>()
                                   .Attr<Ids>("ids")
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
-// x, g, the transposed weights and the ids: the arguments of both backward handlers.
-static auto BackwardBinding() {
-  return ffi::Ffi::Bind()
-      .Ctx<ffi::ThreadPool>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Attr<Ids>("ids");
-}
-
+                                  .Ret<F32Buffer>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ActsearchMixBackward, MixBackward,
-                              BackwardBinding().Ret<ffi::Buffer<ffi::F32>>().Ret<
-                                  ffi::Buffer<ffi::F32>>());
-
+                              BindThreeArrays().Attr<Ids>("ids").Ret<F32Buffer>().Ret<
+                                  F32Buffer>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ActsearchMixDx, MixDx,
-                              BackwardBinding().Ret<ffi::Buffer<ffi::F32>>());
+                              BindThreeArrays().Attr<Ids>("ids").Ret<F32Buffer>());
+
+// The curvature passes: x, g, a, wt (and bt); xbar, gbar, wbart.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ActsearchMixCurvature, MixCurvature,
+                              BindThreeArrays()
+                                  .Arg<F32Buffer>()
+                                  .Arg<F32Buffer>()
+                                  .Attr<Ids>("ids")
+                                  .Ret<F32Buffer>()
+                                  .Ret<F32Buffer>()
+                                  .Ret<F32Buffer>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ActsearchMixDxCurvature, MixDxCurvature,
+                              BindThreeArrays()
+                                  .Arg<F32Buffer>()
+                                  .Attr<Ids>("ids")
+                                  .Ret<F32Buffer>()
+                                  .Ret<F32Buffer>()
+                                  .Ret<F32Buffer>());
