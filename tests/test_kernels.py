@@ -166,6 +166,17 @@ def test_two_first_uses_at_once_build_one_library_and_leave_no_temporary(tmp_pat
   assert again[2] == pytest.approx(results[0][2], rel=1e-6)
 
 
+def test_an_unwritable_cache_directory_builds_in_a_temporary_one(tmp_path):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("not a directory")
+  tmp = tmp_path / "tmp"
+  tmp.mkdir()
+  ok, used, _, _, err = _result(_probe(blocker / "cache", TMPDIR=str(tmp)))
+  assert ok and used
+  built = list(tmp.glob("actsearch-*/mixture-*.so"))
+  assert len(built) == 1 and str(built[0]) in err
+
+
 @pytest.mark.parametrize("setting", ["no_compiler", "failing_compiler", "turned_off"])
 def test_without_the_kernel_the_mixture_runs_as_xla_code(tmp_path, setting):
   env = {"turned_off": {"ACTSEARCH_KERNELS": "0"},

@@ -3,11 +3,11 @@ r"""The CPU kernel of the fused mixed activation: built on first use, loaded thr
 ``mixture.cc`` (handlers) and ``mixture_core.h`` (math) are compiled with the machine's C++
 compiler (``$CXX``, else ``c++``; ``-O3 -march=native``) against the FFI headers that jaxlib
 ships, into a cache directory (``$ACTSEARCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/actsearch``,
-else ``~/.cache/actsearch``), under a name that hashes the sources, the flags, the compiler's
-version, jaxlib's version and the CPU (model and instruction set flags): a change to any of
-them builds anew, and a cache shared between machines never loads another CPU's build. The
-build writes a temporary file and renames it, so concurrent first uses never load a
-half-written library.
+else ``~/.cache/actsearch``; a per-user temporary directory if that cannot be written). The
+file name hashes the sources, the flags, the compiler's version, jaxlib's version and the CPU
+(model and instruction set flags): a change to any of them builds anew, and a cache shared
+between machines never loads another CPU's build. The build writes a temporary file and
+renames it, so concurrent first uses never load a half-written library.
 
 Without a compiler, or with ``ACTSEARCH_KERNELS=0``, ``available()`` is False and the fused
 mixture runs as XLA code instead (one warning says why). The kernel is for CPU float32 only.
@@ -56,11 +56,15 @@ _HANDLERS = {
 TARGETS = {kind: target for kind, (target, _) in _HANDLERS.items()}
 
 
-def cache_dir() -> Path:
+def cache_dirs() -> list[Path]:
+  """Where the library is looked for and built, in order: the user's cache directory, then
+  (when that cannot be written, e.g. a read-only home) a per-user temporary one."""
   if os.environ.get("ACTSEARCH_CACHE_DIR"):
-    return Path(os.environ["ACTSEARCH_CACHE_DIR"])
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return Path(base) / "actsearch"
+    first = Path(os.environ["ACTSEARCH_CACHE_DIR"])
+  else:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    first = Path(base) / "actsearch"
+  return [first, Path(tempfile.gettempdir()) / f"actsearch-{os.getuid()}"]
 
 
 def _compiler() -> str | None:
@@ -80,7 +84,7 @@ def _cpu_signature() -> str:
     return platform.machine() + platform.processor()
 
 
-def _library_path(cxx: str) -> Path:
+def _library_name(cxx: str) -> str:
   here = Path(__file__).parent
   h = hashlib.sha256()
   for name in _SOURCES:
@@ -88,12 +92,11 @@ def _library_path(cxx: str) -> Path:
   version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
   for part in (" ".join(_FLAGS), version.stdout, jax.lib.__version__, _cpu_signature()):
     h.update(part.encode())
-  return cache_dir() / f"mixture-{h.hexdigest()[:16]}.so"
+  return f"mixture-{h.hexdigest()[:16]}.so"
 
 
 def _build(cxx: str, out: Path) -> None:
   here = Path(__file__).parent
-  out.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=out.parent)
   os.close(fd)
   try:
@@ -108,6 +111,28 @@ def _build(cxx: str, out: Path) -> None:
       os.unlink(tmp)
 
 
+def _find_or_build(cxx: str) -> Path:
+  name = _library_name(cxx)
+  for directory in cache_dirs():
+    if (directory / name).exists():
+      return directory / name
+  unwritable = []
+  for directory in cache_dirs():
+    path = directory / name
+    try:
+      directory.mkdir(parents=True, exist_ok=True)
+      if not os.access(directory, os.W_OK):
+        raise PermissionError(f"{directory} is not writable")
+    except OSError as err:
+      unwritable.append(str(err))
+      continue
+    print(f"actsearch: building the CPU kernel of the mixture (once): {path}", file=sys.stderr,
+          flush=True)
+    _build(cxx, path)
+    return path
+  raise OSError("no writable cache directory: " + "; ".join(unwritable))
+
+
 @functools.cache
 def available() -> bool:
   """Build (once per machine and version) and register the kernel; False if it cannot be."""
@@ -119,11 +144,7 @@ def available() -> bool:
                   "XLA code, which is slower", stacklevel=2)
     return False
   try:
-    path = _library_path(cxx)
-    if not path.exists():
-      print(f"actsearch: building the CPU kernel of the mixture (once): {path}",
-            file=sys.stderr, flush=True)
-      _build(cxx, path)
+    path = _find_or_build(cxx)
     lib = ctypes.cdll.LoadLibrary(str(path))
     for target, symbol in _HANDLERS.values():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
