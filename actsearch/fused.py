@@ -16,6 +16,11 @@ works in blocks of rows, and has its own VJP (from the rules' second derivatives
 second-order hypergradients. A backward pass that needs no alpha gradient (the weight step)
 computes :math:`\partial L/\partial x` alone, in one elementwise pass.
 
+Each pass exists twice: on CPU in float32 it is the C++ kernel of ``actsearch.kernels``
+(same formulas, one vectorized loop per candidate over blocks that stay in L1, rows spread
+over XLA's thread pool); elsewhere, or where the kernel cannot be built, it is the XLA code
+below. ``jax.lax.platform_dependent`` picks between them when the step is lowered.
+
 Candidates without a rule here (user-registered ones, parametric ones) use the plain sum in
 ``mixed.mix_reference``; results agree with it to float32 precision (tested for every rule).
 """
