@@ -110,6 +110,29 @@ def test_kernel_second_derivatives_equal_the_xla_ones(inner, shape, granularity,
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("name", sorted(fused.RULES))
+def test_kernel_treats_non_finite_inputs_like_the_xla_passes(name, monkeypatch):
+  # A NaN must reach the loss, where the run's guard stops the search.
+  x = [np.nan, np.inf, -np.inf, 0.0, 88.0, -88.0, 1e4, -1e4]
+  if name not in ("sin", "cos"):  # their range reduction is exact to |x| ~ 8192, not 1e30
+    x += [1e30, -1e30]
+  x = jnp.array([x])
+  w = jnp.array([1.0])
+
+  def values_and_gradients():
+    def run(x, w):
+      y, vjp = jax.vjp(lambda x, w: fused.mix(x, w, (name,)), x, w)
+      return y, vjp(jnp.ones_like(y))[0]
+    return jax.jit(run)(x, w)
+  kernel = values_and_gradients()
+  _xla(monkeypatch)
+  xla = values_and_gradients()
+  for a, b in zip(kernel, xla):
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(np.nan_to_num(np.asarray(a)), np.nan_to_num(np.asarray(b)),
+                               rtol=1e-5)
+
+
 def test_kernel_under_vmap_equals_one_call_per_example():
   x = jax.random.normal(jax.random.key(0), (3, 16, 32))
   w = jax.nn.softmax(jax.random.normal(jax.random.key(1), (3, len(BENCH))), -1)

@@ -36,9 +36,11 @@ ACTSEARCH_MATH float bits_to_float(int32_t i) {
   return f;
 }
 
-// exp(y) for y <= 0 (Cephes' expf: reduction by ln 2 in two parts, degree-6 polynomial).
+// exp(y) for y <= 0 (Cephes' expf: reduction by ln 2 in two parts, degree-6 polynomial);
+// 0 below -87, where the result would be denormal (XLA:CPU flushes those to 0 too).
 ACTSEARCH_MATH float exp_nonpos(float y) {
-  y = y < -87.0f ? -87.0f : y;
+  bool underflow = y < -87.0f;
+  y = underflow ? -87.0f : y;
   float n = std::nearbyint(y * 1.44269504088896341f);
   float r = y - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
@@ -50,7 +52,8 @@ ACTSEARCH_MATH float exp_nonpos(float y) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * z + r + 1.0f;
-  return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  float result = p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  return underflow ? 0.0f : result;
 }
 
 // log(1 + e) for e in [0, 1], as 2 atanh(e / (2 + e)) (odd series to s^13).
@@ -82,7 +85,8 @@ ACTSEARCH_MATH void sin_cos(float x, float* sn, float* cs) {
   *cs = ((q + 1) & 2) ? -c0 : c0;
 }
 
-ACTSEARCH_MATH float sign(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+// sign(x), NaN for NaN (x * 0 keeps it).
+ACTSEARCH_MATH float sign(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x * 0.0f); }
 
 struct Needs {
   bool e = false, sigmoid = false, tanh = false, sincos = false;
@@ -144,7 +148,7 @@ constexpr float kGeluA = 0.044715f;
 // them and keeps what it uses: the compiler drops the rest.
 #define ACTSEARCH_CANDIDATES(X)                                                              \
   X(kIdentity, f = x; d = 1.0f; d2 = 0.0f;)                                                  \
-  X(kRelu, f = x > 0.0f ? x : 0.0f; d = x > 0.0f ? 1.0f : 0.0f; d2 = 0.0f;)                  \
+  X(kRelu, f = x < 0.0f ? 0.0f : x; d = x > 0.0f ? 1.0f : 0.0f; d2 = 0.0f;)                  \
   X(kLeakyRelu, f = x >= 0.0f ? x : 0.01f * x; d = x >= 0.0f ? 1.0f : 0.01f; d2 = 0.0f;)     \
   X(kElu, f = x > 0.0f ? x : sh.e[i] - 1.0f; d = x > 0.0f ? 1.0f : sh.e[i]; d2 = x > 0.0f ? 0.0f : sh.e[i];) \
   X(kGelu, {                                                                                 \
@@ -165,7 +169,7 @@ constexpr float kGeluA = 0.044715f;
     d = s + x * ds;                                                                          \
     d2 = ds * (2.0f + x * (1.0f - 2.0f * s));                                                \
   })                                                                                         \
-  X(kSoftplus, f = (x > 0.0f ? x : 0.0f) + log1p_unit(sh.e[i]); d = sh.sig[i];               \
+  X(kSoftplus, f = (x < 0.0f ? 0.0f : x) + log1p_unit(sh.e[i]); d = sh.sig[i];               \
     d2 = sh.sig[i] * (1.0f - sh.sig[i]);)                                                    \
   X(kTanh, f = sh.th[i]; d = 1.0f - sh.th[i] * sh.th[i]; d2 = -2.0f * sh.th[i] * d;)         \
   X(kSigmoid, f = sh.sig[i]; d = sh.sig[i] * (1.0f - sh.sig[i]);                             \
