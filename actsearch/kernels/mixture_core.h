@@ -195,8 +195,9 @@ constexpr float kGeluA = 0.044715f;
     d2 = -2.0f * sign(x) * d / q;                                                            \
   })
 
-// One candidate's loop over a block: `STEP` (using f, d, d2 at element i) for i in [0, n).
-#define ACTSEARCH_TERM_LOOP(STEP)                             \
+// One candidate's loop over a block: the statement ACTSEARCH_STEP (which uses f, d and d2 at
+// element i), defined where the loop is used, for i in [0, n).
+#define ACTSEARCH_TERM_LOOP()                                 \
   switch (id) {                                               \
     ACTSEARCH_CANDIDATES(ACTSEARCH_TERM_CASE)                 \
     default: break;                                           \
@@ -257,7 +258,8 @@ static inline void curvature_term(int32_t id, const float* __restrict xs,
   }
 }
 
-// Calls block(r, c0, n) for every block of columns [c0, c0 + n) of rows [r0, r1).
+// Calls block(at, c0, n) for every block of columns [c0, c0 + n) of rows [r0, r1), where
+// at is the block's offset in the row-major array.
 template <typename Block>
 static inline void for_blocks(int64_t cols, int64_t r0, int64_t r1, Block block) {
   for (int64_t r = r0; r < r1; ++r) {
