@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from actsearch import kernels
 
@@ -232,64 +231,23 @@ def _forward(x, w, names):
   return _weighted_sum(w, [f for f, _, _ in _values(x, names)])
 
 
-# ---- The CPU kernel (actsearch/kernels): the same three passes, written in C++. ----
-
-KERNEL_MAX_COLS = 1024
-
-
-def _row_length(size: int) -> int:
-  """The largest divisor of ``size`` up to ``KERNEL_MAX_COLS``: the kernel's row length for
-  per-layer weights, which do not depend on the column."""
-  return max(c for c in range(1, min(size, KERNEL_MAX_COLS) + 1) if size % c == 0)
-
-
 def _use_kernel(x, names) -> bool:
   return (x.dtype == jnp.float32 and x.size > 0 and all(n in kernels.IDS for n in names)
           and kernels.available())
 
 
-def _on_cpu(kernel_fn, xla_fn, *args):
-  """``kernel_fn`` where the computation runs on CPU, ``xla_fn`` on other platforms."""
-  return jax.lax.platform_dependent(*args, cpu=kernel_fn, default=xla_fn)
-
-
-def _kernel(kind, names, x, w, *operands, b=None):
-  r"""One pass of the kernel (``kernels.TARGETS``) on x and ``operands`` shaped like x.
-
-  x is viewed as rows ``[R, C]``: C is the channel axis for per-channel weights ``[C, K]``,
-  else a row length that divides the size (``_row_length``), with the ``[K]`` weights
-  broadcast over it; the kernel takes them transposed, ``[K, C]``, and so a weight
-  cotangent ``b``. Its first outputs are shaped like x; a last ``[K, C]`` output (sums over
-  rows) is summed over the columns here for per-layer weights."""
-  k = len(names)
-  cols = x.shape[-1] if w.ndim == 2 else _row_length(x.size)
-
-  def transposed(v):
-    return v.T if w.ndim == 2 else jnp.broadcast_to(v[:, None], (k, cols))
-  args = [a.reshape(-1, cols) for a in (x, *operands)] + [transposed(w)]
-  if b is not None:
-    args.append(transposed(b.astype(w.dtype)))
-  n_like_x = {"forward": 1, "dx": 1, "backward": 1, "curvature": 2, "dx_curvature": 2}[kind]
-  like_x = jax.ShapeDtypeStruct(args[0].shape, x.dtype)
-  shapes = [like_x] * n_like_x
-  if kind != "forward" and kind != "dx":
-    shapes.append(jax.ShapeDtypeStruct((k, cols), x.dtype))
-  ids = np.asarray([kernels.IDS[n] for n in names], np.int32)
-  outs = jax.ffi.ffi_call(kernels.TARGETS[kind], shapes, vmap_method="sequential")(*args,
-                                                                                    ids=ids)
-  maps = [o.reshape(x.shape) for o in outs[:n_like_x]]
-  if len(outs) > n_like_x:
-    sums = outs[-1]
-    maps.append((sums.T if w.ndim == 2 else sums.sum(axis=1)).astype(w.dtype))
-  return tuple(maps) if len(maps) > 1 else maps[0]
+def _either(names, kind, xla_fn, *args):
+  """The kernel's pass ``kind`` on ``args`` (``kernels.call``) where the computation runs on
+  CPU in float32 and the kernel could be built; ``xla_fn(*args)`` otherwise."""
+  if not _use_kernel(args[0], names):
+    return xla_fn(*args)
+  return jax.lax.platform_dependent(
+      *args, cpu=functools.partial(kernels.call, kind, names), default=xla_fn)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _mix(x, w, names):
-  if _use_kernel(x, names):
-    return _on_cpu(functools.partial(_kernel, "forward", names),
-                   functools.partial(_forward, names=names), x, w)
-  return _forward(x, w, names)
+  return _either(names, "forward", functools.partial(_forward, names=names), x, w)
 
 
 def _mix_fwd(x, w, names):
@@ -359,10 +317,7 @@ def _bwd_blocked(names, x, w, g):
 
 
 def _bwd_any(names, x, w, g):
-  if _use_kernel(x, names):
-    return _on_cpu(lambda x, w, g: _kernel("backward", names, x, w, g),
-                   functools.partial(_bwd_blocked, names), x, w, g)
-  return _bwd_blocked(names, x, w, g)
+  return _either(names, "backward", functools.partial(_bwd_blocked, names), x, w, g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -395,20 +350,20 @@ def _curvature(names, x, w, g, a, b=None):
   :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`.
   The kernel's ``curvature`` passes on CPU, else XLA code in blocks of rows, like the
   backward rule itself."""
-  if _use_kernel(x, names):
-    def kernel(x, w, g, a, b):
-      xbar, gbar, wbar = _kernel("dx_curvature" if b is None else "curvature", names, x, w, g,
-                                 a, b=b)
-      return xbar, wbar, gbar
-    return _on_cpu(kernel, functools.partial(_curvature_xla, names), x, w, g, a, b)
-  return _curvature_xla(names, x, w, g, a, b)
+  if b is None:
+    xbar, gbar, wbar = _either(names, "dx_curvature", functools.partial(_curvature_xla, names),
+                               x, w, g, a)
+  else:
+    xbar, gbar, wbar = _either(names, "curvature", functools.partial(_curvature_xla, names),
+                               x, w, g, a, b.astype(w.dtype))
+  return xbar, wbar, gbar
 
 
 def _curvature_xla(names, x, w, g, a, b=None):
-  wb = (w, None if b is None else b.astype(w.dtype))
-  (xbar, gbar), (wbar,) = _in_row_blocks(functools.partial(_curvature_block, names), wb,
+  """``(xbar, gbar, wbar)``, in the order of the kernel's outputs."""
+  (xbar, gbar), (wbar,) = _in_row_blocks(functools.partial(_curvature_block, names), (w, b),
                                          (x, g, a), into=(2, 1))
-  return xbar, wbar.astype(w.dtype), gbar
+  return xbar, gbar, wbar.astype(w.dtype)
 
 
 def _bwd_bwd(names, res, cts):
@@ -424,10 +379,7 @@ _bwd.defvjp(_bwd_fwd, _bwd_bwd)
 def _dx_only(x, w, g, names):
   r""":math:`\partial L/\partial x = g \sum_k w_k f_k'(x)` alone, in one elementwise pass: the
   backward rule of a weight step, which needs no alpha gradient."""
-  if _use_kernel(x, names):
-    return _on_cpu(lambda x, w, g: _kernel("dx", names, x, w, g), functools.partial(
-        _dx_xla, names), x, w, g)
-  return _dx_xla(names, x, w, g)
+  return _either(names, "dx", functools.partial(_dx_xla, names), x, w, g)
 
 
 def _dx_xla(names, x, w, g):

@@ -36,6 +36,8 @@ import warnings
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 # Candidate ids of the kernel, in the order of the enum Cand in mixture_core.h.
 NAMES = ("identity", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "tanh", "sigmoid",
@@ -45,15 +47,16 @@ IDS = {name: i for i, name in enumerate(NAMES)}
 _SOURCES = ("mixture.cc", "mixture_core.h")
 _FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fPIC",
           "-shared")
-# pass -> (XLA custom-call target, symbol in mixture.cc)
+# pass -> (XLA custom-call target, symbol in mixture.cc, outputs shaped like x, whether a
+# last output holds sums over rows, [K, C])
 _HANDLERS = {
-    "forward": ("actsearch_mix_forward", "ActsearchMixForward"),
-    "backward": ("actsearch_mix_backward", "ActsearchMixBackward"),
-    "dx": ("actsearch_mix_dx", "ActsearchMixDx"),
-    "curvature": ("actsearch_mix_curvature", "ActsearchMixCurvature"),
-    "dx_curvature": ("actsearch_mix_dx_curvature", "ActsearchMixDxCurvature"),
+    "forward": ("actsearch_mix_forward", "ActsearchMixForward", 1, False),
+    "backward": ("actsearch_mix_backward", "ActsearchMixBackward", 1, True),
+    "dx": ("actsearch_mix_dx", "ActsearchMixDx", 1, False),
+    "curvature": ("actsearch_mix_curvature", "ActsearchMixCurvature", 2, True),
+    "dx_curvature": ("actsearch_mix_dx_curvature", "ActsearchMixDxCurvature", 2, True),
 }
-TARGETS = {kind: target for kind, (target, _) in _HANDLERS.items()}
+MAX_COLS = 1024  # the longest row a per-layer slot is cut into
 
 
 def cache_dirs() -> list[Path]:
@@ -146,7 +149,7 @@ def available() -> bool:
   try:
     path = _find_or_build(cxx)
     lib = ctypes.cdll.LoadLibrary(str(path))
-    for target, symbol in _HANDLERS.values():
+    for target, symbol, *_ in _HANDLERS.values():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
                                   platform="cpu")
   except (OSError, RuntimeError) as err:
@@ -154,3 +157,37 @@ def available() -> bool:
                   "it runs as XLA code, which is slower", stacklevel=2)
     return False
   return True
+
+
+def row_length(size: int) -> int:
+  """The largest divisor of ``size`` up to ``MAX_COLS``: the row length of a per-layer slot,
+  whose weights do not depend on the column."""
+  return max(c for c in range(1, min(size, MAX_COLS) + 1) if size % c == 0)
+
+
+def call(kind: str, names, x, w, *operands):
+  r"""The kernel's pass ``kind`` (a key of ``_HANDLERS``) inside a JAX computation.
+
+  ``operands`` are shaped like x (g; g and a for the curvature passes), then for
+  ``curvature`` the weights' cotangent b, shaped like w. x is viewed as rows ``[R, C]``: C
+  is the channel axis for per-channel weights ``[C, K]``, else ``row_length(x.size)``, with
+  the ``[K]`` weights broadcast over it; the kernel takes weights (and b) transposed,
+  ``[K, C]``. Returns the outputs shaped like x, then the sums over rows (summed over the
+  columns too for per-layer weights, so shaped like w): one array, or a tuple."""
+  target, _, n_like_x, has_sums = _HANDLERS[kind]
+  k = len(names)
+  cols = x.shape[-1] if w.ndim == 2 else row_length(x.size)
+
+  def transposed(v):
+    return v.T if w.ndim == 2 else jnp.broadcast_to(v[:, None], (k, cols))
+  maps, per_weight = (operands[:-1], operands[-1:]) if kind == "curvature" else (operands, ())
+  args = [a.reshape(-1, cols) for a in (x, *maps)] + [transposed(v) for v in (w, *per_weight)]
+  shapes = [jax.ShapeDtypeStruct(args[0].shape, x.dtype)] * n_like_x
+  if has_sums:
+    shapes.append(jax.ShapeDtypeStruct((k, cols), x.dtype))
+  ids = np.asarray([IDS[n] for n in names], np.int32)
+  outs = jax.ffi.ffi_call(target, shapes, vmap_method="sequential")(*args, ids=ids)
+  results = [o.reshape(x.shape) for o in outs[:n_like_x]]
+  if has_sums:
+    results.append((outs[-1].T if w.ndim == 2 else outs[-1].sum(axis=1)).astype(w.dtype))
+  return tuple(results) if len(results) > 1 else results[0]
