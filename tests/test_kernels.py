@@ -198,6 +198,20 @@ def test_an_unwritable_cache_directory_builds_in_a_temporary_one(tmp_path):
   assert ok and used
   built = list(tmp.glob("actsearch-*/mixture-*.so"))
   assert len(built) == 1 and str(built[0]) in err
+  assert built[0].parent.stat().st_mode & 0o777 == 0o700  # no one else can plant a library
+
+
+def test_a_temporary_directory_that_others_can_write_is_not_used(tmp_path):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("not a directory")
+  tmp = tmp_path / "tmp"
+  shared = tmp / f"actsearch-{os.getuid()}"
+  shared.mkdir(parents=True)
+  shared.chmod(0o777)
+  ok, used, _, out, _ = _result(_probe(blocker / "cache", TMPDIR=str(tmp)))
+  assert not ok and not used
+  assert "belongs to someone else or is shared" in out
+  assert not list(shared.iterdir())
 
 
 @pytest.mark.parametrize("setting", ["no_compiler", "failing_compiler", "turned_off"])

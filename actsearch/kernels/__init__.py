@@ -114,21 +114,32 @@ def _build(cxx: str, out: Path) -> None:
       os.unlink(tmp)
 
 
+def _private(directory: Path) -> bool:
+  """Whether a directory is this user's alone: no one else can have put a library there. The
+  temporary fallback sits in a directory that every user can write to."""
+  st = directory.stat()
+  return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def _find_or_build(cxx: str) -> Path:
   name = _library_name(cxx)
-  for directory in cache_dirs():
-    if (directory / name).exists():
-      return directory / name
+  first, temporary = cache_dirs()
+  if (first / name).exists():
+    return first / name
+  if temporary.is_dir() and _private(temporary) and (temporary / name).exists():
+    return temporary / name
   unwritable = []
-  for directory in cache_dirs():
-    path = directory / name
+  for directory in (first, temporary):
     try:
-      directory.mkdir(parents=True, exist_ok=True)
+      directory.mkdir(mode=0o700, parents=True, exist_ok=True)
       if not os.access(directory, os.W_OK):
         raise PermissionError(f"{directory} is not writable")
+      if directory == temporary and not _private(directory):
+        raise PermissionError(f"{directory} belongs to someone else or is shared")
     except OSError as err:
       unwritable.append(str(err))
       continue
+    path = directory / name
     print(f"actsearch: building the CPU kernel of the mixture (once): {path}", file=sys.stderr,
           flush=True)
     _build(cxx, path)
