@@ -350,12 +350,9 @@ def _curvature(names, x, w, g, a, b=None):
   :math:`\bar w_k = \sum a g f_k'`, :math:`\bar g = a \sum_k w_k f_k' + \sum_k b_k f_k`.
   The kernel's ``curvature`` passes on CPU, else XLA code in blocks of rows, like the
   backward rule itself."""
-  if b is None:
-    xbar, gbar, wbar = _either(names, "dx_curvature", functools.partial(_curvature_xla, names),
-                               x, w, g, a)
-  else:
-    xbar, gbar, wbar = _either(names, "curvature", functools.partial(_curvature_xla, names),
-                               x, w, g, a, b.astype(w.dtype))
+  kind, extra = ("dx_curvature", ()) if b is None else ("curvature", (b.astype(w.dtype),))
+  xbar, gbar, wbar = _either(names, kind, functools.partial(_curvature_xla, names), x, w, g, a,
+                             *extra)
   return xbar, wbar, gbar
 
 

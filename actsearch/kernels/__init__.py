@@ -47,14 +47,15 @@ IDS = {name: i for i, name in enumerate(NAMES)}
 _SOURCES = ("mixture.cc", "mixture_core.h")
 _FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fPIC",
           "-shared")
-# pass -> (XLA custom-call target, symbol in mixture.cc, outputs shaped like x, whether a
-# last output holds sums over rows, [K, C])
+# pass -> (XLA custom-call target, symbol in mixture.cc, whether its last operand is shaped
+# like the weights (a cotangent b), outputs shaped like x, whether a last output holds sums
+# over rows, [K, C])
 _HANDLERS = {
-    "forward": ("actsearch_mix_forward", "ActsearchMixForward", 1, False),
-    "backward": ("actsearch_mix_backward", "ActsearchMixBackward", 1, True),
-    "dx": ("actsearch_mix_dx", "ActsearchMixDx", 1, False),
-    "curvature": ("actsearch_mix_curvature", "ActsearchMixCurvature", 2, True),
-    "dx_curvature": ("actsearch_mix_dx_curvature", "ActsearchMixDxCurvature", 2, True),
+    "forward": ("actsearch_mix_forward", "ActsearchMixForward", False, 1, False),
+    "backward": ("actsearch_mix_backward", "ActsearchMixBackward", False, 1, True),
+    "dx": ("actsearch_mix_dx", "ActsearchMixDx", False, 1, False),
+    "curvature": ("actsearch_mix_curvature", "ActsearchMixCurvature", True, 2, True),
+    "dx_curvature": ("actsearch_mix_dx_curvature", "ActsearchMixDxCurvature", False, 2, True),
 }
 MAX_COLS = 1024  # the longest row a per-layer slot is cut into
 
@@ -185,13 +186,13 @@ def call(kind: str, names, x, w, *operands):
   the ``[K]`` weights broadcast over it; the kernel takes weights (and b) transposed,
   ``[K, C]``. Returns the outputs shaped like x, then the sums over rows (summed over the
   columns too for per-layer weights, so shaped like w): one array, or a tuple."""
-  target, _, n_like_x, has_sums = _HANDLERS[kind]
+  target, _, takes_b, n_like_x, has_sums = _HANDLERS[kind]
   k = len(names)
   cols = x.shape[-1] if w.ndim == 2 else row_length(x.size)
 
   def transposed(v):
     return v.T if w.ndim == 2 else jnp.broadcast_to(v[:, None], (k, cols))
-  maps, per_weight = (operands[:-1], operands[-1:]) if kind == "curvature" else (operands, ())
+  maps, per_weight = (operands[:-1], operands[-1:]) if takes_b else (operands, ())
   args = [a.reshape(-1, cols) for a in (x, *maps)] + [transposed(v) for v in (w, *per_weight)]
   shapes = [jax.ShapeDtypeStruct(args[0].shape, x.dtype)] * n_like_x
   if has_sums:

@@ -70,32 +70,9 @@ ffi::Error check(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& wt
   return ffi::Error::Success();
 }
 
-ffi::Error MixForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wt,
-                      Ids ids, ffi::ResultBuffer<ffi::F32> y) {
-  if (ffi::Error e = check(x, wt, ids); e.failure()) return e;
-  int64_t rows = x.dimensions()[0], cols = x.dimensions()[1];
-  int64_t units = unit_count(pool, rows, cols);
-  const float* xp = x.typed_data();
-  const float* wp = wt.typed_data();
-  float* yp = y->typed_data();
-  const int32_t* idp = ids.begin();
-  int k = static_cast<int>(ids.size());
-  run_units(pool, units, [=](int64_t u) {
-    actsearch::forward_rows(xp, wp, idp, k, cols, rows * u / units, rows * (u + 1) / units, yp);
-  });
-  return ffi::Error::Success();
-}
-
-ffi::Error check_like_x(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& other) {
-  auto xd = x.dimensions(), od = other.dimensions();
-  if (od.size() != 2 || od[0] != xd[0] || od[1] != xd[1]) {
-    return ffi::Error::InvalidArgument("actsearch mixture: operands must have the shape of x");
-  }
-  return ffi::Error::Success();
-}
-
 // Runs body(r0, r1, sums) over units of rows; with out ([K, C]) not null, each unit adds its
-// rows' sums into its own [K, C] slice (sums), and the slices are added into out at the end.
+// rows' sums into its own [K, C] slice (sums), and the slices are added into out at the end;
+// with out null, sums is null.
 template <typename Body>
 void run_summing(ffi::ThreadPool& pool, int64_t rows, int64_t cols, int k, float* out, Body body) {
   int64_t units = unit_count(pool, rows, cols);
@@ -110,6 +87,29 @@ void run_summing(ffi::ThreadPool& pool, int64_t rows, int64_t cols, int k, float
       for (int64_t i = 0; i < k * cols; ++i) out[i] += pp[u * k * cols + i];
     }
   }
+}
+
+ffi::Error MixForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wt,
+                      Ids ids, ffi::ResultBuffer<ffi::F32> y) {
+  if (ffi::Error e = check(x, wt, ids); e.failure()) return e;
+  int64_t rows = x.dimensions()[0], cols = x.dimensions()[1];
+  const float* xp = x.typed_data();
+  const float* wp = wt.typed_data();
+  float* yp = y->typed_data();
+  const int32_t* idp = ids.begin();
+  int k = static_cast<int>(ids.size());
+  run_summing(pool, rows, cols, k, nullptr, [=](int64_t r0, int64_t r1, float*) {
+    actsearch::forward_rows(xp, wp, idp, k, cols, r0, r1, yp);
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error check_like_x(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& other) {
+  auto xd = x.dimensions(), od = other.dimensions();
+  if (od.size() != 2 || od[0] != xd[0] || od[1] != xd[1]) {
+    return ffi::Error::InvalidArgument("actsearch mixture: operands must have the shape of x");
+  }
+  return ffi::Error::Success();
 }
 
 // With dwt: the full backward pass (dx and the weights' gradient); without: dx alone.
