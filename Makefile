@@ -9,7 +9,8 @@ RUN ?=
 ARCH ?=
 LOGDIR ?= runs
 
-.PHONY: setup search test test-all export show tensorboard bench lint candidates clean
+.PHONY: setup search test test-all export show retrain reproduce tensorboard bench lint \
+	candidates clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,15 @@ export: $(STAMP)
 show: $(STAMP)
 	@test -n "$(ARCH)" || { echo "usage: make show ARCH=path/architecture.json" >&2; exit 2; }
 	$(BIN)/actsearch show $(ARCH)
+
+retrain: $(STAMP)
+	@test -n "$(ARCH)" || { echo "usage: make retrain ARCH=path/architecture.json [ARGS=...]" >&2; exit 2; }
+	$(BIN)/actsearch retrain $(ARCH) $(ARGS)
+
+# Search, retrain (5 seeds) and baselines for the headline tasks; TASKS=a,b runs a subset.
+TASKS ?= mnist1d_cnn,mnist1d_mlp,digits_mlp
+reproduce: $(STAMP)
+	$(BIN)/actsearch reproduce --tasks $(TASKS) --workdir runs/reproduce $(ARGS)
 
 candidates: $(STAMP)
 	$(BIN)/actsearch candidates

@@ -1,7 +1,7 @@
-"""Discretize alpha into an architecture; the ``architecture.json`` record; the ``show`` table.
+"""The ``architecture.json`` record: schema, validation, atomic read/write, the ``show`` table.
 
 Schema ``actsearch.architecture/v1`` (see DESIGN.md). Each layer holds the ``choice``
-(argmax of the relaxed weights), the ``weights`` of all candidates, and ``params``, the
+(made by a method of ``discretize``), the ``weights`` of all candidates, and ``params``, the
 learned parameters of the chosen parametric candidates as ``{candidate: {param: value}}``.
 With per-channel granularity a layer also holds ``channel_choices`` (one per channel);
 then ``choice`` and ``weights`` describe the mean over channels.
@@ -16,37 +16,24 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from actsearch.errors import UserError
 
 SCHEMA = "actsearch.architecture/v1"
 
 
-def discretize_slot(name: str, weights: np.ndarray, candidates: Sequence[str],
-                    params: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
-  """One layer's record: argmax of the weights (``[K]`` or per channel ``[C, K]``)."""
-  weights = np.asarray(weights, np.float64)
-  mean = weights.reshape(-1, len(candidates)).mean(0)
-  choice = candidates[int(np.argmax(mean))]
-  layer = {"name": name, "choice": choice,
-           "weights": {c: float(w) for c, w in zip(candidates, mean)}}
-  chosen = {choice}
-  if weights.ndim == 2:
-    layer["channel_choices"] = [candidates[int(i)] for i in np.argmax(weights, -1)]
-    chosen = set(layer["channel_choices"])
-  layer["params"] = {c: {p: np.asarray(v).tolist() for p, v in ps.items()}
-                     for c, ps in params.items() if c in chosen and ps}
-  return layer
-
-
 def make(layers: list[dict], *, candidates: Sequence[str], relaxation: str, granularity: str,
-         model: dict, data: dict, metrics: dict, seed: int) -> dict[str, Any]:
+         model: dict, data: dict, metrics: dict, seed: int, discretize: str = "argmax",
+         retrain: dict | None = None) -> dict[str, Any]:
+  """The record; ``retrain`` is the experiment's retrain recipe, so that ``actsearch retrain``
+  needs nothing but the file (records written before it existed fall back to the defaults)."""
   from actsearch import __version__
-  return {"schema": SCHEMA, "candidates": list(candidates), "relaxation": relaxation,
-          "granularity": granularity, "layers": layers, "model": model, "data": data,
-          "metrics": {k: float(v) for k, v in metrics.items()}, "seed": int(seed),
-          "actsearch_version": __version__}
+  arch = {"schema": SCHEMA, "candidates": list(candidates), "relaxation": relaxation,
+          "granularity": granularity, "discretize": discretize, "layers": layers,
+          "model": model, "data": data, "metrics": {k: float(v) for k, v in metrics.items()},
+          "seed": int(seed), "actsearch_version": __version__}
+  if retrain is not None:
+    arch["retrain"] = retrain
+  return arch
 
 
 def _fail(path: str, what: str):
@@ -64,6 +51,9 @@ def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
                     ("seed", int)):
     if not isinstance(arch.get(key), kind):
       _fail(path, f"field {key!r} is missing or not a {kind.__name__}")
+  for key, kind in (("discretize", str), ("retrain", dict)):  # optional: added later in v1
+    if key in arch and not isinstance(arch[key], kind):
+      _fail(path, f"field {key!r} must be a {kind.__name__}")
   cands = arch["candidates"]
   if not cands or not all(isinstance(c, str) for c in cands):
     _fail(path, "'candidates' must be a non-empty list of names")
@@ -91,28 +81,19 @@ def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
 
 def load(path: str) -> dict[str, Any]:
   """Reads and validates ``architecture.json``; any problem is one ``UserError`` line."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      arch = json.load(f)
-  except FileNotFoundError:
-    raise UserError(f"architecture file not found: {path}") from None
-  except json.JSONDecodeError as e:
-    raise UserError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") \
-        from None
-  except (OSError, UnicodeDecodeError) as e:
-    raise UserError(f"{path}: cannot read ({e})") from None
-  return validate(arch, path)
+  if not os.path.exists(path):
+    raise UserError(f"architecture file not found: {path}")
+  return validate(read_json(path), path)
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON through a temporary file and a rename: readers never see half a file."""
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes a file through a temporary file and a rename: readers never see half a file."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(obj, f, indent=2)
-      f.write("\n")
+      f.write(text)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -120,6 +101,25 @@ def write_json_atomic(path: str, obj: Any) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+  """Writes JSON whole or not at all."""
+  write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: str) -> Any:
+  """Parsed JSON of a file; a missing, unreadable or malformed file is one ``UserError``."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise UserError(f"file not found: {path}") from None
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") \
+        from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise UserError(f"{path}: cannot read ({e})") from None
 
 
 def save(path: str, arch: dict[str, Any]) -> None:

@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
-from actsearch import bilevel, configs, kernels, models
+from actsearch import bilevel, configs, kernels, models, optim, train_step
+from actsearch.objective import Objective, split_model
 
 BENCH_CANDIDATES = ["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,43 +69,38 @@ def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, floa
   train, val = batch_of(1), batch_of(2)
   # The search's own optimizers; the fixed step uses the same weight optimizer (SGD,
   # momentum, decay, clipping), so the two steps differ only in what the search adds.
-  schedule = bilevel.weight_schedule(cfg.optim.weights, 1000)
-  tx_w = bilevel.weight_optimizer(cfg.optim.weights, schedule)
-  tx_a = bilevel.arch_optimizer(cfg.optim.arch)
+  schedule = optim.weight_schedule(cfg.optim.weights, 1000)
+  tx_w = optim.weight_optimizer(cfg.optim.weights, schedule)
+  tx_a = optim.arch_optimizer(cfg.optim.arch)
 
-  # Fixed network: ReLU in every slot.
+  # Fixed network: ReLU in every slot, trained by retrain's own step.
   fixed = models.build(model_cfg, in_shape, n_out, models.uniform_slots("relu"), nnx.Rngs(0))
-  f_graph, f_params, f_arch, f_rest = bilevel.split_model(fixed)
-  f_obj = bilevel.Objective(f_graph, "classification")
-  fixed_grad = jax.jit(jax.grad(lambda p: f_obj(p, f_arch, f_rest, train, None)[0]))
-
-  def fixed_step(params, opt, b):
-    g = jax.grad(lambda p: f_obj(p, f_arch, f_rest, b, None)[0])(params)
-    upd, opt = tx_w.update(g, opt, params)
-    return optax.apply_updates(params, upd), opt
-  fixed_step = jax.jit(fixed_step, donate_argnums=(0, 1))
+  f_graph, f_state = train_step.init_state(fixed, tx_w)
+  f_obj = Objective(f_graph, "classification")
+  fixed_grad = jax.jit(jax.grad(lambda p: f_obj(p, f_state.arch, f_state.rest, train)[0]))
+  fixed_step = jax.jit(train_step.TrainStep(f_obj, tx_w, schedule), donate_argnums=(0,))
 
   # Mixed network: the supernet.
   rngs = nnx.Rngs(0)
   slot = models.search_slots(cands, "softmax", "layer", rngs, use_fused=fused)
   mixed = models.build(model_cfg, in_shape, n_out, slot, rngs)
-  m_graph, m_params, m_arch, m_rest = bilevel.split_model(mixed)
-  m_obj = bilevel.Objective(m_graph, "classification")
+  m_graph, m_params, m_arch, m_rest = split_model(mixed)
+  m_obj = Objective(m_graph, "classification")
   mixed_grad = jax.jit(jax.grad(lambda p, a: m_obj(p, a, m_rest, train, None)[0],
                                 argnums=(0, 1)))
 
   out: dict[str, float] = {}
-  calls = {"fixed_fwd_bwd_ms": lambda: fixed_grad(f_params),
+  calls = {"fixed_fwd_bwd_ms": lambda: fixed_grad(f_state.params),
            "mixed_fwd_bwd_ms": lambda: mixed_grad(m_params, m_arch)}
 
   fresh = lambda tree: jax.tree.map(lambda a: jnp.asarray(np.array(a)), tree)  # donatable
-  fixed_compiled = fixed_step.lower(f_params, tx_w.init(f_params), train).compile()
+  fixed_compiled = fixed_step.lower(f_state, train).compile()
   out["fixed_step_temp_mb"] = _temp_mb(fixed_compiled)
-  fixed_holder = {"s": (fresh(f_params), tx_w.init(f_params))}
+  fixed_holder = {"s": fresh(f_state)}
 
   def call_fixed():
-    fixed_holder["s"] = fixed_step(*fixed_holder["s"], train)
-    return fixed_holder["s"]
+    fixed_holder["s"], metrics = fixed_compiled(fixed_holder["s"], train)
+    return metrics
   calls["fixed_train_step_ms"] = call_fixed
 
   for order in ("first", "second"):

@@ -35,21 +35,19 @@ alpha and the result does not depend on how the global batch is split.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import nnx, struct
 
 from actsearch import taps
 from actsearch.errors import UserError
-from actsearch.mixed import ArchParam
+from actsearch.objective import Batch, Objective, split_model
+from actsearch.parallel import pmean, pmean_floats
 
 ORDERS = ("first", "second", "second_fd")
-Batch = dict[str, jax.Array]
 
 
 @struct.dataclass
@@ -64,71 +62,15 @@ class SearchState:
   rng: jax.Array         # uint32 key data
 
 
-def split_model(model: nnx.Module):
-  """``graphdef, params, arch, rest`` of a model."""
-  return nnx.split(model, nnx.Param, ArchParam, ...)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Objective:
-  """The loss of a model graph on a batch: cross-entropy (classification) or MSE (regression)."""
-  graphdef: Any
-  task: str
-
-  def __call__(self, params, arch, rest, batch: Batch, key: jax.Array | None,
-               tape: taps.Tape | None = None):
-    model = nnx.merge(self.graphdef, params, arch, rest)
-    if tape is None:
-      out = model(batch["x"], key)
-    else:
-      with tape.watching(model):
-        out = model(batch["x"], key)
-    return self.loss_and_metrics(out, batch["y"])
-
-  def loss_and_metrics(self, out: jax.Array, y: jax.Array):
-    if self.task == "classification":
-      loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
-      acc = jnp.mean(jnp.argmax(out, -1) == y)
-      return loss, {"loss": loss, "accuracy": acc}
-    loss = jnp.mean((out - y) ** 2)
-    return loss, {"loss": loss}
-
-
-def weight_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  """Cosine decay from ``lr`` to ``lr_min`` over the search (DARTS: 0.025 -> 0.001)."""
-  return optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1), alpha=cfg.lr_min / cfg.lr)
-
-
-def weight_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule):
-  """Gradient-norm clipping, L2 weight decay, then SGD with momentum (DARTS' defaults) or Adam."""
-  if cfg.optimizer == "sgd":
-    base = optax.sgd(schedule, momentum=cfg.momentum)
-  elif cfg.optimizer == "adam":
-    base = optax.adam(schedule)
-  else:
-    raise UserError(f"optim.weights.optimizer is {cfg.optimizer!r}; known: sgd, adam")
-  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                     optax.add_decayed_weights(cfg.weight_decay), base)
-
-
-def arch_optimizer(cfg: ml_collections.ConfigDict):
-  """Adam with L2 weight decay on alpha (DARTS: lr 3e-4, betas (0.5, 0.999), decay 1e-3)."""
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                     optax.adam(cfg.lr, b1=cfg.b1, b2=cfg.b2))
-
-
-def _pmean(tree, axis_name):
-  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
-
 def _sub(a, b, scale):
   return jax.tree.map(lambda x, y: x - scale * y, a, b)
 
 
 def _grad_w(objective, params, arch, rest, batch, key, axis_name):
-  """Train loss gradient w.r.t. the weights, averaged over the device axis."""
-  g, metrics = jax.grad(objective, has_aux=True)(params, arch, rest, batch, key)
-  return _pmean(g, axis_name), _pmean(metrics, axis_name)
+  """Train loss gradient w.r.t. the weights, its metrics and the model's new non-weight
+  state, averaged over the device axis."""
+  g, (metrics, rest) = jax.grad(objective, has_aux=True)(params, arch, rest, batch, key)
+  return pmean(g, axis_name), pmean(metrics, axis_name), pmean_floats(rest, axis_name)
 
 
 def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
@@ -136,8 +78,9 @@ def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
                   axis_name: str | None = None, arch_active=True, lowrank: bool = True):
   """The alpha gradient of the chosen order and the train gradient it used.
 
-  Returns ``(grad_alpha, grad_w_train, train_metrics, val_metrics)``, all averaged over
-  ``axis_name``. ``grad_w_train`` is :math:`\\nabla_w L_{train}(w, \\alpha)`. With a false
+  Returns ``(grad_alpha, grad_w_train, train_metrics, val_metrics, rest)``, all averaged over
+  ``axis_name``; ``rest`` is the model's non-weight state after the train pass.
+  ``grad_w_train`` is :math:`\\nabla_w L_{train}(w, \\alpha)`. With a false
   ``arch_active`` (warm-up), the first-order alpha gradient is zero and not computed.
   With ``lowrank`` (the default), the exact second order works with the factors of dense
   layers' gradients where the model allows it (``_second_order_lowrank``); the result is the
@@ -150,16 +93,18 @@ def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
     def val_loss_only(_):  # during warm-up: the val metrics, without the backward pass
       return jax.tree.map(jnp.zeros_like, arch), objective(params, arch, rest, val_batch,
                                                            key_val)[1]
+    # The val pass's non-weight state is dropped: batch statistics follow the train pass.
     # A conditional on a traced predicate also scopes the val pass's buffers: XLA reuses
     # them for the train pass instead of packing both into one allocation (19 -> 14 MiB
     # of temporaries for the reference MLP).
-    g_a, val_m = jax.lax.cond(arch_active, val_grad, val_loss_only, None)
-    g_a, val_m = _pmean((g_a, val_m), axis_name)
+    g_a, (val_m, _) = jax.lax.cond(arch_active, val_grad, val_loss_only, None)
+    g_a, val_m = pmean((g_a, val_m), axis_name)
     # The barrier orders the two passes: the val pass's activations are freed before the
     # train pass allocates its own, which keeps the step's peak memory near a plain step's.
     g_a, val_m, train_batch = jax.lax.optimization_barrier((g_a, val_m, train_batch))
-    g_w, train_m = _grad_w(objective, params, arch, rest, train_batch, key_train, axis_name)
-    return g_a, g_w, train_m, val_m
+    g_w, train_m, new_rest = _grad_w(objective, params, arch, rest, train_batch, key_train,
+                                     axis_name)
+    return g_a, g_w, train_m, val_m, new_rest
 
   if order == "second" and lowrank:
     layers = _dense_layers(objective, params, arch, rest, (train_batch, val_batch),
@@ -172,17 +117,17 @@ def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
     return jax.grad(objective, has_aux=True)(params, a, rest, train_batch, key_train)
 
   if order == "second":
-    g_local, mixed_vjp, train_m = jax.vjp(train_grad, arch, has_aux=True)
+    g_local, mixed_vjp, (train_m, new_rest) = jax.vjp(train_grad, arch, has_aux=True)
   elif order == "second_fd":
-    g_local, train_m = train_grad(arch)
+    g_local, (train_m, new_rest) = train_grad(arch)
   else:
     raise UserError(f"unknown search.order {order!r}; known: {', '.join(ORDERS)}")
-  g_w = _pmean(g_local, axis_name)
-  train_m = _pmean(train_m, axis_name)
+  g_w = pmean(g_local, axis_name)
+  train_m, new_rest = pmean(train_m, axis_name), pmean_floats(new_rest, axis_name)
   w_virtual = _sub(params, g_w, xi)
-  (dw, da), val_m = jax.grad(objective, argnums=(0, 1), has_aux=True)(
+  (dw, da), (val_m, _) = jax.grad(objective, argnums=(0, 1), has_aux=True)(
       w_virtual, arch, rest, val_batch, key_val)
-  dw, da, val_m = _pmean((dw, da, val_m), axis_name)
+  dw, da, val_m = pmean((dw, da, val_m), axis_name)
   if order == "second":
     # vjp is linear in the cotangent: the mean of the local products is the global one.
     (h,) = mixed_vjp(dw)
@@ -193,8 +138,8 @@ def hypergradient(objective: Objective, params, arch, rest, train_batch: Batch,
     g_plus, _ = grad_a(_sub(params, dw, -eps), arch, rest, train_batch, key_train)
     g_minus, _ = grad_a(_sub(params, dw, eps), arch, rest, train_batch, key_train)
     h = jax.tree.map(lambda p, m: (p - m) / (2.0 * eps), g_plus, g_minus)
-  h = _pmean(h, axis_name)
-  return _sub(da, h, xi), g_w, train_m, val_m
+  h = pmean(h, axis_name)
+  return _sub(da, h, xi), g_w, train_m, val_m, new_rest
 
 
 def _leaf_paths(tree) -> list[tuple]:
@@ -268,18 +213,19 @@ def _second_order_lowrank(objective: Objective, params, arch, rest, train_batch,
     for i, leaf in zip(other, other_leaves):
       full[i] = leaf
     tape = taps.Tape(perturb)
-    loss, metrics = objective(treedef.unflatten(full), a, rest, batch, key, tape=tape)
-    return loss, (metrics, tape.inputs)
+    loss, aux = objective(treedef.unflatten(full), a, rest, batch, key, tape=tape)
+    return loss, (aux, tape.inputs)
 
   def zeros(shapes):
     return {p: jnp.zeros(s.shape, s.dtype) for p, s in shapes.items()}
 
   def train_factors(a):  # alpha -> (X, Delta, gradient of the other weights)
-    (g_other, deltas), (metrics, xs) = jax.grad(tapped, argnums=(2, 3), has_aux=True)(
+    (g_other, deltas), (aux, xs) = jax.grad(tapped, argnums=(2, 3), has_aux=True)(
         leaves, a, [leaves[i] for i in other], zeros(train_layers), train_batch, key_train)
-    return (xs, deltas, g_other), metrics
+    return (xs, deltas, g_other), aux
 
-  (xs, deltas, g_other), pullback, train_m = jax.vjp(train_factors, arch, has_aux=True)
+  (xs, deltas, g_other), pullback, (train_m, new_rest) = jax.vjp(train_factors, arch,
+                                                                 has_aux=True)
   g_leaves = list(leaves)
   for i, leaf in zip(other, g_other):
     g_leaves[i] = leaf
@@ -288,13 +234,14 @@ def _second_order_lowrank(objective: Objective, params, arch, rest, train_batch,
       path, kind = r
       g_leaves[i] = (xs[path].T @ deltas[path] if kind == "kernel"
                      else jnp.sum(deltas[path], axis=0)).astype(leaves[i].dtype)
-  g_w = _pmean(treedef.unflatten(g_leaves), axis_name)
-  train_m = _pmean(train_m, axis_name)
+  g_w = pmean(treedef.unflatten(g_leaves), axis_name)
+  train_m, new_rest = pmean(train_m, axis_name), pmean_floats(new_rest, axis_name)
 
   w_virtual = jax.tree.leaves(_sub(params, g_w, xi))
-  (da, v_other, delta_val), (val_m, xs_val) = jax.grad(tapped, argnums=(1, 2, 3), has_aux=True)(
+  grad_val = jax.grad(tapped, argnums=(1, 2, 3), has_aux=True)
+  (da, v_other, delta_val), ((val_m, _), xs_val) = grad_val(
       w_virtual, arch, [w_virtual[i] for i in other], zeros(val_layers), val_batch, key_val)
-  da, v_other, val_m = _pmean((da, v_other, val_m), axis_name)
+  da, v_other, val_m = pmean((da, v_other, val_m), axis_name)
   if axis_name is not None:  # v is the mean over devices of X'^T Delta'
     n = jax.lax.psum(1, axis_name)
     gather = lambda t: jax.lax.all_gather(t, axis_name, axis=0, tiled=True)
@@ -308,8 +255,8 @@ def _second_order_lowrank(objective: Objective, params, arch, rest, train_batch,
     if path in has_bias:
       delta_bar[path] = delta_bar[path] + jnp.sum(delta_val[path], axis=0)
   (h,) = pullback((x_bar, delta_bar, v_other))
-  h = _pmean(h, axis_name)
-  return _sub(da, h, xi), g_w, train_m, val_m
+  h = pmean(h, axis_name)
+  return _sub(da, h, xi), g_w, train_m, val_m, new_rest
 
 
 def unrolled_val_loss(objective: Objective, params, arch, rest, train_batch, val_batch, xi,
@@ -338,7 +285,7 @@ class StepFn:
     k_train, k_val = jax.random.split(key) if self.stochastic else (None, None)
     xi = self.schedule(state.step) if self.xi is None else self.xi
     arch_active = state.step >= self.warmup_steps
-    g_a, g_w, train_m, val_m = hypergradient(
+    g_a, g_w, train_m, val_m, rest = hypergradient(
         self.objective, state.params, state.arch, state.rest, train_batch, val_batch,
         order=self.order, xi=xi, key_train=k_train, key_val=k_val, axis_name=self.axis_name,
         arch_active=arch_active)
@@ -349,7 +296,7 @@ class StepFn:
       arch, opt_a = jax.tree.map(lambda new, old: jnp.where(arch_active, new, old),
                                  (arch, opt_a), (state.arch, state.opt_a))
     new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, upd_w),
-                        arch=arch, opt_w=opt_w, opt_a=opt_a)
+                        arch=arch, rest=rest, opt_w=opt_w, opt_a=opt_a)
     metrics = {**{f"train/{k}": v for k, v in train_m.items()},
                **{f"val_batch/{k}": v for k, v in val_m.items()},
                "train/lr": self.schedule(state.step)}
@@ -357,29 +304,9 @@ class StepFn:
 
 
 def init_state(model: nnx.Module, tx_w, tx_a, seed: int) -> tuple[Any, SearchState]:
+  """``graphdef, state`` of a supernet at step 0."""
   graphdef, params, arch, rest = split_model(model)
   state = SearchState(step=jnp.zeros((), jnp.int32), params=params, arch=arch, rest=rest,
                       opt_w=tx_w.init(params), opt_a=tx_a.init(arch),
                       rng=jax.random.key_data(jax.random.key(seed)))
   return graphdef, state
-
-
-def eval_sums(objective: Objective, params, arch, rest, batch: Batch, mask: jax.Array,
-              axis_name: str | None = None):
-  """Summed loss (and correct predictions) over the unmasked examples of a batch."""
-  model = nnx.merge(objective.graphdef, params, arch, rest)
-  out = model(batch["x"], None)
-  y = batch["y"]
-  if objective.task == "classification":
-    per_ex = optax.softmax_cross_entropy_with_integer_labels(out, y)
-    sums = {"loss": jnp.sum(per_ex * mask),
-            "correct": jnp.sum((jnp.argmax(out, -1) == y) * mask)}
-  else:
-    sums = {"loss": jnp.sum(jnp.mean((out - y) ** 2, axis=-1) * mask)}
-  sums["count"] = jnp.sum(mask)
-  return sums if axis_name is None else jax.lax.psum(sums, axis_name)
-
-
-def parallel(fn: Callable, axis_name: str = "data", donate_state: bool = True):
-  """``fn`` under ``pmap`` over all local devices; the first argument is donated."""
-  return jax.pmap(fn, axis_name=axis_name, donate_argnums=(0,) if donate_state else ())

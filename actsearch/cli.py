@@ -1,4 +1,5 @@
-"""``actsearch search | export | show | candidates``: flags, then one call each.
+"""``actsearch search | export | show | candidates | retrain | reproduce | bench``: flags, then
+one call each.
 
 Bad input is one line on stderr and exit code 2; anything else that fails is exit code 1.
 """
@@ -46,6 +47,25 @@ def _parser() -> argparse.ArgumentParser:
   sh.add_argument("file")
 
   sub.add_parser("candidates", help="list the registered candidate activations")
+
+  r = sub.add_parser("retrain", help="train an architecture and baselines from scratch over "
+                     "seeds; compare on the test split")
+  r.add_argument("file", help="architecture.json")
+  r.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: retrain.seeds)")
+  r.add_argument("--epochs", type=int, help="training epochs (default: retrain.epochs)")
+  r.add_argument("--baselines", help="comma-separated candidates, each in every slot "
+                 "(default: retrain.baselines)")
+  r.add_argument("--workdir", help="default: retrain/ beside FILE")
+  r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                 help="override a field of the retrain config (retrain.*, model.*, data.*)")
+  r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+  rp = sub.add_parser("reproduce", help="search, retrain and baselines for the headline tasks")
+  rp.add_argument("--tasks", default="mnist1d_cnn,mnist1d_mlp,digits_mlp",
+                  help="comma-separated: mnist1d_cnn, mnist1d_mlp, digits_mlp")
+  rp.add_argument("--workdir", default="runs/reproduce")
+  rp.add_argument("--seeds", type=int, default=5, help="retrain seeds per variant")
+  rp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
   b = sub.add_parser("bench", help="time and size the mixed activation and the search step")
   b.add_argument("--out", help="write the results as JSON")
@@ -101,6 +121,32 @@ def _candidates(args) -> None:
     print(f"{name.ljust(width)}  {formula}")
 
 
+def _retrain(args) -> None:
+  from actsearch import retrain
+
+  if args.seeds is not None and args.seeds < 1:
+    raise UserError(f"--seeds must be a positive integer, got {args.seeds}")
+  if args.epochs is not None and args.epochs < 1:
+    raise UserError(f"--epochs must be a positive integer, got {args.epochs}")
+  baselines = None
+  if args.baselines is not None:
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+  report = retrain.run(args.file, args.workdir, seeds=args.seeds, epochs=args.epochs,
+                       baselines=baselines, sets=args.set, progress=not args.no_progress)
+  print(retrain.markdown(report))
+
+
+def _reproduce(args) -> None:
+  from actsearch import reproduce
+
+  if args.seeds < 1:
+    raise UserError(f"--seeds must be a positive integer, got {args.seeds}")
+  tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+  out = reproduce.run(tasks, args.workdir, args.seeds, progress=not args.no_progress)
+  print(reproduce.markdown(out))
+  print(f"wrote {os.path.join(args.workdir, 'reproduce.md')}")
+
+
 def _bench(args) -> None:
   from actsearch import architecture, bench
 
@@ -116,13 +162,16 @@ def _bench(args) -> None:
 
 
 COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _candidates,
-            "bench": _bench}
+            "retrain": _retrain, "reproduce": _reproduce, "bench": _bench}
+
+
+COMPILED = ("search", "retrain", "reproduce", "bench")  # commands that run compiled steps
 
 
 def main(argv: list[str] | None = None) -> int:
   try:
     args = _parser().parse_args(argv)
-    if args.command in ("search", "bench"):  # the commands that run compiled steps
+    if args.command in COMPILED:
       from actsearch import allocator
       allocator.keep_freed_memory()
     COMMANDS[args.command](args)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import ml_collections
 from ml_collections import config_dict
 
-from actsearch import activations, relaxations
+from actsearch import activations, discretize, optim, relaxations
 from actsearch.bilevel import ORDERS
 from actsearch.errors import UserError
 from actsearch.mixed import GRANULARITIES
@@ -51,6 +51,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.granularity = "layer"   # layer | channel
   c.search.fused = True            # fused mixed-activation kernel where candidates allow it
   c.search.eval_batch_size = 500   # batch for evaluating the supernet on the val split
+  c.search.discretize = "argmax"   # how the supernet becomes one choice per slot (discretize)
+
+  # The recipe that trains a fixed architecture from scratch (``actsearch retrain``): found
+  # architecture and baselines alike, on train + val, scored on the test split.
+  c.retrain = ml_collections.ConfigDict()
+  c.retrain.optimizer = "adam"     # sgd | adam | adamw
+  c.retrain.lr = 0.01
+  c.retrain.lr_min = 1e-4          # end of the cosine schedule
+  c.retrain.schedule = "cosine"    # cosine | constant
+  c.retrain.momentum = 0.9         # sgd only
+  c.retrain.weight_decay = 0.0
+  c.retrain.grad_clip = 5.0
+  c.retrain.epochs = 40
+  c.retrain.batch_size = 100
+  c.retrain.eval_batch_size = 1000
+  c.retrain.seeds = 5              # seeds 0 .. seeds-1, the same for every variant (paired)
+  c.retrain.baselines = ["relu", "gelu", "silu", "elu"]  # one candidate in every slot each
 
   c.optim = ml_collections.ConfigDict()
   c.optim.weights = ml_collections.ConfigDict()
@@ -168,6 +185,44 @@ def check(cfg: ml_collections.ConfigDict) -> None:
     raise UserError(f"search.temperature must be positive, got {s.temperature}")
   if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
     raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
+  discretize.get(s.discretize)
+  check_retrain(cfg.retrain)
+
+
+def check_retrain(r: ml_collections.ConfigDict) -> None:
+  """Rejects retrain recipes no run can use, naming the key."""
+  if r.optimizer not in optim.OPTIMIZERS:
+    raise UserError(f"retrain.optimizer is {r.optimizer!r}; known: {', '.join(optim.OPTIMIZERS)}")
+  if r.schedule not in optim.SCHEDULES:
+    raise UserError(f"retrain.schedule is {r.schedule!r}; known: {', '.join(optim.SCHEDULES)}")
+  for key in ("epochs", "batch_size", "eval_batch_size", "seeds"):
+    value = r[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise UserError(f"retrain.{key} must be a positive integer, got {value!r}")
+  if r.lr <= 0 or r.lr_min <= 0:
+    raise UserError("retrain.lr and retrain.lr_min must be positive")
+  if r.baselines:  # none: the found architecture alone
+    activations.resolve(list(r.baselines))
+
+
+def from_json(stored: dict) -> ml_collections.ConfigDict:
+  """A config from its JSON form, on top of ``base_config()``: keys added to the defaults
+  since the JSON was written take their default values."""
+  cfg = base_config()
+
+  def merge(node: ml_collections.ConfigDict, values: dict) -> None:
+    for k, v in values.items():
+      if isinstance(v, dict) and isinstance(node.get(k), ml_collections.ConfigDict):
+        merge(node[k], v)
+      else:
+        try:
+          node[k] = ml_collections.ConfigDict(v) if isinstance(v, dict) else v
+        except (TypeError, ValueError):
+          raise UserError(f"config key {k!r}: value {v!r} has the wrong type") from None
+  if not isinstance(stored, dict):
+    raise UserError("a config must be a JSON object")
+  merge(cfg, stored)
+  return cfg
 
 
 def to_json(cfg: ml_collections.ConfigDict) -> dict:

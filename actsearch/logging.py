@@ -36,3 +36,35 @@ class RunLogger:
     if self.enabled:
       self._writer.close()
       self._jsonl.close()
+
+
+class SeedLoggers:
+  """One ``RunLogger`` per seed of a run that trains seeds together (``DIR/seed{s}``): each
+  scalar holds one value per seed, and TensorBoard shows each seed as a run of its own."""
+
+  def __init__(self, directory: str, seeds: list[int], enabled: bool = True):
+    self._loggers = []
+    for s in seeds:
+      path = os.path.join(directory, f"seed{s}")
+      if enabled:
+        os.makedirs(path, exist_ok=True)
+      self._loggers.append(RunLogger(path, enabled))
+
+  def scalars(self, step: int, values: dict) -> None:
+    for i, logger in enumerate(self._loggers):
+      logger.scalars(step, {k: _pick(v, i) for k, v in values.items()})
+
+  def flush(self) -> None:
+    for logger in self._loggers:
+      logger.flush()
+
+  def close(self) -> None:
+    for logger in self._loggers:
+      logger.close()
+
+
+def _pick(value, i: int) -> float:
+  """Seed ``i``'s entry of a per-seed value (a shared scalar, such as the lr, is everyone's)."""
+  import numpy as np
+  arr = np.asarray(value)
+  return float(arr if arr.ndim == 0 else arr[i])

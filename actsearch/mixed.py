@@ -51,8 +51,11 @@ def _param_attr(cand: str, pname: str) -> str:
   return f"p_{cand}__{pname}"
 
 
-class _Slot(nnx.Module):
-  """Shared part of mixed and fixed slots: the learnable parameters of parametric candidates."""
+class Slot(nnx.Module):
+  """Shared part of mixed and fixed slots: a name (``block0/act``) and the learnable
+  parameters of parametric candidates. ``models.slots`` finds slots by this type."""
+
+  slot_name: str | None = None
 
   def _init_params(self, candidates, channels, granularity):
     shape = (channels,) if granularity == "channel" else ()
@@ -66,13 +69,14 @@ class _Slot(nnx.Module):
             for c in self.candidates if c.params}
 
 
-class MixedActivation(_Slot):
+class MixedActivation(Slot):
   """A searchable slot: a relaxed mixture of K candidate activations."""
 
   def __init__(self, candidate_names: Sequence[str], *, channels: int,
                granularity: str = "layer", relaxation: str = "softmax",
                temperature: float = 1.0, use_fused: bool = True, alpha_init_std: float = 1e-3,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, name: str | None = None):
+    self.slot_name = name
     if granularity not in GRANULARITIES:
       raise UserError(f"unknown granularity {granularity!r}; known: {', '.join(GRANULARITIES)}")
     self.candidates = activations.resolve(candidate_names)
@@ -94,11 +98,13 @@ class MixedActivation(_Slot):
     return mix(x, self.weights(key), self.candidates, self.candidate_params(), self.use_fused)
 
 
-class FixedActivation(_Slot):
+class FixedActivation(Slot):
   """A discretized slot: one candidate per layer, or one per channel."""
 
   def __init__(self, choice: str | Sequence[str], *, channels: int,
-               params: Mapping[str, Mapping[str, float]] | None = None):
+               params: Mapping[str, Mapping[str, float]] | None = None,
+               name: str | None = None):
+    self.slot_name = name
     per_channel = not isinstance(choice, str)
     names = list(dict.fromkeys(choice)) if per_channel else [choice]
     self.candidates = activations.resolve(names)

@@ -1,7 +1,9 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,33 @@ def run_cli(*args, cwd=ROOT, env=None, timeout=600):
   full_env = {**os.environ, **(env or {})}
   return subprocess.run([sys.executable, "-m", "actsearch", *args], cwd=cwd, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def assert_bad_input(proc, *needles):
+  assert proc.returncode == 2, (proc.returncode, proc.stderr)
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1, proc.stderr
+  assert "Traceback" not in proc.stderr
+  for needle in needles:
+    assert needle in lines[0], lines[0]
+
+
+def pause_and_kill(args, marker, step, cwd=ROOT):
+  """Runs ``actsearch ARGS`` until it has taken ``step`` steps (the loop's test hook writes
+  ``marker`` and waits there), then kills it with SIGKILL. No guessed delays: the moment of
+  the kill is the step the test names."""
+  from actsearch import loop
+
+  env = {**os.environ, loop.PAUSE_ENV: f"{step}:{marker}"}
+  proc = subprocess.Popen([sys.executable, "-m", "actsearch", *args], cwd=cwd, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 600  # a safety net only: the test waits for the marker
+  while not os.path.exists(marker) and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+  assert proc.poll() is None, f"the run ended before step {step}: {proc.stderr.read()}"
+  assert os.path.exists(marker), "the run did not reach the step in 10 minutes"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
 
 
 @pytest.fixture

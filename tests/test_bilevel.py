@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import bilevel, models, taps
+from actsearch import bilevel, models, objective, optim, taps
 
 CANDS = ["relu", "tanh", "sin", "gaussian", "silu", "prelu"]  # prelu: the general path
 FUSED = ["relu", "tanh", "sin", "gaussian", "silu", "softplus"]  # all fused: custom VJP
@@ -22,7 +22,7 @@ def _problem(task="classification", relaxation="softmax", dtype=jnp.float64, can
   n_out = 3 if task == "classification" else 2
   in_len = 12 if cfg.name == "cnn1d" else 4
   model = models.build(cfg, (in_len,), n_out, slot, rngs)
-  graphdef, params, arch, rest = bilevel.split_model(model)
+  graphdef, params, arch, rest = objective.split_model(model)
   cast = lambda t: jax.tree.map(lambda v: v.astype(dtype), t)
   params, arch = cast(params), cast(arch)
   arch = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(5), a.shape, dtype), arch)
@@ -33,7 +33,7 @@ def _problem(task="classification", relaxation="softmax", dtype=jnp.float64, can
     yt, yv = jax.random.normal(k2, (16, 2), dtype), jax.random.normal(k4, (16, 2), dtype)
   train = {"x": jax.random.normal(k1, (16, in_len), dtype), "y": yt}
   val = {"x": jax.random.normal(k3, (16, in_len), dtype), "y": yv}
-  return bilevel.Objective(graphdef, task), params, arch, rest, train, val
+  return objective.Objective(graphdef, task), params, arch, rest, train, val
 
 
 def _hypergradient(obj, *args, order, xi):
@@ -111,7 +111,7 @@ class _DenseTwice(nnx.Module):
   def __init__(self, rngs):
     self.dense = taps.Dense(4, 4, rngs=rngs)
 
-  def __call__(self, x, key=None):
+  def __call__(self, x, key=None, *, train=True):
     return self.dense(self.dense(x))
 
 
@@ -119,8 +119,8 @@ def test_lowrank_route_applies_to_dense_layers_called_once():
   obj, params, arch, rest, train, val = _problem(dtype=jnp.float32)
   layers = bilevel._dense_layers(obj, params, arch, rest, (train, val), (None, None))
   assert set(layers[0]) == {("layers", 0), ("layers", 1), ("head",)}
-  graphdef, params, arch, rest = bilevel.split_model(_DenseTwice(nnx.Rngs(0)))
-  obj = bilevel.Objective(graphdef, "classification")
+  graphdef, params, arch, rest = objective.split_model(_DenseTwice(nnx.Rngs(0)))
+  obj = objective.Objective(graphdef, "classification")
   assert bilevel._dense_layers(obj, params, arch, rest, (train, val), (None, None)) is None
 
 
@@ -143,8 +143,8 @@ def test_one_search_step_of_each_order_updates_weights_and_alpha(order, relaxati
   wcfg = ml_collections.ConfigDict({"optimizer": "sgd", "lr": 0.1, "lr_min": 0.01,
                                     "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0})
   acfg = ml_collections.ConfigDict({"lr": 0.01, "b1": 0.5, "b2": 0.999, "weight_decay": 1e-3})
-  schedule = bilevel.weight_schedule(wcfg, 10)
-  tx_w, tx_a = bilevel.weight_optimizer(wcfg, schedule), bilevel.arch_optimizer(acfg)
+  schedule = optim.weight_schedule(wcfg, 10)
+  tx_w, tx_a = optim.weight_optimizer(wcfg, schedule), optim.arch_optimizer(acfg)
   state = bilevel.SearchState(step=jnp.zeros((), jnp.int32), params=params, arch=arch, rest=rest,
                               opt_w=tx_w.init(params), opt_a=tx_a.init(arch),
                               rng=jax.random.key_data(jax.random.key(0)))
@@ -162,8 +162,8 @@ def test_warmup_freezes_alpha_and_its_optimizer():
   wcfg = ml_collections.ConfigDict({"optimizer": "sgd", "lr": 0.1, "lr_min": 0.01,
                                     "momentum": 0.9, "weight_decay": 0.0, "grad_clip": 5.0})
   acfg = ml_collections.ConfigDict({"lr": 0.01, "b1": 0.5, "b2": 0.999, "weight_decay": 0.0})
-  schedule = bilevel.weight_schedule(wcfg, 10)
-  tx_w, tx_a = bilevel.weight_optimizer(wcfg, schedule), bilevel.arch_optimizer(acfg)
+  schedule = optim.weight_schedule(wcfg, 10)
+  tx_w, tx_a = optim.weight_optimizer(wcfg, schedule), optim.arch_optimizer(acfg)
   state = bilevel.SearchState(step=jnp.zeros((), jnp.int32), params=params, arch=arch, rest=rest,
                               opt_w=tx_w.init(params), opt_a=tx_a.init(arch),
                               rng=jax.random.key_data(jax.random.key(0)))

@@ -9,18 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_bad_input, run_cli
 
 MLP = os.path.join(ROOT, "experiments", "mlp.py")
-
-
-def assert_bad_input(proc, *needles):
-  assert proc.returncode == 2, (proc.returncode, proc.stderr)
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1, proc.stderr
-  assert "Traceback" not in proc.stderr
-  for needle in needles:
-    assert needle in lines[0], lines[0]
 
 
 @pytest.fixture

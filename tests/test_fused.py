@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import activations, bilevel, configs, fused, kernels, models
+from actsearch import activations, bilevel, configs, fused, kernels, models, objective, optim
 from actsearch.mixed import MixedActivation, mix, mix_reference
 
 RULED = sorted(fused.RULES)
@@ -116,13 +116,13 @@ def _second_order_step_temp_mib(candidates):
   slot = models.search_slots(candidates, "softmax", "layer", rngs, use_fused=True)
   model = models.build(ml_collections.ConfigDict({"name": "mlp", "widths": [512, 512]}), (32,),
                        10, slot, rngs)
-  graphdef, *_ = bilevel.split_model(model)
-  schedule = bilevel.weight_schedule(cfg.optim.weights, 100)
-  tx_w = bilevel.weight_optimizer(cfg.optim.weights, schedule)
-  tx_a = bilevel.arch_optimizer(cfg.optim.arch)
+  graphdef, *_ = objective.split_model(model)
+  schedule = optim.weight_schedule(cfg.optim.weights, 100)
+  tx_w = optim.weight_optimizer(cfg.optim.weights, schedule)
+  tx_a = optim.arch_optimizer(cfg.optim.arch)
   _, state = bilevel.init_state(model, tx_w, tx_a, 0)
   batch = {"x": jnp.zeros((512, 32)), "y": jnp.zeros((512,), jnp.int32)}
-  step = bilevel.StepFn(bilevel.Objective(graphdef, "classification"), tx_w, tx_a, schedule,
+  step = bilevel.StepFn(objective.Objective(graphdef, "classification"), tx_w, tx_a, schedule,
                         order="second")
   compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, batch).compile()
   return compiled.memory_analysis().temp_size_in_bytes / 2 ** 20

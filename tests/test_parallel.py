@@ -48,7 +48,7 @@ def test_twenty_steps_agree_on_one_two_and_four_devices(tmp_path):
 
 def test_replica_check_catches_diverged_devices(tmp_path):
   code = ("import numpy as np, jax, pytest\n"
-          "from actsearch.search import assert_replicated, replicate\n"
+          "from actsearch.parallel import assert_replicated, replicate\n"
           "same = replicate({'a': np.ones(3)})\n"
           "assert_replicated(same, 'alpha')\n"
           "diverged = jax.pmap(lambda x: x)(np.array([[1.0], [2.0]]))\n"

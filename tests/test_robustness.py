@@ -1,16 +1,11 @@
 """A crash or a kill loses at most the work since the last checkpoint; divergence is reported."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 
 from actsearch.checkpoint import Checkpointer
 
-from conftest import ROOT, arch_weights, run_cli
+from conftest import arch_weights, pause_and_kill, run_cli
 
 SETS = ["data.num_samples=2000", "model.widths=[32,32]", "search.batch_size=16",
         "search.epochs=6"]
@@ -23,20 +18,12 @@ def _args(workdir, *extra):
 
 def test_a_killed_search_resumes_to_the_uninterrupted_result(tmp_path):
   killed = tmp_path / "killed"
-  proc = subprocess.Popen([sys.executable, "-m", "actsearch", *_args(killed)], cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  ckpt_dir = killed / "checkpoints"
-  deadline = time.monotonic() + 300
-  while time.monotonic() < deadline and proc.poll() is None:
-    if ckpt_dir.is_dir() and any(n.isdigit() for n in os.listdir(ckpt_dir)):
-      break
-    time.sleep(0.05)
-  time.sleep(0.3)  # into the next epoch
-  assert proc.poll() is None, "the search finished before it could be killed"
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  done = Checkpointer(str(ckpt_dir), read_only=True).latest_epoch()
+  # 1600 training examples -> 800 train / 800 val; batch 16 -> 50 steps an epoch. Step 107 is
+  # inside epoch 3, after the checkpoint of epoch 2.
+  pause_and_kill(_args(killed), str(tmp_path / "paused"), step=107)
+  done = Checkpointer(str(killed / "checkpoints"), read_only=True).latest_epoch()
   assert done is not None and done < 6
+  assert done == 2
   resumed = run_cli(*_args(killed))
   assert resumed.returncode == 0, resumed.stderr
   straight = run_cli(*_args(tmp_path / "straight"))

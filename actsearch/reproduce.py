@@ -1,0 +1,102 @@
+"""``actsearch reproduce`` (``make reproduce``): the project's headline table.
+
+For each task: search with the experiment's defaults, retrain the found architecture and the
+baselines over seeds with the experiment's recipe, and write one combined ``reproduce.md``
+(per task: found choices, search cost in seconds, each variant's mean and 95% interval, the
+paired difference against ReLU, the verdict) and ``reproduce.json``. Every step resumes: a
+task whose search or retrain finished is not run again, and its recorded cost is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import jax
+
+from actsearch import architecture, configs, retrain, search
+from actsearch.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TASKS = {"mnist1d_cnn": "MNIST-1D, 1-D CNN (3 x 25 channels)",
+         "mnist1d_mlp": "MNIST-1D, MLP (100, 100)",
+         "digits_mlp": "sklearn digits 8x8, MLP (64, 64)"}
+
+
+def _experiment(task: str) -> str:
+  return os.path.join(ROOT, "experiments", f"{task}.py")
+
+
+def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict:
+  """Search (timed once) and retrain of one task; returns its row of the table."""
+  task_dir = os.path.join(workdir, task)
+  search_dir = os.path.join(task_dir, "search")
+  arch_path = os.path.join(search_dir, "architecture.json")
+  cost_path = os.path.join(task_dir, "search_cost.json")
+  if not (os.path.exists(arch_path) and os.path.exists(cost_path)):
+    cfg = configs.load_config(_experiment(task))
+    start = time.perf_counter()
+    search.run(cfg, search_dir, progress=progress)
+    cost = {"search_seconds": time.perf_counter() - start}
+    if jax.process_index() == 0:
+      architecture.write_json_atomic(cost_path, cost)
+  cost = architecture.read_json(cost_path)
+  report = retrain.run(arch_path, os.path.join(task_dir, "retrain"), seeds=seeds,
+                       progress=progress)
+  return {"task": task, "title": TASKS[task], "search_seconds": cost["search_seconds"],
+          "report": report}
+
+
+def run(tasks: Sequence[str], workdir: str, seeds: int = 5, progress: bool = True) -> dict:
+  unknown = [t for t in tasks if t not in TASKS]
+  if unknown or not tasks:
+    raise UserError(f"unknown task(s) {', '.join(unknown) or '(none)'}; known: "
+                    f"{', '.join(TASKS)}")
+  start = time.perf_counter()
+  rows = [run_task(t, workdir, seeds, progress) for t in tasks]
+  out = {"tasks": rows, "seeds": seeds, "seconds": time.perf_counter() - start,
+         "provenance": retrain.provenance()}
+  if jax.process_index() == 0:
+    architecture.write_json_atomic(os.path.join(workdir, "reproduce.json"), out)
+    architecture.write_text_atomic(os.path.join(workdir, "reproduce.md"), markdown(out))
+  return out
+
+
+def _ci(s: dict, scale: float) -> str:
+  return (f"{s['mean'] * scale:.2f} [{s['ci_low'] * scale:.2f}, {s['ci_high'] * scale:.2f}]")
+
+
+def markdown(out: dict) -> str:
+  """One table: per task the found choices, search cost, each variant's mean test accuracy
+  with its 95% interval, the paired difference against ReLU and the verdict."""
+  baselines = []
+  for row in out["tasks"]:
+    for name in row["report"]["variants"]:
+      if name != retrain.FOUND and name not in baselines:
+        baselines.append(name)
+  lines = [f"# actsearch reproduce ({out['seeds']} retrain seeds)", "",
+           "Test accuracy (%), mean [95% CI] over seeds; every variant retrained from scratch "
+           "on train + val with the task's recipe, the same seeds for all (paired).", "",
+           "| task | found | search (s) | retrain one seed (s) | found acc | "
+           + " | ".join(baselines) + " | found - relu [95% CI] | verdict vs best |",
+           "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in baselines)
+           + " | --- | --- |"]
+  for row in out["tasks"]:
+    rep = row["report"]
+    scale = 100.0 if rep["metric"] == "test_accuracy" else 1.0
+    found = rep["variants"][retrain.FOUND]
+    per_seed = found["wall_time_s"] / len(found["seeds"])
+    cells = [_ci(rep["summary"][b], scale) if b in rep["summary"] else "" for b in baselines]
+    relu = rep["paired"].get("relu")
+    vs_relu = (f"{relu['mean_diff'] * scale:+.2f} [{relu['ci_low'] * scale:+.2f}, "
+               f"{relu['ci_high'] * scale:+.2f}]" if relu else "")
+    lines.append(f"| {row['title']} | {rep['found']} | {row['search_seconds']:.0f} | "
+                 f"{per_seed:.1f} | {_ci(rep['summary'][retrain.FOUND], scale)} | "
+                 + " | ".join(cells) + f" | {vs_relu} | {rep.get('verdict', '')} "
+                 f"({rep.get('best_baseline', '')}) |")
+  lines += ["", f"Total wall time: {out['seconds']:.0f} s. Protocols: "
+            + "; ".join(f"{r['task']}: {r['report']['protocol']['train_examples']} train, "
+                        f"{r['report']['protocol']['test_examples']} test"
+                        for r in out["tasks"]) + "."]
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,275 @@
+"""``actsearch retrain``: the found architecture and the baselines, trained from scratch over
+seeds, compared on the test split with paired statistics.
+
+The record ``architecture.json`` names everything: the backbone (``model``), the data
+(``data``) and the experiment's retrain recipe (``retrain``); ``--set`` overrides any of them.
+Each variant, the found architecture (``found``) and each baseline (the same backbone with one
+candidate in every slot), trains on the search's train + val data with the same recipe and the
+same seeds: seed ``s`` gives every variant the same initial weights (where shapes agree) and the
+same batch order, so differences between variants are paired per seed.
+
+The seeds of a variant train together (``jax.vmap`` over a leading seed axis, under the shared
+``pmap`` loop), each exactly as it would alone. The retrain directory holds ``config.json``,
+one folder per variant (orbax checkpoints, TensorBoard events per seed, ``result.json`` once
+finished: a variant that finished is not trained again), and at the end ``results.json`` and
+``results.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from actsearch import (
+  __version__,
+  activations,
+  architecture,
+  configs,
+  data,
+  evaluate,
+  loop,
+  models,
+  optim,
+  parallel,
+  stats,
+  train_step,
+)
+from actsearch.errors import UserError
+from actsearch.logging import SeedLoggers
+from actsearch.objective import Objective
+
+FOUND = "found"
+RESULTS_SCHEMA = "actsearch.results/v1"
+
+
+def config_from_architecture(arch: dict, sets: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """The retrain config of a record: defaults, then the record's model, data and recipe, then
+  ``--set`` overrides."""
+  cfg = configs.base_config()
+  base_data = configs.to_json(cfg.data)
+  stored = {"model": arch["model"], "seed": arch.get("seed", 0),
+            "data": {k: v for k, v in arch["data"].items() if k in base_data},
+            "retrain": arch.get("retrain", {})}
+  cfg = configs.from_json(stored)
+  configs.apply_overrides(cfg, sets)
+  configs.check_retrain(cfg.retrain)
+  return cfg
+
+
+def variants(arch: dict, baselines: Sequence[str]) -> dict[str, models.SlotFactory]:
+  """``{"found": slots of the record, baseline: that candidate in every slot}``; every name
+  must be a registered candidate."""
+  for layer in arch["layers"]:
+    activations.resolve([layer["choice"], *layer.get("channel_choices", [])])
+  if baselines:
+    activations.resolve(list(baselines))
+  out = {FOUND: models.fixed_slots({layer["name"]: layer for layer in arch["layers"]})}
+  for name in baselines:
+    if name == FOUND:
+      raise UserError(f"--baselines: {FOUND!r} names the searched architecture, not a baseline")
+    out[name] = models.uniform_slots(name)
+  return out
+
+
+def describe(arch: dict) -> str:
+  """``sin / gelu / gelu``: the choices of the record, slot by slot."""
+  return " / ".join(layer["choice"] if "channel_choices" not in layer
+                    else f"{layer['choice']} (per channel)" for layer in arch["layers"])
+
+
+def _fit_split(splits: data.Splits) -> tuple[np.ndarray, np.ndarray]:
+  return (np.concatenate([splits.x_train, splits.x_val]),
+          np.concatenate([splits.y_train, splits.y_val]))
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: models.SlotFactory,
+                  run_dir: str, seeds: Sequence[int], *, progress: bool = True) -> dict:
+  """Trains one variant over ``seeds`` (together) and scores it; resumes from ``run_dir``."""
+  r = cfg.retrain
+  x_fit, y_fit = _fit_split(splits)
+  if r.batch_size % jax.device_count():
+    raise UserError(f"retrain.batch_size {r.batch_size} is not divisible by the "
+                    f"{jax.device_count()} devices")
+  steps = len(x_fit) // r.batch_size
+  if steps < 1:
+    raise UserError(f"retrain.batch_size {r.batch_size} exceeds the {len(x_fit)} training "
+                    "examples")
+  schedule = optim.weight_schedule(r, r.epochs * steps)
+  tx = optim.weight_optimizer(r, schedule)
+  built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
+                        nnx.Rngs(params=s)) for s in seeds]
+  graphdef, _ = train_step.init_state(built[0], tx)
+  state = _stack([train_step.init_state(m, tx)[1] for m in built])
+  objective = Objective(graphdef, splits.task)
+  step = parallel.pmapped(jax.vmap(train_step.TrainStep(objective, tx, schedule,
+                                                        axis_name=parallel.AXIS)))
+
+  def batches(epoch):
+    orders = np.stack([data.epoch_order(len(x_fit), r.batch_size, s, epoch) for s in seeds])
+    for i in range(steps):
+      yield (parallel.batch(x_fit, y_fit, orders[:, i], axis=1),)
+
+  task = loop.Task(step=step, batches=batches, steps_per_epoch=steps, stop_epoch=r.epochs,
+                   hint="lower retrain.lr", desc=f"retrain {os.path.basename(run_dir)} epochs")
+  primary = jax.process_index() == 0
+  start = time.perf_counter()
+  state, _ = loop.run(task, state, run_dir, SeedLoggers(run_dir, list(seeds), primary),
+                      progress=progress)
+  seconds = time.perf_counter() - start
+  state_r = parallel.replicate(state)
+  test = evaluate.evaluator(objective, splits.x_test, splits.y_test, r.eval_batch_size,
+                            prefix="test", seed_axis=True)(state_r)
+  fit = evaluate.evaluator(objective, x_fit, y_fit, r.eval_batch_size, prefix="train",
+                           seed_axis=True)(state_r)
+  params = models.param_count(built[0])
+  per_seed = []
+  for i, s in enumerate(seeds):
+    row = {"seed": int(s), "test_loss": float(test["test/loss"][i]),
+           "train_loss": float(fit["train/loss"][i]),
+           "wall_time_s": seconds / len(seeds), "param_count": params}
+    if "test/accuracy" in test:
+      row["test_accuracy"] = float(test["test/accuracy"][i])
+    per_seed.append(row)
+  loggers = SeedLoggers(run_dir, list(seeds), primary)
+  loggers.scalars(r.epochs * steps, {k: v for k, v in test.items()})
+  loggers.close()
+  return {"seeds": per_seed, "wall_time_s": seconds, "steps": r.epochs * steps}
+
+
+def _git_commit() -> str | None:
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                         text=True, timeout=10)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance() -> dict:
+  import jaxlib
+  devices = jax.devices()
+  return {"actsearch": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "git_commit": _git_commit(), "python": platform.python_version(),
+          "device_kind": devices[0].device_kind, "device_count": len(devices),
+          "process_count": jax.process_count(),
+          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def metric_of(task: str) -> tuple[str, bool]:
+  """The metric that compares variants, and whether higher is better."""
+  return ("test_accuracy", True) if task == data.CLASSIFICATION else ("test_loss", False)
+
+
+def summarize(results: dict[str, dict], metric: str, higher: bool) -> dict:
+  """Per-variant summaries, paired differences of ``found`` against each baseline, the verdict
+  against the best baseline (by mean)."""
+  values = {name: [row[metric] for row in res["seeds"]] for name, res in results.items()}
+  summary = {name: stats.summary(v) for name, v in values.items()}
+  baselines = {k: v for k, v in values.items() if k != FOUND}
+  paired = {name: stats.paired(values[FOUND], v) for name, v in baselines.items()}
+  out = {"metric": metric, "higher_is_better": higher, "summary": summary, "paired": paired}
+  if baselines:
+    best = stats.best_variant(baselines, higher_is_better=higher)
+    out["best_baseline"] = best
+    out["verdict"] = stats.verdict(values[FOUND], values[best], higher_is_better=higher)
+  return out
+
+
+def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
+        epochs: int | None = None, baselines: Sequence[str] | None = None,
+        sets: Sequence[str] = (), progress: bool = True) -> dict:
+  """Retrains the record at ``arch_path`` and the baselines; writes and returns results."""
+  arch = architecture.load(arch_path)
+  cfg = config_from_architecture(arch, sets)
+  if seeds is not None:
+    cfg.retrain.seeds = seeds
+  if epochs is not None:
+    cfg.retrain.epochs = epochs
+  if baselines is not None:
+    cfg.retrain.baselines = list(baselines)
+  configs.check_retrain(cfg.retrain)
+  workdir = workdir or os.path.join(os.path.dirname(os.path.abspath(arch_path)), "retrain")
+  splits = data.load(cfg.data, cfg.seed)
+  slots = variants(arch, list(cfg.retrain.baselines))
+  primary = jax.process_index() == 0
+  resolved = configs.from_json(configs.to_json(cfg))
+  resolved.architecture = {layer["name"]: layer.get("channel_choices") or layer["choice"]
+                           for layer in arch["layers"]}
+  loop.prepare_workdir(workdir, resolved, primary)
+  seed_list = list(range(cfg.retrain.seeds))
+  results = {}
+  for name, slot in slots.items():
+    run_dir = os.path.join(workdir, name)
+    done = os.path.join(run_dir, "result.json")
+    if os.path.exists(done):
+      results[name] = architecture.read_json(done)
+      print(f"{name}: finished earlier, kept ({done})")
+      continue
+    results[name] = train_variant(cfg, splits, slot, run_dir, seed_list, progress=progress)
+    results[name]["description"] = describe(arch) if name == FOUND else f"{name} everywhere"
+    if primary:
+      architecture.write_json_atomic(done, results[name])
+  metric, higher = metric_of(splits.task)
+  report = {"schema": RESULTS_SCHEMA, "architecture": os.path.abspath(arch_path),
+            "found": describe(arch), "layers": resolved.architecture.to_dict(),
+            "variants": results, **summarize(results, metric, higher),
+            "protocol": {"train_examples": len(splits.x_train) + len(splits.x_val),
+                         "test_examples": len(splits.x_test), "seeds": seed_list},
+            "config": configs.to_json(cfg), "provenance": provenance()}
+  if primary:
+    architecture.write_json_atomic(os.path.join(workdir, "results.json"), report)
+    architecture.write_text_atomic(os.path.join(workdir, "results.md"), markdown(report))
+  return report
+
+
+def _pct(x: float, scale: float) -> str:
+  return "nan" if not np.isfinite(x) else f"{x * scale:.2f}"
+
+
+def markdown(report: dict) -> str:
+  """``results.md``: per-variant mean, std and 95% interval; paired differences; the verdict."""
+  metric, higher = report["metric"], report["higher_is_better"]
+  scale = 100.0 if metric == "test_accuracy" else 1.0
+  unit = " (%)" if scale == 100.0 else ""
+  proto, r = report["protocol"], report["config"]["retrain"]
+  lines = [f"# Retrain: {report['found']}", "",
+           f"Architecture: `{report['architecture']}`  ",
+           f"Protocol: trained from scratch on train + val ({proto['train_examples']} examples), "
+           f"scored on the test split ({proto['test_examples']} examples); seeds "
+           f"{', '.join(map(str, proto['seeds']))}, paired across variants; {r['optimizer']} lr "
+           f"{r['lr']} ({r['schedule']}), batch {r['batch_size']}, {r['epochs']} epochs.", "",
+           f"| variant | {metric}{unit} mean | std | 95% CI | train loss | params | seconds |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+  for name, res in report["variants"].items():
+    s = report["summary"][name]
+    train_loss = np.mean([row["train_loss"] for row in res["seeds"]])
+    label = f"{name} ({res['description']})" if name == FOUND else name
+    lines.append(f"| {label} | {_pct(s['mean'], scale)} | {_pct(s['std'], scale)} | "
+                 f"[{_pct(s['ci_low'], scale)}, {_pct(s['ci_high'], scale)}] | "
+                 f"{train_loss:.4f} | {res['seeds'][0]['param_count']} | "
+                 f"{res['wall_time_s']:.1f} |")
+  if report["paired"]:
+    lines += ["", f"Paired difference, found minus baseline ({metric}{unit}; per seed):", "",
+              "| baseline | mean difference | 95% CI | p |", "| --- | --- | --- | --- |"]
+    for name, p in report["paired"].items():
+      lines.append(f"| {name} | {_pct(p['mean_diff'], scale)} | [{_pct(p['ci_low'], scale)}, "
+                   f"{_pct(p['ci_high'], scale)}] | {p['p_value']:.3g} |")
+    best = report["best_baseline"]
+    better = "higher" if higher else "lower"
+    lines += ["", f"Verdict: the found architecture **{report['verdict']}** against the best "
+              f"baseline, {best} (paired 95% interval of the difference; {better} {metric} is "
+              "better)."]
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,56 @@
+"""The plain weight step of a fixed network: retrain, bench, and any strategy that trains
+architectures without alpha.
+
+``TrainStep(state, batch) -> (state, metrics)`` takes one optimizer step on the mean training
+loss of ``Objective``; under ``pmap`` the gradient, metrics and batch statistics are averaged
+over axis ``data``. Under ``jax.vmap`` over a leading seed axis of the state and the batch,
+several seeds train together, each exactly as it would alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from actsearch.objective import Batch, Objective, split_model
+from actsearch.parallel import pmean, pmean_floats
+
+
+@struct.dataclass
+class TrainState:
+  """Everything a fixed network's training needs to continue exactly."""
+  step: jax.Array   # int32 scalar, steps taken
+  params: Any       # weights (nnx.Param state)
+  arch: Any         # alpha: empty for a fixed network (kept so evaluators treat all alike)
+  rest: Any         # other variables (constants of fixed slots, batch statistics)
+  opt: Any          # optimizer state
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[Any, TrainState]:
+  """``graphdef, state`` of a network at step 0."""
+  graphdef, params, arch, rest = split_model(model)
+  return graphdef, TrainState(step=jnp.zeros((), jnp.int32), params=params, arch=arch,
+                              rest=rest, opt=tx.init(params))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainStep:
+  objective: Objective
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  axis_name: str | None = None
+
+  def __call__(self, state: TrainState, batch: Batch):
+    g, (metrics, rest) = jax.grad(self.objective, has_aux=True)(
+        state.params, state.arch, state.rest, batch, None)
+    g, metrics = pmean((g, metrics), self.axis_name)
+    upd, opt = self.tx.update(g, state.opt, state.params)
+    new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, upd),
+                        rest=pmean_floats(rest, self.axis_name), opt=opt)
+    return new, {**{f"train/{k}": v for k, v in metrics.items()},
+                 "train/lr": self.schedule(state.step)}

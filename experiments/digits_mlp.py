@@ -1,0 +1,19 @@
+"""scikit-learn's 8x8 digits with an MLP of two hidden layers: which activation per layer?
+
+Run:  actsearch search --config experiments/digits_mlp.py --workdir runs/digits_mlp
+The data ship with scikit-learn (1797 images; 80% train, split 50/50 into train and val for
+the search, 20% test).
+"""
+
+from actsearch.configs import base_config
+
+
+def get_config():
+  c = base_config()
+  c.data.name = "digits"
+  c.data.data_seed = 0
+  c.model.name = "mlp"
+  c.model.widths = [64, 64]
+  c.search.epochs = 50
+  c.search.batch_size = 64
+  return c
