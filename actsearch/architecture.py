@@ -23,7 +23,7 @@ SCHEMA = "actsearch.architecture/v1"
 
 def make(layers: list[dict], *, candidates: Sequence[str], relaxation: str, granularity: str,
          model: dict, data: dict, metrics: dict, seed: int, discretize: str = "argmax",
-         retrain: dict | None = None) -> dict[str, Any]:
+         selection: dict | None = None, retrain: dict | None = None) -> dict[str, Any]:
   """The record; ``retrain`` is the experiment's retrain recipe, so that ``actsearch retrain``
   needs nothing but the file (records written before it existed fall back to the defaults)."""
   from actsearch import __version__
@@ -31,6 +31,8 @@ def make(layers: list[dict], *, candidates: Sequence[str], relaxation: str, gran
           "granularity": granularity, "discretize": discretize, "layers": layers,
           "model": model, "data": data, "metrics": {k: float(v) for k, v in metrics.items()},
           "seed": int(seed), "actsearch_version": __version__}
+  if selection is not None:
+    arch["selection"] = selection
   if retrain is not None:
     arch["retrain"] = retrain
   return arch
@@ -51,7 +53,7 @@ def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
                     ("seed", int)):
     if not isinstance(arch.get(key), kind):
       _fail(path, f"field {key!r} is missing or not a {kind.__name__}")
-  for key, kind in (("discretize", str), ("retrain", dict)):  # optional: added later in v1
+  for key, kind in (("discretize", str), ("selection", dict), ("retrain", dict)):  # optional
     if key in arch and not isinstance(arch[key], kind):
       _fail(path, f"field {key!r} must be a {kind.__name__}")
   cands = arch["candidates"]
@@ -71,6 +73,10 @@ def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
         isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
         for w in weights.values()):
       _fail(path, f"{where} ({layer['name']}): 'weights' must map every candidate to a number")
+    scores = layer.get("scores", {})
+    if not isinstance(scores, dict) or not set(scores) <= set(cands) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+      _fail(path, f"{where} ({layer['name']}): 'scores' must map candidates to numbers")
     if not isinstance(layer.get("params", {}), dict):
       _fail(path, f"{where} ({layer['name']}): 'params' must be an object")
     chans = layer.get("channel_choices")
@@ -87,13 +93,18 @@ def load(path: str) -> dict[str, Any]:
 
 
 def write_text_atomic(path: str, text: str) -> None:
+  """Writes a text file whole or not at all."""
+  write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
   """Writes a file through a temporary file and a rename: readers never see half a file."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
   try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -141,4 +152,14 @@ def table(arch: dict[str, Any]) -> str:
   head = (f"{len(arch['layers'])} slots, {len(arch['candidates'])} candidates, "
           f"{arch['relaxation']} relaxation per {arch['granularity']}")
   metrics = ", ".join(f"{k} {v:.4g}" for k, v in arch["metrics"].items())
-  return "\n".join([head, *lines] + ([f"supernet: {metrics}"] if metrics else []))
+  out = [head, *lines] + ([f"supernet: {metrics}"] if metrics else [])
+  sel = arch.get("selection")
+  if sel and sel.get("method", "argmax") != "argmax":
+    count = sel.get("evaluated")
+    count = len(count) if isinstance(count, list) else count
+    out.append(f"discretize: {sel['method']}, score = {sel.get('score', '?')} "
+               f"({count} evaluated, {float(sel.get('seconds', 0.0)):.1f} s)")
+    for layer in arch["layers"]:
+      ranked = sorted(layer.get("scores", {}).items(), key=lambda kv: -kv[1])
+      out.append(f"  {layer['name']}: " + "  ".join(f"{c} {v:.4g}" for c, v in ranked))
+  return "\n".join(out)

@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.name = "mnist1d"          # mnist1d | digits | npz (then data.path or --data)
   c.data.path = ""                 # .npz file with x_train, y_train, x_test, y_test[, x_val, y_val]
   c.data.num_samples = 5000        # mnist1d: examples generated (80% train, 20% test)
+  c.data.num_test = 0              # mnist1d: if > 0, num_samples train + num_test test examples
   c.data.data_seed = 42            # the dataset generator's seed (fixed: same data every run)
   c.data.val_fraction = 0.5        # share of the training data held out as the search's val split
 
@@ -51,15 +52,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.granularity = "layer"   # layer | channel
   c.search.fused = True            # fused mixed-activation kernel where candidates allow it
   c.search.eval_batch_size = 500   # batch for evaluating the supernet on the val split
-  c.search.discretize = "argmax"   # how the supernet becomes one choice per slot (discretize)
+  c.search.discretize = "argmax"   # argmax | perturbation | shortlist (actsearch/discretize.py)
+  c.search.shortlist_k = 2         # shortlist: candidates per slot (the largest weights)
+  c.search.shortlist_max = 16      # shortlist: at most this many networks
+  c.search.shortlist_epochs = 10   # shortlist: epochs each network trains on the train split
 
   # The recipe that trains a fixed architecture from scratch (``actsearch retrain``): found
   # architecture and baselines alike, on train + val, scored on the test split.
   c.retrain = ml_collections.ConfigDict()
+  # Chosen on the val split of MNIST-1D (CNN: ReLU 95.3%, GELU 95.8% trained on 4000
+  # examples; see README "Retrain").
   c.retrain.optimizer = "adam"     # sgd | adam | adamw
-  c.retrain.lr = 0.01
-  c.retrain.lr_min = 1e-4          # end of the cosine schedule
-  c.retrain.schedule = "cosine"    # cosine | constant
+  c.retrain.lr = 0.03
+  c.retrain.lr_min = 0.0           # end of the cosine decay
+  c.retrain.schedule = "warmup_cosine"  # warmup_cosine | cosine | constant
+  c.retrain.warmup_fraction = 0.05  # warmup_cosine: share of the steps spent rising to lr
   c.retrain.momentum = 0.9         # sgd only
   c.retrain.weight_decay = 0.0
   c.retrain.grad_clip = 5.0
@@ -186,6 +193,9 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
     raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
   discretize.get(s.discretize)
+  for key in ("shortlist_k", "shortlist_max", "shortlist_epochs"):
+    if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
+      raise UserError(f"search.{key} must be a positive integer, got {s[key]!r}")
   check_retrain(cfg.retrain)
 
 
@@ -199,8 +209,11 @@ def check_retrain(r: ml_collections.ConfigDict) -> None:
     value = r[key]
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise UserError(f"retrain.{key} must be a positive integer, got {value!r}")
-  if r.lr <= 0 or r.lr_min <= 0:
-    raise UserError("retrain.lr and retrain.lr_min must be positive")
+  if r.lr <= 0 or r.lr_min < 0 or r.lr_min > r.lr:
+    raise UserError(f"retrain.lr must be positive and retrain.lr_min in [0, lr], got "
+                    f"{r.lr} and {r.lr_min}")
+  if not 0.0 <= r.warmup_fraction < 1.0:
+    raise UserError(f"retrain.warmup_fraction must lie in [0, 1), got {r.warmup_fraction}")
   if r.baselines:  # none: the found architecture alone
     activations.resolve(list(r.baselines))
 

@@ -41,18 +41,29 @@ class Splits:
             "val": len(self.x_val), "test": len(self.x_test)}
 
 
-def mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, np.ndarray]:
-  """MNIST-1D (Greydanus 2020), generated offline by ``mnist1d.data.make_dataset``."""
+def mnist1d(num_samples: int = 5000, seed: int = 42, num_test: int = 0) -> dict[str, np.ndarray]:
+  """MNIST-1D (Greydanus 2020), generated offline by ``mnist1d.data.make_dataset``.
+
+  With ``num_test == 0``, ``num_samples`` examples split 80/20 into train and test (the
+  generator's own split); otherwise ``num_samples`` training examples and ``num_test`` more
+  for the test split, from one generated set of ``num_samples + num_test``.
+  """
   from mnist1d import data as m1d  # imported lazily: it pulls in requests and pickle helpers
 
   args = m1d.get_dataset_args()
-  args.num_samples = int(num_samples)
+  args.num_samples = int(num_samples) + int(num_test)
   args.seed = int(seed)
+  if num_test:
+    args.train_split = 1.0
   state = np.random.get_state()  # make_dataset reseeds numpy's global generator
   try:
     ds = m1d.make_dataset(args)
   finally:
     np.random.set_state(state)
+  if num_test:
+    n = int(num_samples)
+    return {"x_train": ds["x"][:n], "y_train": ds["y"][:n], "x_test": ds["x"][n:],
+            "y_test": ds["y"][n:]}
   return {"x_train": ds["x"], "y_train": ds["y"], "x_test": ds["x_test"], "y_test": ds["y_test"]}
 
 
@@ -159,7 +170,8 @@ def load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None = None
     return make_splits(load_npz(path), data_cfg.val_fraction, seed, path)
   name = data_cfg.name
   if name == "mnist1d":
-    arrays = mnist1d(data_cfg.get("num_samples", 5000), data_cfg.get("data_seed", 42))
+    arrays = mnist1d(data_cfg.get("num_samples", 5000), data_cfg.get("data_seed", 42),
+                     data_cfg.get("num_test", 0))
   elif name == "digits":
     arrays = digits(data_cfg.get("data_seed", 0))
   elif name == "npz":

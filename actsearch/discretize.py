@@ -1,17 +1,31 @@
-"""Discretization: a table of methods that turn a searched supernet into one choice per slot.
+r"""Discretization: a table of methods that turn a searched supernet into one choice per slot.
 
-A method takes the slots of the supernet, as ``SlotView``s (name, relaxed weights ``[K]`` or
-per channel ``[C, K]``, candidate names, learned parameters of parametric candidates), and
-returns one ``architecture.json`` layer per slot. ``search.discretize`` names the method.
+A method takes the slots of the supernet as ``SlotView``s (name, relaxed weights ``[K]`` or per
+channel ``[C, K]``, candidate names, learned parameters of parametric candidates) and a
+``Context`` of measurements it may ask for, and returns one ``architecture.json`` layer per
+slot (each with the ``scores`` of its candidates) and a record of what it measured.
+``search.discretize`` names the method.
 
 * ``argmax``: the candidate with the largest relaxed weight (DARTS, Liu et al. 2019); with
   per-channel granularity, one argmax per channel, and the layer's ``choice`` is the argmax
-  of the weights averaged over channels.
+  of the weights averaged over channels. Score: the weight.
+* ``perturbation``: DARTS-PT (Wang et al. 2021, "Rethinking architecture selection in
+  differentiable NAS"): for each slot and candidate k, the supernet's val loss with k removed
+  (:math:`\alpha_k \to -\infty`); the candidate whose removal hurts most is chosen. Score: that
+  loss. No fine-tuning between slots.
+* ``shortlist``: the ``search.shortlist_k`` largest weights of each slot span a shortlist of
+  discrete networks (at most ``search.shortlist_max``, those with the largest product of
+  weights); each trains from scratch for ``search.shortlist_epochs`` epochs on the train split
+  with the retrain recipe, all together, and is scored on the val split; the best one is chosen.
+  Score of a candidate: the best val score of a shortlisted network that uses it. A validated
+  version of what GRAFS' progressive shrinking and DARTS-PT approximate: the choice is made by
+  networks as they will be retrained, not by the supernet.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +43,22 @@ class SlotView:
   candidates: tuple[str, ...]
   params: dict[str, dict[str, np.ndarray]]
 
+  @property
+  def mean(self) -> np.ndarray:
+    return self.weights.reshape(-1, len(self.candidates)).mean(0)
+
+
+@dataclasses.dataclass
+class Context:
+  """Measurements a method may ask the search for."""
+  # one choice per slot name, for each network -> (val scores, higher is better; seconds)
+  train_and_score: Callable[[list[dict[str, str]]], tuple[list[float], float]] | None = None
+  # {slot: removed candidate} -> the supernet's val loss with those candidates removed
+  removal_loss: Callable[[dict[str, str]], float] | None = None
+  score_name: str = ""                 # what ``train_and_score`` measures
+  shortlist_k: int = 2
+  shortlist_max: int = 16
+
 
 def slot_views(model) -> list[SlotView]:
   """The searchable slots of a supernet, with deterministic (unsampled) weights."""
@@ -38,10 +68,11 @@ def slot_views(model) -> list[SlotView]:
           for name, slot in models.slots(model)]
 
 
-def _layer(view: SlotView, choice: str, channel_choices: Sequence[str] | None) -> dict[str, Any]:
-  mean = view.weights.reshape(-1, len(view.candidates)).mean(0)
+def _layer(view: SlotView, choice: str, scores: dict[str, float],
+           channel_choices: Sequence[str] | None = None) -> dict[str, Any]:
   layer = {"name": view.name, "choice": choice,
-           "weights": {c: float(w) for c, w in zip(view.candidates, mean)}}
+           "weights": {c: float(w) for c, w in zip(view.candidates, view.mean)},
+           "scores": {c: float(v) for c, v in scores.items()}}
   chosen = {choice}
   if channel_choices is not None:
     layer["channel_choices"] = list(channel_choices)
@@ -51,20 +82,63 @@ def _layer(view: SlotView, choice: str, channel_choices: Sequence[str] | None) -
   return layer
 
 
-def argmax(views: Sequence[SlotView]) -> list[dict[str, Any]]:
+def argmax(views: Sequence[SlotView], ctx: Context | None = None):
   """The largest relaxed weight of each slot (of each channel, with channel granularity)."""
   layers = []
   for view in views:
-    mean = view.weights.reshape(-1, len(view.candidates)).mean(0)
-    choice = view.candidates[int(np.argmax(mean))]
+    choice = view.candidates[int(np.argmax(view.mean))]
     channels = None
     if view.weights.ndim == 2:
       channels = [view.candidates[int(i)] for i in np.argmax(view.weights, -1)]
-    layers.append(_layer(view, choice, channels))
-  return layers
+    layers.append(_layer(view, choice, dict(zip(view.candidates, view.mean)), channels))
+  return layers, {"method": "argmax", "score": "relaxed weight", "seconds": 0.0}
 
 
-METHODS: dict[str, Callable[[Sequence[SlotView]], list[dict[str, Any]]]] = {"argmax": argmax}
+def perturbation(views: Sequence[SlotView], ctx: Context):
+  """DARTS-PT: per slot, the candidate whose removal raises the supernet's val loss most."""
+  import time
+  start = time.perf_counter()
+  layers = []
+  for view in views:
+    losses = {c: ctx.removal_loss({view.name: c}) for c in view.candidates}
+    layers.append(_layer(view, max(losses, key=losses.get), losses))
+  return layers, {"method": "perturbation", "score": "supernet val loss with it removed",
+                  "seconds": time.perf_counter() - start,
+                  "evaluated": len(views) * len(views[0].candidates) if views else 0}
+
+
+def shortlist_of(views: Sequence[SlotView], k: int, limit: int) -> list[dict[str, str]]:
+  """The networks spanned by the ``k`` largest weights of each slot, at most ``limit``, those
+  with the largest product of weights first (ties: the order of the candidates)."""
+  tops = []
+  for view in views:
+    order = np.argsort(-view.mean, kind="stable")[:k]
+    tops.append([(view.candidates[i], float(np.log(max(view.mean[i], 1e-30)))) for i in order])
+  combos = [(sum(lw for _, lw in combo), i, combo)
+            for i, combo in enumerate(itertools.product(*tops))]
+  combos.sort(key=lambda t: (-t[0], t[1]))
+  return [{v.name: c for v, (c, _) in zip(views, combo)} for _, _, combo in combos[:limit]]
+
+
+def shortlist(views: Sequence[SlotView], ctx: Context):
+  """Trains the shortlisted discrete networks briefly; the best val score wins."""
+  nets = shortlist_of(views, ctx.shortlist_k, ctx.shortlist_max)
+  scores, seconds = ctx.train_and_score(nets)
+  best = int(np.argmax(scores))  # first of equals: the larger product of weights
+  layers = []
+  for view in views:
+    per_cand: dict[str, float] = {}
+    for net, s in zip(nets, scores):
+      c = net[view.name]
+      per_cand[c] = max(per_cand.get(c, -np.inf), s)
+    layers.append(_layer(view, nets[best][view.name], per_cand))
+  return layers, {"method": "shortlist", "score": ctx.score_name, "seconds": seconds,
+                  "evaluated": [{"choices": net, "score": float(s)}
+                                for net, s in zip(nets, scores)]}
+
+
+METHODS: dict[str, Callable] = {"argmax": argmax, "perturbation": perturbation,
+                                "shortlist": shortlist}
 
 
 def get(name: str):

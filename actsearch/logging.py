@@ -18,6 +18,11 @@ class RunLogger:
       self._writer = SummaryWriter(logdir=workdir, flush_secs=30)
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
 
+  @property
+  def writer(self) -> SummaryWriter | None:
+    """The event writer (images, layouts), or None where this process does not log."""
+    return self._writer if self.enabled else None
+
   def scalars(self, step: int, values: dict[str, float]) -> None:
     if not self.enabled:
       return
@@ -39,13 +44,14 @@ class RunLogger:
 
 
 class SeedLoggers:
-  """One ``RunLogger`` per seed of a run that trains seeds together (``DIR/seed{s}``): each
-  scalar holds one value per seed, and TensorBoard shows each seed as a run of its own."""
+  """One ``RunLogger`` per member of a run that trains several networks together (seeds,
+  or shortlisted architectures), in ``DIR/NAME``: each scalar holds one value per member, and
+  TensorBoard shows each member as a run of its own."""
 
-  def __init__(self, directory: str, seeds: list[int], enabled: bool = True):
+  def __init__(self, directory: str, names: list[str], enabled: bool = True):
     self._loggers = []
-    for s in seeds:
-      path = os.path.join(directory, f"seed{s}")
+    for name in names:
+      path = os.path.join(directory, name)
       if enabled:
         os.makedirs(path, exist_ok=True)
       self._loggers.append(RunLogger(path, enabled))

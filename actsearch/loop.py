@@ -95,7 +95,8 @@ def _fmt(v) -> str:
 def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
         ) -> tuple[Any, dict]:
   """Runs ``task`` from the newest checkpoint of ``run_dir`` (or ``state``) to its stop epoch;
-  returns the final state (on the host) and the last checkpoint's record."""
+  returns the final state (on the host) and the last checkpoint's record. The caller owns
+  ``logger`` (and closes it)."""
   primary = jax.process_index() == 0
   ckpt_dir = os.path.join(run_dir, "checkpoints")
   # Only process 0 writes; the others read the newest checkpoint to resume from it.
@@ -156,7 +157,7 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
   finally:
     if bar is not None:
       bar.close()
-    logger.close()
+    logger.flush()
     if ckpt is not None:
       ckpt.close()
 

@@ -2,8 +2,10 @@
 
 A weight config holds ``optimizer`` (``sgd`` with momentum, ``adam``, ``adamw``), ``lr``,
 ``lr_min``, ``schedule`` (``cosine``: decay from ``lr`` to ``lr_min`` over the run, as DARTS;
-``constant``), ``momentum``, ``weight_decay`` (added to the gradient, L2, for sgd and adam;
-decoupled for adamw, Loshchilov & Hutter 2019) and ``grad_clip`` (global norm).
+``warmup_cosine``: a linear rise from 0 to ``lr`` over the first ``warmup_fraction`` of the
+steps, then the cosine decay (Goyal et al. 2017; Loshchilov & Hutter 2017); ``constant``),
+``momentum``, ``weight_decay`` (added to the gradient, L2, for sgd and adam; decoupled for
+adamw, Loshchilov & Hutter 2019) and ``grad_clip`` (global norm).
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import optax
 from actsearch.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "warmup_cosine", "constant")
 
 
 def weight_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  """Cosine decay from ``lr`` to ``lr_min`` over ``total_steps`` (DARTS: 0.025 -> 0.001), or a
-  constant ``lr``."""
+  """Cosine decay from ``lr`` to ``lr_min`` over ``total_steps`` (DARTS: 0.025 -> 0.001), the
+  same after a linear warm-up, or a constant ``lr``."""
   kind = cfg.get("schedule", "cosine")
   if kind == "constant":
     return optax.constant_schedule(cfg.lr)
+  if kind == "warmup_cosine":
+    total = max(total_steps, 1)
+    warmup = int(round(cfg.get("warmup_fraction", 0.05) * total))
+    return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, total, end_value=cfg.lr_min)
   if kind != "cosine":
     raise UserError(f"schedule is {kind!r}; known: {', '.join(SCHEDULES)}")
   return optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1), alpha=cfg.lr_min / cfg.lr)

@@ -44,7 +44,7 @@ from actsearch import (
 )
 from actsearch.errors import UserError
 from actsearch.logging import SeedLoggers
-from actsearch.objective import Objective
+from actsearch.objective import Objective, split_model
 
 FOUND = "found"
 RESULTS_SCHEMA = "actsearch.results/v1"
@@ -94,58 +94,77 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: models.SlotFactory,
-                  run_dir: str, seeds: Sequence[int], *, progress: bool = True) -> dict:
-  """Trains one variant over ``seeds`` (together) and scores it; resumes from ``run_dir``."""
-  r = cfg.retrain
-  x_fit, y_fit = _fit_split(splits)
+def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray,
+        y: np.ndarray, run_dir: str, seeds: Sequence[int], names: Sequence[str], *,
+        progress: bool = True, desc: str = "retrain"):
+  """Trains the members of a stacked ``TrainState`` (leading axis) together on ``x, y`` with
+  the recipe ``r``; member ``i`` sees the batch order of ``seeds[i]`` and logs to
+  ``run_dir/names[i]``. Resumes from ``run_dir``. Returns the state and the wall time."""
   if r.batch_size % jax.device_count():
     raise UserError(f"retrain.batch_size {r.batch_size} is not divisible by the "
                     f"{jax.device_count()} devices")
-  steps = len(x_fit) // r.batch_size
+  steps = len(x) // r.batch_size
   if steps < 1:
-    raise UserError(f"retrain.batch_size {r.batch_size} exceeds the {len(x_fit)} training "
-                    "examples")
+    raise UserError(f"retrain.batch_size {r.batch_size} exceeds the {len(x)} training examples")
   schedule = optim.weight_schedule(r, r.epochs * steps)
   tx = optim.weight_optimizer(r, schedule)
-  built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
-                        nnx.Rngs(params=s)) for s in seeds]
-  graphdef, _ = train_step.init_state(built[0], tx)
-  state = _stack([train_step.init_state(m, tx)[1] for m in built])
-  objective = Objective(graphdef, splits.task)
+  state = jax.vmap(lambda st: st.replace(opt=tx.init(st.params)))(state) \
+      if state.opt is None else state
   step = parallel.pmapped(jax.vmap(train_step.TrainStep(objective, tx, schedule,
                                                         axis_name=parallel.AXIS)))
 
   def batches(epoch):
-    orders = np.stack([data.epoch_order(len(x_fit), r.batch_size, s, epoch) for s in seeds])
+    orders = np.stack([data.epoch_order(len(x), r.batch_size, s, epoch) for s in seeds])
     for i in range(steps):
-      yield (parallel.batch(x_fit, y_fit, orders[:, i], axis=1),)
+      yield (parallel.batch(x, y, orders[:, i], axis=1),)
 
   task = loop.Task(step=step, batches=batches, steps_per_epoch=steps, stop_epoch=r.epochs,
-                   hint="lower retrain.lr", desc=f"retrain {os.path.basename(run_dir)} epochs")
-  primary = jax.process_index() == 0
+                   hint="lower retrain.lr", desc=f"{desc} {os.path.basename(run_dir)} epochs")
+  loggers = SeedLoggers(run_dir, list(names), jax.process_index() == 0)
   start = time.perf_counter()
-  state, _ = loop.run(task, state, run_dir, SeedLoggers(run_dir, list(seeds), primary),
-                      progress=progress)
-  seconds = time.perf_counter() - start
-  state_r = parallel.replicate(state)
-  test = evaluate.evaluator(objective, splits.x_test, splits.y_test, r.eval_batch_size,
-                            prefix="test", seed_axis=True)(state_r)
-  fit = evaluate.evaluator(objective, x_fit, y_fit, r.eval_batch_size, prefix="train",
-                           seed_axis=True)(state_r)
+  try:
+    state, _ = loop.run(task, state, run_dir, loggers, progress=progress)
+  finally:
+    loggers.close()
+  return state, time.perf_counter() - start
+
+
+def score(objective: Objective, state, x: np.ndarray, y: np.ndarray, batch_size: int,
+          prefix: str) -> dict[str, np.ndarray]:
+  """Loss (and accuracy) of each member of a stacked state on ``x, y``."""
+  return evaluate.evaluator(objective, x, y, batch_size, prefix=prefix, seed_axis=True)(
+      parallel.replicate(state))
+
+
+def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: models.SlotFactory,
+                  run_dir: str, seeds: Sequence[int], *, progress: bool = True) -> dict:
+  """Trains one variant over ``seeds`` (together) on train + val and scores it on the test
+  split; resumes from ``run_dir``."""
+  r = cfg.retrain
+  x_fit, y_fit = _fit_split(splits)
+  built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
+                        nnx.Rngs(params=s)) for s in seeds]
+  graphdef = split_model(built[0])[0]
+  state = _stack([train_step.init_state(m, None)[1] for m in built])
+  objective = Objective(graphdef, splits.task)
+  names = [f"seed{s}" for s in seeds]
+  state, seconds = fit(r, objective, state, x_fit, y_fit, run_dir, seeds, names,
+                       progress=progress)
+  test = score(objective, state, splits.x_test, splits.y_test, r.eval_batch_size, "test")
+  train = score(objective, state, x_fit, y_fit, r.eval_batch_size, "train")
   params = models.param_count(built[0])
   per_seed = []
   for i, s in enumerate(seeds):
     row = {"seed": int(s), "test_loss": float(test["test/loss"][i]),
-           "train_loss": float(fit["train/loss"][i]),
+           "train_loss": float(train["train/loss"][i]),
            "wall_time_s": seconds / len(seeds), "param_count": params}
     if "test/accuracy" in test:
       row["test_accuracy"] = float(test["test/accuracy"][i])
     per_seed.append(row)
-  loggers = SeedLoggers(run_dir, list(seeds), primary)
-  loggers.scalars(r.epochs * steps, {k: v for k, v in test.items()})
+  loggers = SeedLoggers(run_dir, names, jax.process_index() == 0)
+  loggers.scalars(int(state.step[0]), dict(test))
   loggers.close()
-  return {"seeds": per_seed, "wall_time_s": seconds, "steps": r.epochs * steps}
+  return {"seeds": per_seed, "wall_time_s": seconds, "steps": int(state.step[0])}
 
 
 def _git_commit() -> str | None:

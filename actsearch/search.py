@@ -29,7 +29,9 @@ from actsearch import (
   models,
   optim,
   parallel,
+  plots,
   relaxations,
+  selection,
 )
 from actsearch.errors import UserError
 from actsearch.logging import RunLogger
@@ -88,15 +90,16 @@ def _supernet(su: Setup, state) -> nnx.Module:
   return nnx.merge(su.graphdef, state.params, state.arch, state.rest)
 
 
-def discretized(su: Setup, state, metrics: dict[str, float]) -> dict:
+def discretized(su: Setup, state, metrics: dict[str, float], workdir: str) -> dict:
   """The architecture record of a state, by the method of ``search.discretize``."""
   s = su.cfg.search
-  layers = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)))
+  ctx = selection.context(su, state, workdir)
+  layers, info = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)), ctx)
   return architecture.make(
       layers, candidates=list(s.candidates), relaxation=s.relaxation, granularity=s.granularity,
       model=configs.to_json(su.cfg.model), data={**configs.to_json(su.cfg.data),
                                                   **su.splits.describe()},
-      metrics=metrics, seed=su.cfg.seed, discretize=s.discretize,
+      metrics=metrics, seed=su.cfg.seed, discretize=s.discretize, selection=info,
       retrain=configs.to_json(su.cfg.retrain))
 
 
@@ -139,11 +142,18 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
       epoch_scalars=lambda state: arch_scalars(su, state),
       check=lambda state_r: parallel.assert_replicated(state_r.arch, "alpha"),
       hint="lower optim.weights.lr or optim.arch.lr", desc="search epochs")
-  state, record = loop.run(task, su.state, workdir, RunLogger(workdir, enabled=primary),
-                           progress=progress)
-  arch = discretized(su, state, record.get("metrics", {}))
-  if primary:
-    architecture.save(os.path.join(workdir, "architecture.json"), arch)
+  logger = RunLogger(workdir, enabled=primary)
+  try:
+    if logger.writer is not None:  # one chart per slot with all its candidates' weights
+      plots.add_layout(logger.writer, [n for n, _ in models.slots(su.model)],
+                       list(cfg.search.candidates))
+    state, record = loop.run(task, su.state, workdir, logger, progress=progress)
+    arch = discretized(su, state, record.get("metrics", {}), workdir)
+    if primary:
+      architecture.save(os.path.join(workdir, "architecture.json"), arch)
+      plots.write(workdir, arch, writer=logger.writer, step=int(state.step))
+  finally:
+    logger.close()
   return arch
 
 
@@ -167,8 +177,10 @@ def export(run_dir: str, out: str | None = None) -> dict:
     state, record = ckpt.restore(su.state)
   finally:
     ckpt.close()
-  arch = discretized(su, state, record.get("metrics", {}))
-  architecture.save(out or os.path.join(run_dir, "architecture.json"), arch)
+  arch = discretized(su, state, record.get("metrics", {}), run_dir)
+  out = out or os.path.join(run_dir, "architecture.json")
+  architecture.save(out, arch)
+  plots.write(os.path.dirname(os.path.abspath(out)), arch)
   return arch
 
 

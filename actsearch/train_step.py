@@ -31,11 +31,13 @@ class TrainState:
   opt: Any          # optimizer state
 
 
-def init_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[Any, TrainState]:
-  """``graphdef, state`` of a network at step 0."""
+def init_state(model: nnx.Module, tx: optax.GradientTransformation | None
+               ) -> tuple[Any, TrainState]:
+  """``graphdef, state`` of a network at step 0 (``opt`` is None without ``tx``: the trainer
+  fills it in)."""
   graphdef, params, arch, rest = split_model(model)
   return graphdef, TrainState(step=jnp.zeros((), jnp.int32), params=params, arch=arch,
-                              rest=rest, opt=tx.init(params))
+                              rest=rest, opt=None if tx is None else tx.init(params))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -16,4 +16,5 @@ def get_config():
   c.model.widths = [64, 64]
   c.search.epochs = 50
   c.search.batch_size = 64
+  c.retrain.batch_size = 64        # 1437 training examples: 22 steps an epoch
   return c

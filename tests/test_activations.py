@@ -130,7 +130,8 @@ def test_every_candidate_round_trips_through_architecture_json(name, tmp_path):
   cands = sorted({name, "relu"})
   params = {name: {p: np.float32(v) for p, v in activations.get(name).params.items()}}
   weights = np.array([0.9 if c == name else 0.1 for c in cands])
-  [layer] = discretize.argmax([discretize.SlotView("block0/act", weights, tuple(cands), params)])
+  [layer], _ = discretize.argmax([discretize.SlotView("block0/act", weights, tuple(cands),
+                                                      params)])
   arch = architecture.make([layer], candidates=cands, relaxation="softmax", granularity="layer",
                            model={"name": "mlp"}, data={}, metrics={}, seed=0)
   path = tmp_path / "a.json"

@@ -12,8 +12,9 @@ from actsearch import architecture, cli, configs, data, models, retrain
 
 from conftest import ROOT, assert_bad_input, pause_and_kill, run_cli
 
-TINY = ["--set", "data.num_samples=600", "--set", "model.widths=[16,12]",
-        "--set", "search.batch_size=32", "--set", "search.epochs=3", "--no-progress"]
+TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
+        "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
+        "--set", "search.epochs=3", "--no-progress"]
 # 480 training examples, retrain batch 100 -> 4 steps an epoch.
 RETRAIN = ["--seeds", "2", "--epochs", "1", "--baselines", "relu,gelu", "--no-progress"]
 
@@ -37,7 +38,9 @@ def retrained(arch_path, tmp_path_factory):
 def test_the_search_records_its_retrain_recipe_and_discretization(arch_path):
   arch = json.loads(arch_path.read_text())
   assert arch["discretize"] == "argmax"
-  assert arch["retrain"] == configs.to_json(configs.base_config().retrain)
+  experiment = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
+  assert arch["retrain"] == configs.to_json(experiment.retrain)
+  assert arch["retrain"]["optimizer"] == "adamw"  # the experiment's own recipe, not the default
 
 
 def test_results_json_names_the_architecture_and_both_baselines(arch_path, retrained):

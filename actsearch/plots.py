@@ -1,0 +1,284 @@
+"""Pictures that show a person why a search chose what it chose: PNG files and TensorBoard.
+
+* ``weights_figure``: the final relaxed weights of every slot as a heatmap, the chosen
+  candidate of each slot outlined, so one sees how clear each choice was.
+* ``activations_figure``: the chosen activation of every slot drawn on ``[-4, 4]`` with its
+  learned parameters, next to the runner-up, so one sees what the choice computes.
+* ``custom_scalars_layout``: a TensorBoard custom-scalars layout that puts the weight curves
+  of all candidates of a slot (the ``arch/<slot>/<candidate>`` scalars the search logs) in
+  one chart, so one sees how the choice emerged during the search.
+
+Drawing uses matplotlib's object API with the Agg canvas and never ``pyplot``: no global
+state, no GUI backend, safe in threads and in processes that imported pyplot elsewhere.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from actsearch import architecture
+
+WEIGHTS_PNG = "arch_weights.png"
+ACTIVATIONS_PNG = "chosen_activations.png"
+CATEGORY = "architecture"
+ENTROPY_CHART = "entropy"
+X_RANGE = (-4.0, 4.0)
+_DPI = 110
+
+
+def weight_tag(slot: str, candidate: str) -> str:
+  """The scalar tag the search logs for the relaxed weight of ``candidate`` in ``slot``."""
+  return f"arch/{slot}/{candidate}"
+
+
+def entropy_tag(slot: str) -> str:
+  """The scalar tag the search logs for the entropy of the weights of ``slot``."""
+  return f"arch/{slot}/entropy"
+
+
+def _exact(tag: str) -> str:
+  """A regex matching exactly ``tag``: TensorBoard reads custom-scalar tags as regexes and
+  matches them at the start only, so ``arch/s/gelu`` alone would also pull in
+  ``arch/s/gelu_exact``."""
+  return re.escape(tag) + "$"
+
+
+def custom_scalars_layout(slot_names: Sequence[str],
+                          candidates: Sequence[str]) -> dict[str, dict[str, list]]:
+  """The layout for tensorboardX's ``SummaryWriter.add_custom_scalars``.
+
+  One category ``"architecture"``: one Multiline chart per slot, titled with the slot name,
+  holding the weight curves ``arch/<slot>/<candidate>`` of all candidates (how the choice
+  emerged), plus one Multiline chart ``"entropy"`` with ``arch/<slot>/entropy`` of every slot
+  (how fast each slot made up its mind). Each tag is given as an anchored, escaped regex,
+  because TensorBoard treats these tags as regexes.
+  """
+  charts: dict[str, list] = {}
+  for slot in slot_names:
+    charts[slot] = ["Multiline", [_exact(weight_tag(slot, c)) for c in candidates]]
+  charts[ENTROPY_CHART] = ["Multiline", [_exact(entropy_tag(s)) for s in slot_names]]
+  return {CATEGORY: charts}
+
+
+def add_layout(writer, slot_names: Sequence[str], candidates: Sequence[str]) -> None:
+  """Adds ``custom_scalars_layout(slot_names, candidates)`` to a tensorboardX writer (once per
+  writer: TensorBoard reads one layout per run)."""
+  writer.add_custom_scalars(custom_scalars_layout(slot_names, candidates))
+
+
+# ---------------------------------------------------------------------------
+# Figures.
+
+
+def _title(arch: Mapping[str, Any]) -> str:
+  parts = []
+  if arch.get("relaxation"):
+    parts.append(f"{arch['relaxation']} relaxation")
+  parts.append(f"{arch.get('discretize', 'argmax')} discretization")
+  return f"Final relaxed weights ({', '.join(parts)})"
+
+
+def _channel_summary(layer: Mapping[str, Any]) -> str:
+  counts = Counter(layer["channel_choices"])
+  return ", ".join(f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def weights_figure(arch: Mapping[str, Any]) -> Figure:
+  """A heatmap of the final relaxed weights: one row per slot, one column per candidate.
+
+  Each cell shows its weight (2 decimals); the chosen candidate of each row is outlined in
+  red, so a near tie (a choice that could easily have gone the other way) stands out from a
+  clear win. Per-channel slots show the weights averaged over channels and, under the slot
+  name, how many channels chose what. Layers' ``scores`` are not shown.
+  """
+  cands = list(arch["candidates"])
+  layers = list(arch["layers"])
+  w = np.array([[float(layer["weights"][c]) for c in cands] for layer in layers])
+  lo, hi = min(0.0, float(w.min())), max(1.0, float(w.max()))
+  width = min(3.0 + 1.0 * len(cands), 30.0)
+  height = min(1.8 + 0.6 * len(layers), 40.0)
+  fig = Figure(figsize=(max(width, 6.5), max(height, 3.2)), dpi=_DPI, layout="constrained")
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  image = ax.imshow(w, cmap="Blues", vmin=lo, vmax=hi, aspect="auto")
+  ax.set_xticks(range(len(cands)), cands, rotation=30 if len(cands) > 6 else 0,
+                ha="right" if len(cands) > 6 else "center")
+  rows = [layer["name"] + (f"\nchannels: {_channel_summary(layer)}"
+                           if layer.get("channel_choices") else "") for layer in layers]
+  ax.set_yticks(range(len(layers)), rows)
+  ax.set_xlabel("candidate   (outlined: the chosen one)")
+  ax.set_ylabel("slot")
+  ax.tick_params(length=0)
+  font = 10 if len(cands) <= 10 else 8
+  for i, layer in enumerate(layers):
+    for j, value in enumerate(w[i]):
+      dark = (value - lo) / (hi - lo) > 0.55
+      ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=font,
+              color="white" if dark else "black",
+              fontweight="bold" if cands[j] == layer["choice"] else "normal")
+    j = cands.index(layer["choice"])
+    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1.0, 1.0, fill=False, edgecolor="crimson",
+                           linewidth=3.0, clip_on=False, zorder=3))
+  ax.set_title(_title(arch))
+  fig.colorbar(image, ax=ax, label="relaxed weight", shrink=0.9)
+  return fig
+
+
+def _candidate(name: str):
+  from actsearch import activations
+  try:
+    return activations.get(name)
+  except activations.UnknownCandidateError:
+    return None
+
+
+def _params_for(layer: Mapping[str, Any], cand, picked_by: str | None) -> dict[str, float]:
+  """Learned parameters of ``cand`` in ``layer`` as scalars (defaults where none were saved).
+
+  A per-channel parameter (a list) is averaged over the channels that chose ``picked_by``
+  (all channels when none did or the lengths do not match).
+  """
+  saved = layer.get("params", {}).get(cand.name, {})
+  chans = layer.get("channel_choices")
+  out = {}
+  for pname, default in cand.params.items():
+    value = saved.get(pname, default)
+    arr = np.asarray(value, np.float64).reshape(-1)
+    if arr.size > 1 and chans is not None and len(chans) == arr.size:
+      mask = np.array([c == picked_by for c in chans])
+      if mask.any():
+        arr = arr[mask]
+    out[pname] = float(arr.mean())
+  return out
+
+
+def _curve(cand, params: Mapping[str, float], x: np.ndarray) -> np.ndarray:
+  import jax.numpy as jnp
+  kwargs = {k: jnp.float32(v) for k, v in params.items()}
+  return np.asarray(cand.fn(jnp.asarray(x, jnp.float32), **kwargs), np.float64)
+
+
+def _label(name: str, params: Mapping[str, float], layer: Mapping[str, Any]) -> str:
+  if not params:
+    return name
+  saved = layer.get("params", {}).get(name, {})
+  text = ", ".join(
+      f"{'mean ' if np.asarray(saved.get(p, 0.0)).size > 1 else ''}{p}={v:.2f}"
+      for p, v in params.items())
+  return f"{name} ({text})"
+
+
+def _runner_up(layer: Mapping[str, Any]) -> tuple[str, float] | None:
+  ranked = sorted(layer["weights"].items(), key=lambda kv: -kv[1])
+  return next(((c, float(w)) for c, w in ranked if c != layer["choice"]), None)
+
+
+def activations_figure(arch: Mapping[str, Any]) -> Figure:
+  """The chosen activation of every slot, one panel per slot, on x in [-4, 4].
+
+  Each panel, titled ``"<slot>: <choice>"``, draws the choice with its learned parameters
+  (e.g. the slope of a PReLU) as a solid line and, faint and dashed, the runner-up (the other
+  candidate of largest weight) for contrast; the legend gives names, parameters and weights.
+  A per-channel slot draws every distinct channel choice, with how many channels took it.
+  Candidates not registered in this process are named in the panel but not drawn.
+  """
+  layers = list(arch["layers"])
+  ncols = min(len(layers), 3)
+  nrows = math.ceil(len(layers) / ncols)
+  fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), dpi=_DPI, layout="constrained")
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+  x = np.linspace(*X_RANGE, 401)
+  for ax, layer in zip(axes, layers):
+    ax.axhline(0.0, color="0.75", linewidth=0.8, zorder=0)
+    ax.axvline(0.0, color="0.75", linewidth=0.8, zorder=0)
+    missing = []
+    chans = layer.get("channel_choices")
+    if chans:
+      counts = Counter(chans)
+      drawn = sorted(counts, key=lambda c: (-counts[c], c))
+    else:
+      counts, drawn = None, [layer["choice"]]
+    for k, name in enumerate(drawn):
+      cand = _candidate(name)
+      if cand is None:
+        missing.append(name)
+        continue
+      params = _params_for(layer, cand, name)
+      label = _label(name, params, layer)
+      if counts is not None:
+        label += f"  \u00d7{counts[name]} ch"
+      ax.plot(x, _curve(cand, params, x), color=f"C{k}", linewidth=2.2, label=label)
+    runner = _runner_up(layer)
+    if runner is not None:
+      name, weight = runner
+      cand = _candidate(name)
+      if cand is None:
+        missing.append(name)
+      else:
+        params = _params_for(layer, cand, name)
+        label = f"runner-up: {_label(name, params, layer)}  w={weight:.2f}"
+        ax.plot(x, _curve(cand, params, x), color="black", linestyle=(0, (4, 3)), linewidth=1.3,
+                alpha=0.55, zorder=3, label=label)
+    if missing:
+      ax.text(0.98, 0.03, "not registered here: " + ", ".join(missing), transform=ax.transAxes,
+              ha="right", va="bottom", fontsize=8, color="crimson", zorder=4,
+              bbox={"facecolor": "white", "edgecolor": "crimson", "alpha": 0.9})
+    w_choice = float(layer["weights"].get(layer["choice"], float("nan")))
+    ax.set_title(f"{layer['name']}: {layer['choice']}", fontsize=11)
+    ax.set_xlim(*X_RANGE)
+    ax.set_xlabel(f"x   (choice weight {w_choice:.2f})", fontsize=9)
+    ax.set_ylabel("activation(x)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best", framealpha=0.85)
+  for ax in axes[len(layers):]:
+    ax.set_visible(False)
+  fig.suptitle("Chosen activation per slot (dashed: runner-up)")
+  return fig
+
+
+# ---------------------------------------------------------------------------
+# Output.
+
+
+def to_png_bytes(fig: Figure) -> bytes:
+  """The figure as PNG file contents (Agg canvas, the figure's own size and dpi)."""
+  buf = io.BytesIO()
+  FigureCanvasAgg(fig).print_png(buf)
+  return buf.getvalue()
+
+
+def to_rgb(fig: Figure) -> np.ndarray:
+  """The figure rendered by the Agg canvas as an ``[H, W, 3]`` uint8 array."""
+  canvas = FigureCanvasAgg(fig)
+  canvas.draw()
+  return np.array(canvas.buffer_rgba(), dtype=np.uint8)[..., :3].copy()
+
+
+def write(run_dir: str, arch: Mapping[str, Any], writer=None, step: int = 0) -> list[str]:
+  """Writes ``run_dir/arch_weights.png`` (``weights_figure``) and
+  ``run_dir/chosen_activations.png`` (``activations_figure``), each whole or not at all; with
+  a tensorboardX ``SummaryWriter`` also adds them as images ``arch/weights`` and
+  ``arch/chosen_activations`` at ``step``. Returns the paths written."""
+  os.makedirs(run_dir, exist_ok=True)
+  paths = []
+  for name, tag, make in ((WEIGHTS_PNG, "arch/weights", weights_figure),
+                          (ACTIVATIONS_PNG, "arch/chosen_activations", activations_figure)):
+    fig = make(arch)
+    path = os.path.join(run_dir, name)
+    architecture.write_bytes_atomic(path, to_png_bytes(fig))
+    paths.append(path)
+    if writer is not None:
+      writer.add_image(tag, to_rgb(fig), step, dataformats="HWC")
+  return paths

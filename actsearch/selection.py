@@ -1,0 +1,87 @@
+"""The measurements discretization methods ask of a search (``discretize.Context``).
+
+* ``removal_loss``: the supernet's val loss with some candidates removed. A candidate is
+  removed by pinning its alpha to ``-PIN``: every relaxation then gives it weight 0 (softmax,
+  Gumbel and Dirichlet renormalise the others; sigmoid leaves them as they are).
+* ``train_and_score``: discrete networks trained from scratch on the train split and scored
+  on the val split. Each is the supernet with every slot pinned to one candidate (alpha
+  ``+PIN`` for it, ``-PIN`` for the others: weight exactly 1 and 0 under every relaxation), so
+  all share one compiled step and train together under ``jax.vmap``, from the search's initial
+  weights, with the retrain recipe for ``search.shortlist_epochs`` epochs. Checkpoints go to
+  ``WORKDIR/selection``, so an interrupted selection resumes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from flax import nnx
+
+from actsearch import data, discretize, models, retrain, train_step
+from actsearch.objective import split_model
+
+PIN = 1e4
+
+
+def _with_alpha(su, state, pins: dict[str, dict[str, float]]):
+  """A copy of ``state.arch`` with the alpha of candidate c in slot s set to ``pins[s][c]``
+  (``nnx.merge`` shares variables with the state it merges, so it merges copies)."""
+  copy = lambda tree: jax.tree.map(np.array, tree)
+  model = nnx.merge(su.graphdef, state.params, copy(state.arch), state.rest)
+  for name, slot in models.slots(model):
+    if name in pins:
+      names = [c.name for c in slot.candidates]
+      alpha = np.array(slot.alpha[...])
+      for cand, value in pins[name].items():
+        alpha[..., names.index(cand)] = value
+      slot.alpha[...] = alpha
+  return copy(split_model(model)[2])
+
+
+def context(su, state, workdir: str, progress: bool = False) -> discretize.Context:
+  cfg, splits = su.cfg, su.splits
+  classification = splits.task == data.CLASSIFICATION
+
+  def removal_loss(removed: dict[str, str]) -> float:
+    arch = _with_alpha(su, state, {s: {c: -PIN} for s, c in removed.items()})
+    out = retrain.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
+                        splits.y_val, cfg.search.eval_batch_size, "val")
+    return float(out["val/loss"][0])
+
+  def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:
+    views = {v.name: v.candidates for v in discretize.slot_views(
+        nnx.merge(su.graphdef, state.params, state.arch, state.rest))}
+    members = []
+    for net in nets:
+      pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
+      members.append(train_step.TrainState(
+          step=np.zeros((), np.int32), params=su.state.params,
+          arch=_with_alpha(su, su.state, pins), rest=su.state.rest, opt=None))
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *members)
+    r = cfg.retrain.copy_and_resolve_references()
+    r.epochs = cfg.search.shortlist_epochs
+    run_dir = os.path.join(workdir, "selection")
+    trained, seconds = retrain.fit(r, su.objective, stacked, splits.x_train, splits.y_train,
+                                   run_dir, [cfg.seed] * len(nets),
+                                   [f"net{i}" for i in range(len(nets))], progress=progress,
+                                   desc="shortlist")
+    out = retrain.score(su.objective, trained, splits.x_val, splits.y_val,
+                        cfg.search.eval_batch_size, "val")
+    scores = out["val/accuracy"] if classification else -out["val/loss"]
+    return [float(s) for s in scores], seconds
+
+  return discretize.Context(
+      train_and_score=train_and_score, removal_loss=removal_loss,
+      score_name=(f"val accuracy after {cfg.search.shortlist_epochs} epochs from scratch"
+                  if classification else
+                  f"minus val loss after {cfg.search.shortlist_epochs} epochs from scratch"),
+      shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max)
+
+
+def _stacked(state):
+  """A one-member stack of a search state's model variables, for ``retrain.score``."""
+  return jax.tree.map(lambda x: np.asarray(x)[None],
+                      train_step.TrainState(step=state.step, params=state.params,
+                                            arch=state.arch, rest=state.rest, opt=None))
