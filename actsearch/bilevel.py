@@ -279,8 +279,11 @@ class StepFn:
   stochastic: bool = False
   axis_name: str | None = None
   warmup_steps: int = 0
+  temperature: optax.Schedule | None = None  # annealing: the relaxations' T at each step
 
   def __call__(self, state: SearchState, train_batch: Batch, val_batch: Batch):
+    if self.temperature is not None:
+      state = state.replace(rest=set_temperature(state.rest, self.temperature(state.step)))
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     k_train, k_val = jax.random.split(key) if self.stochastic else (None, None)
     xi = self.schedule(state.step) if self.xi is None else self.xi
@@ -301,6 +304,24 @@ class StepFn:
                **{f"val_batch/{k}": v for k, v in val_m.items()},
                "train/lr": self.schedule(state.step)}
     return new, metrics
+
+
+def set_temperature(rest, value):
+  """``rest`` with every slot's relaxation temperature (variable ``tau``) set to ``value``."""
+  def put(path, leaf):
+    named = any(getattr(k, "key", None) == "tau" for k in path)
+    return jnp.full_like(leaf, value) if named else leaf
+  return jax.tree_util.tree_map_with_path(put, rest)
+
+
+def temperature_schedule(t0: float, t1: float | None, total_steps: int) -> optax.Schedule | None:
+  r"""Temperature annealing (GDAS, Dong & Yang 2019, anneal the Gumbel-softmax temperature
+  during the search): geometric from :math:`T_0` to :math:`T_1` over the search,
+  :math:`T(t) = T_0 (T_1 / T_0)^{t / N}`; None without :math:`T_1`."""
+  if t1 is None:
+    return None
+  n = max(total_steps, 1)
+  return lambda step: t0 * (t1 / t0) ** (jnp.minimum(step, n) / n)
 
 
 def init_state(model: nnx.Module, tx_w, tx_a, seed: int) -> tuple[Any, SearchState]:

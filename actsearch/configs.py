@@ -49,8 +49,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.xi = config_dict.placeholder(float)  # virtual step size; unset: the weight lr
   c.search.relaxation = "softmax"  # softmax | gumbel | sigmoid | dirichlet
   c.search.temperature = 1.0       # relaxation temperature T
+  c.search.temperature_final = config_dict.placeholder(float)  # set: T anneals to it (GDAS)
   c.search.granularity = "layer"   # layer | channel
   c.search.fused = True            # fused mixed-activation kernel where candidates allow it
+  c.search.normalize = False       # candidates scaled to zero mean, unit variance under N(0, 1)
+  c.search.clamp = 0.0             # > 0: each slot's output clipped to [-clamp, clamp]
+  c.search.shrink = False          # progressive shrinking: drop the weakest candidates per epoch
+  c.search.shrink_until = 0.75     # shrink: share of the epochs after which one is left
   c.search.eval_batch_size = 500   # batch for evaluating the supernet on the val split
   c.search.discretize = "argmax"   # argmax | perturbation | shortlist (actsearch/discretize.py)
   c.search.shortlist_k = 2         # shortlist: candidates per slot (the largest weights)
@@ -188,11 +193,14 @@ def check(cfg: ml_collections.ConfigDict) -> None:
                      ("search.eval_batch_size", s.eval_batch_size)):
     if not isinstance(value, int) or value < 1:
       raise UserError(f"{key} must be a positive integer, got {value!r}")
-  if s.temperature <= 0:
-    raise UserError(f"search.temperature must be positive, got {s.temperature}")
+  if s.temperature <= 0 or (s.temperature_final is not None and s.temperature_final <= 0):
+    raise UserError(f"search.temperature and search.temperature_final must be positive, got "
+                    f"{s.temperature} and {s.temperature_final}")
   if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
     raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
   discretize.get(s.discretize)
+  if not 0.0 < s.shrink_until <= 1.0:
+    raise UserError(f"search.shrink_until must lie in (0, 1], got {s.shrink_until}")
   for key in ("shortlist_k", "shortlist_max", "shortlist_epochs"):
     if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
       raise UserError(f"search.{key} must be a positive integer, got {s[key]!r}")

@@ -45,6 +45,7 @@ class Task:
   evaluate: Callable[[Any], dict[str, float]] | None = None  # replicated state -> scalars
   epoch_scalars: Callable[[Any], dict[str, float]] | None = None  # host state -> scalars
   check: Callable[[Any], None] | None = None  # per epoch, on the replicated state
+  after_epoch: Callable[[int, Any], Any] | None = None  # (epoch done, host state) -> state
   hint: str = ""                              # advice after a non-finite loss
   desc: str = "epochs"                        # progress bar label
 
@@ -135,6 +136,10 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
         task.check(state_r)
       scalars = task.evaluate(state_r) if task.evaluate is not None else {}
       state = parallel.unreplicate(state_r)
+      if task.after_epoch is not None:  # before the checkpoint: a resumed run sees it too
+        changed = task.after_epoch(epoch + 1, state)
+        if changed is not state:
+          state, state_r = changed, parallel.replicate(changed)
       if task.epoch_scalars is not None:
         scalars = {**scalars, **task.epoch_scalars(state)}
       end_step = (epoch + 1) * task.steps_per_epoch

@@ -69,20 +69,51 @@ class Slot(nnx.Module):
             for c in self.candidates if c.params}
 
 
+def standard_moments(candidates: Sequence[activations.Candidate], nodes: int = 80):
+  r"""Mean :math:`\mu_k = E[f_k(z)]` and standard deviation :math:`\sigma_k =
+  \sqrt{E[(f_k(z) - \mu_k)^2]}` of each candidate (default parameters) under a standard normal
+  input :math:`z \sim N(0, 1)`, by Gauss-Hermite quadrature with ``nodes`` points."""
+  import numpy as np
+  z, w = np.polynomial.hermite_e.hermegauss(nodes)
+  w = w / w.sum()
+  mus, sigmas = [], []
+  for cand in candidates:
+    f = np.asarray(cand.fn(jnp.asarray(z, jnp.float32), **cand.params), np.float64)
+    mu = float(np.sum(w * f))
+    mus.append(mu)
+    sigmas.append(max(float(np.sqrt(np.sum(w * (f - mu) ** 2))), 1e-6))
+  return np.asarray(mus, np.float32), np.asarray(sigmas, np.float32)
+
+
 class MixedActivation(Slot):
-  """A searchable slot: a relaxed mixture of K candidate activations."""
+  r"""A searchable slot: a relaxed mixture of K candidate activations.
+
+  Stabilisers (off by default):
+
+  * ``normalize`` (candidate normalisation): each candidate enters as
+    :math:`(f_k(x) - \mu_k) / \sigma_k`, zero mean and unit second moment under a standard
+    normal input (``standard_moments``, computed once), so that no candidate wins alpha by its
+    offset or scale alone; folded into the weights, :math:`y = \sum_k (w_k / \sigma_k) f_k(x)
+    - \sum_k w_k \mu_k / \sigma_k`, which keeps the fused pass.
+  * ``clamp`` (output clamping, as GRAFS, Strack et al. 2024): :math:`y \to
+    \mathrm{clip}(y, -c, c)`, so that an unbounded candidate cannot blow up the supernet.
+  """
 
   def __init__(self, candidate_names: Sequence[str], *, channels: int,
                granularity: str = "layer", relaxation: str = "softmax",
                temperature: float = 1.0, use_fused: bool = True, alpha_init_std: float = 1e-3,
-               rngs: nnx.Rngs, name: str | None = None):
+               rngs: nnx.Rngs, name: str | None = None, normalize: bool = False,
+               clamp: float = 0.0):
     self.slot_name = name
+    self.normalize = bool(normalize)
+    self.clamp = float(clamp)
     if granularity not in GRANULARITIES:
       raise UserError(f"unknown granularity {granularity!r}; known: {', '.join(GRANULARITIES)}")
     self.candidates = activations.resolve(candidate_names)
     self.relaxation = relaxation
     self.relax_fn = relaxations.get(relaxation)
-    self.temperature = float(temperature)
+    # A variable, not a constant: temperature annealing changes it during the search.
+    self.tau = nnx.Variable(jnp.asarray(temperature, jnp.float32))
     self.granularity = granularity
     self.use_fused = use_fused
     k = len(self.candidates)
@@ -90,12 +121,22 @@ class MixedActivation(Slot):
     # DARTS initialises alpha with 1e-3 * N(0, 1): near-uniform weights, symmetry broken.
     self.alpha = ArchParam(alpha_init_std * jax.random.normal(rngs.params(), shape))
     self._init_params(self.candidates, channels, granularity)
+    if self.normalize:
+      mu, sigma = standard_moments(self.candidates)
+      self.moments = nnx.Variable(jnp.stack([jnp.asarray(mu), jnp.asarray(sigma)]))
 
   def weights(self, key: jax.Array | None = None) -> jax.Array:
-    return self.relax_fn(self.alpha[...], key, self.temperature)
+    return self.relax_fn(self.alpha[...], key, self.tau[...])
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    return mix(x, self.weights(key), self.candidates, self.candidate_params(), self.use_fused)
+    w = self.weights(key)
+    if not self.normalize:
+      y = mix(x, w, self.candidates, self.candidate_params(), self.use_fused)
+    else:
+      mu, sigma = self.moments[...]
+      y = mix(x, w / sigma, self.candidates, self.candidate_params(), self.use_fused)
+      y = y - jnp.sum(w * mu / sigma, axis=-1)
+    return jnp.clip(y, -self.clamp, self.clamp) if self.clamp > 0 else y
 
 
 class FixedActivation(Slot):

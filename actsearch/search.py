@@ -53,11 +53,16 @@ class Setup:
   step_fn: bilevel.StepFn
 
 
-def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits) -> nnx.Module:
+def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
+                   plain: bool = False) -> nnx.Module:
+  """The supernet; ``plain`` leaves out the stabilisers that change what a slot computes
+  (normalisation, clamping), so that a pinned slot is exactly its one candidate."""
   s = cfg.search
   rngs = nnx.Rngs(params=cfg.seed)
   slot = models.search_slots(list(s.candidates), s.relaxation, s.granularity, rngs,
-                             temperature=s.temperature, use_fused=s.fused)
+                             temperature=s.temperature, use_fused=s.fused,
+                             normalize=s.normalize and not plain,
+                             clamp=0.0 if plain else s.clamp)
   return models.build(cfg.model, splits.input_shape, splits.num_outputs, slot, rngs)
 
 
@@ -82,7 +87,10 @@ def setup(cfg: ml_collections.ConfigDict, data_path: str | None = None) -> Setup
   step_fn = bilevel.StepFn(objective, tx_w, tx_a, schedule, order=cfg.search.order,
                            xi=cfg.search.xi,
                            stochastic=cfg.search.relaxation in relaxations.STOCHASTIC,
-                           axis_name=AXIS, warmup_steps=cfg.search.warmup_epochs * steps)
+                           axis_name=AXIS, warmup_steps=cfg.search.warmup_epochs * steps,
+                           temperature=bilevel.temperature_schedule(
+                               cfg.search.temperature, cfg.search.temperature_final,
+                               cfg.search.epochs * steps))
   return Setup(cfg, splits, model, graphdef, state, objective, steps, step_fn)
 
 
@@ -93,7 +101,7 @@ def _supernet(su: Setup, state) -> nnx.Module:
 def discretized(su: Setup, state, metrics: dict[str, float], workdir: str) -> dict:
   """The architecture record of a state, by the method of ``search.discretize``."""
   s = su.cfg.search
-  ctx = selection.context(su, state, workdir)
+  ctx = selection.context(su, state, workdir, build_supernet(su.cfg, su.splits, plain=True))
   layers, info = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)), ctx)
   return architecture.make(
       layers, candidates=list(s.candidates), relaxation=s.relaxation, granularity=s.granularity,
@@ -112,6 +120,16 @@ def arch_scalars(su: Setup, state) -> dict[str, float]:
       out[f"arch/{view.name}/{cand}"] = float(value)
     out[f"arch/{view.name}/entropy"] = float(relaxations.entropy(jnp.asarray(view.weights)))
   return out
+
+
+def _shrinker(su: Setup):
+  """Progressive shrinking after each epoch (``selection.shrink``)."""
+  s = su.cfg.search
+
+  def after_epoch(epoch: int, state):
+    keep = selection.alive_after(epoch, len(s.candidates), s.epochs, s.shrink_until)
+    return selection.shrink(su.graphdef, state, keep)
+  return after_epoch
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None = None,
@@ -141,6 +159,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
                                   cfg.search.eval_batch_size, prefix="val"),
       epoch_scalars=lambda state: arch_scalars(su, state),
       check=lambda state_r: parallel.assert_replicated(state_r.arch, "alpha"),
+      after_epoch=_shrinker(su) if cfg.search.shrink else None,
       hint="lower optim.weights.lr or optim.arch.lr", desc="search epochs")
   logger = RunLogger(workdir, enabled=primary)
   try:

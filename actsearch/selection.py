@@ -5,9 +5,10 @@
   Gumbel and Dirichlet renormalise the others; sigmoid leaves them as they are).
 * ``train_and_score``: discrete networks trained from scratch on the train split and scored
   on the val split. Each is the supernet with every slot pinned to one candidate (alpha
-  ``+PIN`` for it, ``-PIN`` for the others: weight exactly 1 and 0 under every relaxation), so
-  all share one compiled step and train together under ``jax.vmap``, from the search's initial
-  weights, with the retrain recipe for ``search.shortlist_epochs`` epochs. Checkpoints go to
+  ``+PIN`` for it, ``-PIN`` for the others: weight exactly 1 and 0 under every relaxation;
+  without normalisation or clamping), so all share one compiled step and train together under
+  ``jax.vmap``, from the search's initial weights, with the retrain recipe for
+  ``search.shortlist_epochs`` epochs. Checkpoints go to
   ``WORKDIR/selection``, so an interrupted selection resumes.
 """
 
@@ -20,16 +21,16 @@ import numpy as np
 from flax import nnx
 
 from actsearch import data, discretize, models, retrain, train_step
-from actsearch.objective import split_model
+from actsearch.objective import Objective, split_model
 
 PIN = 1e4
 
 
-def _with_alpha(su, state, pins: dict[str, dict[str, float]]):
+def _with_alpha(graphdef, state, pins: dict[str, dict[str, float]]):
   """A copy of ``state.arch`` with the alpha of candidate c in slot s set to ``pins[s][c]``
   (``nnx.merge`` shares variables with the state it merges, so it merges copies)."""
   copy = lambda tree: jax.tree.map(np.array, tree)
-  model = nnx.merge(su.graphdef, state.params, copy(state.arch), state.rest)
+  model = nnx.merge(graphdef, state.params, copy(state.arch), state.rest)
   for name, slot in models.slots(model):
     if name in pins:
       names = [c.name for c in slot.candidates]
@@ -40,34 +41,61 @@ def _with_alpha(su, state, pins: dict[str, dict[str, float]]):
   return copy(split_model(model)[2])
 
 
-def context(su, state, workdir: str, progress: bool = False) -> discretize.Context:
+def alive_after(epoch: int, k: int, epochs: int, until: float) -> int:
+  """Progressive shrinking's schedule: candidates left per slot after ``epoch``; one is left
+  from epoch ``ceil(until * epochs)`` on, the others dropped evenly before."""
+  last = max(1, int(np.ceil(until * epochs)))
+  return max(1, k - ((k - 1) * epoch) // last)
+
+
+def shrink(graphdef, state, keep: int):
+  r"""Progressive shrinking (GRAFS, Strack et al. 2024): in every slot, the candidates with the
+  smallest weights are removed (alpha pinned to ``-PIN``, weight 0 from then on) until ``keep``
+  are left. When one is left, the supernet is the discrete network: no discretization gap.
+  Returns the state, with its alpha optimizer state untouched (the removed candidates' alpha
+  gets no gradient)."""
+  model = nnx.merge(graphdef, state.params, jax.tree.map(np.array, state.arch), state.rest)
+  pins = {}
+  for view, (name, slot) in zip(discretize.slot_views(model), models.slots(model)):
+    alpha = np.asarray(slot.alpha[...]).reshape(-1, len(view.candidates)).mean(0)
+    alive = [i for i in np.argsort(-view.mean, kind="stable") if alpha[i] > -PIN / 2]
+    if len(alive) > keep:
+      pins[name] = {view.candidates[i]: -PIN for i in alive[keep:]}
+  if not pins:
+    return state
+  return state.replace(arch=_with_alpha(graphdef, state, pins))
+
+
+def context(su, state, workdir: str, plain: nnx.Module, progress: bool = False
+            ) -> discretize.Context:
+  """``plain``: the supernet at its initial weights without the stabilisers that change what a
+  slot computes, so that a pinned slot is exactly one candidate."""
   cfg, splits = su.cfg, su.splits
   classification = splits.task == data.CLASSIFICATION
 
   def removal_loss(removed: dict[str, str]) -> float:
-    arch = _with_alpha(su, state, {s: {c: -PIN} for s, c in removed.items()})
+    arch = _with_alpha(su.graphdef, state, {s: {c: -PIN} for s, c in removed.items()})
     out = retrain.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
                         splits.y_val, cfg.search.eval_batch_size, "val")
     return float(out["val/loss"][0])
 
   def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:
-    views = {v.name: v.candidates for v in discretize.slot_views(
-        nnx.merge(su.graphdef, state.params, state.arch, state.rest))}
+    graphdef, init = train_step.init_state(plain, None)
+    views = {v.name: v.candidates for v in discretize.slot_views(plain)}
     members = []
     for net in nets:
       pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
-      members.append(train_step.TrainState(
-          step=np.zeros((), np.int32), params=su.state.params,
-          arch=_with_alpha(su, su.state, pins), rest=su.state.rest, opt=None))
+      members.append(init.replace(arch=_with_alpha(graphdef, init, pins)))
+    objective = Objective(graphdef, splits.task)
     stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *members)
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs
     run_dir = os.path.join(workdir, "selection")
-    trained, seconds = retrain.fit(r, su.objective, stacked, splits.x_train, splits.y_train,
+    trained, seconds = retrain.fit(r, objective, stacked, splits.x_train, splits.y_train,
                                    run_dir, [cfg.seed] * len(nets),
                                    [f"net{i}" for i in range(len(nets))], progress=progress,
                                    desc="shortlist")
-    out = retrain.score(su.objective, trained, splits.x_val, splits.y_val,
+    out = retrain.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]
     return [float(s) for s in scores], seconds

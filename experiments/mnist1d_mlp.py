@@ -15,6 +15,10 @@ def get_config():
   c.model.widths = [100, 100]
   c.search.epochs = 40
   c.search.batch_size = 64
+  # Chosen on val (README "Choosing the defaults"): Gumbel samples rank candidates by what
+  # they do alone; the shortlist trains the top two of each slot as discrete networks.
+  c.search.relaxation = "gumbel"
+  c.search.discretize = "shortlist"
   # Chosen on the val split (README "Retrain"): the MLP overfits, strong decoupled decay helps.
   c.retrain.optimizer = "adamw"
   c.retrain.weight_decay = 0.2

@@ -9,7 +9,7 @@ from actsearch import configs, data
 from actsearch.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENTS = ["mnist1d_cnn", "mnist1d_mlp", "mlp"]
+EXPERIMENTS = ["mnist1d_cnn", "mnist1d_mlp", "digits_mlp", "mlp"]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -145,3 +145,12 @@ def test_mnist1d_is_generated_offline_without_touching_global_numpy_rng():
   arrays = data.mnist1d(num_samples=200)
   assert arrays["x_train"].shape == (160, 40) and set(arrays["y_train"]) <= set(range(10))
   np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+def test_mnist1d_with_a_test_size_keeps_the_training_size_and_adds_the_test_examples():
+  arrays = data.mnist1d(num_samples=300, seed=3, num_test=500)
+  assert len(arrays["x_train"]) == 300 and len(arrays["x_test"]) == 500
+  assert arrays["x_train"].shape[1:] == arrays["x_test"].shape[1:] == (40,)
+  assert set(np.unique(arrays["y_test"])) == set(range(10))
+  default = data.mnist1d(num_samples=300, seed=3)
+  assert len(default["x_train"]) == 240 and len(default["x_test"]) == 60

@@ -36,3 +36,27 @@ def test_search_recovers_the_teacher_activation(teacher, tmp_path):
     assert arch["data"]["task"] == "regression" and len(arch["layers"]) == 1
     choices.append(arch["layers"][0]["choice"])
   assert sum(c == teacher for c in choices) >= 4, choices
+
+
+# The known hard case: a first-order softmax search picks identity, softplus or silu for a
+# square teacher, although a square student fits it almost exactly. The validated shortlist
+# (every candidate of the one slot trained briefly as a discrete network, scored on val) finds it.
+SQUARE = ["search.discretize=shortlist", "search.shortlist_k=10",
+          f"search.candidates={json.dumps([*configs.DEFAULT_CANDIDATES, 'square', 'identity'])}"]
+
+
+def test_the_validated_shortlist_finds_the_square_teacher(tmp_path):
+  choices = []
+  for seed in SEEDS:
+    path = tmp_path / f"square{seed}.npz"
+    np.savez(path, **teacher_data("square", seed))
+    workdir = tmp_path / f"run{seed}"
+    rc = cli.main(["search", "--config", os.path.join(ROOT, "experiments/mlp.py"),
+                   "--data", str(path), "--workdir", str(workdir), "--seed", str(seed),
+                   "--set", "model.widths=[8]", "--no-progress",
+                   *[a for s in SQUARE for a in ("--set", s)]])
+    assert rc == 0
+    arch = json.loads((workdir / "architecture.json").read_text())
+    assert arch["discretize"] == "shortlist" and len(arch["selection"]["evaluated"]) == 10
+    choices.append(arch["layers"][0]["choice"])
+  assert sum(c == "square" for c in choices) >= 4, choices

@@ -7,7 +7,8 @@ from actsearch.checkpoint import Checkpointer
 
 from conftest import arch_weights, pause_and_kill, run_cli
 
-SETS = ["data.num_samples=2000", "data.num_test=0", "model.widths=[32,32]",
+SETS = ["data.num_samples=2000", "data.num_test=0", "search.discretize=argmax",
+        "model.widths=[32,32]",
         "search.batch_size=16", "search.epochs=6"]
 
 

@@ -14,6 +14,7 @@ from conftest import arch_weights, checkpoint_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
+        "--set", "search.discretize=argmax",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
         "--set", "search.epochs=3", "--no-progress"]
 

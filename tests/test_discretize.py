@@ -1,0 +1,164 @@
+"""Discretization methods (table-driven), stabilisers of the mixed slot, and both through the
+real search."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from actsearch import activations, architecture, cli, configs, discretize
+from actsearch.errors import UserError
+from actsearch.mixed import MixedActivation, standard_moments
+from actsearch.objective import split_model
+
+from conftest import ROOT
+
+CANDS = ("relu", "gelu", "sin")
+
+
+def _views():
+  return [discretize.SlotView("block0/act", np.array([0.5, 0.3, 0.2]), CANDS, {}),
+          discretize.SlotView("block1/act", np.array([0.1, 0.2, 0.7]), CANDS, {})]
+
+
+def test_argmax_picks_the_largest_weight_and_scores_by_weight():
+  layers, info = discretize.argmax(_views())
+  assert [layer["choice"] for layer in layers] == ["relu", "sin"]
+  assert layers[1]["scores"] == pytest.approx({"relu": 0.1, "gelu": 0.2, "sin": 0.7})
+  assert info["method"] == "argmax"
+
+
+def test_argmax_per_channel():
+  view = discretize.SlotView("s", np.array([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]), CANDS, {})
+  [layer], _ = discretize.argmax([view])
+  assert layer["channel_choices"] == ["relu", "sin"]
+  assert layer["choice"] == "sin"  # mean weights: relu 0.35, gelu 0.2, sin 0.45
+
+
+def test_shortlist_spans_the_top_k_of_each_slot_in_order_of_the_weight_product():
+  nets = discretize.shortlist_of(_views(), 2, 16)
+  assert nets == [{"block0/act": "relu", "block1/act": "sin"},
+                  {"block0/act": "gelu", "block1/act": "sin"},
+                  {"block0/act": "relu", "block1/act": "gelu"},
+                  {"block0/act": "gelu", "block1/act": "gelu"}]
+  assert discretize.shortlist_of(_views(), 3, 2) == nets[:2]
+
+
+def test_shortlist_chooses_the_best_trained_network_not_the_largest_weights():
+  trained = {("relu", "sin"): 0.80, ("gelu", "sin"): 0.70, ("relu", "gelu"): 0.60,
+             ("gelu", "gelu"): 0.90}
+  asked = []
+
+  def train_and_score(nets):
+    asked.append(nets)
+    return [trained[(n["block0/act"], n["block1/act"])] for n in nets], 1.5
+  ctx = discretize.Context(train_and_score=train_and_score, score_name="val accuracy",
+                           shortlist_k=2, shortlist_max=16)
+  layers, info = discretize.shortlist(_views(), ctx)
+  assert [layer["choice"] for layer in layers] == ["gelu", "gelu"]
+  assert layers[0]["scores"] == {"relu": 0.80, "gelu": 0.90}  # best network using each
+  assert layers[1]["scores"] == {"sin": 0.80, "gelu": 0.90}
+  assert info["seconds"] == 1.5 and len(info["evaluated"]) == 4 and len(asked) == 1
+
+
+def test_perturbation_chooses_the_candidate_whose_removal_hurts_most():
+  loss = {("block0/act", "relu"): 0.5, ("block0/act", "gelu"): 0.9, ("block0/act", "sin"): 0.4,
+          ("block1/act", "relu"): 0.3, ("block1/act", "gelu"): 0.2, ("block1/act", "sin"): 0.25}
+  ctx = discretize.Context(removal_loss=lambda removed: loss[next(iter(removed.items()))])
+  layers, info = discretize.perturbation(_views(), ctx)
+  assert [layer["choice"] for layer in layers] == ["gelu", "relu"]
+  assert layers[0]["scores"]["sin"] == 0.4 and info["evaluated"] == 6
+
+
+def test_an_unknown_method_is_a_user_error():
+  with pytest.raises(UserError, match="search.discretize is 'best'; known: argmax"):
+    discretize.get("best")
+
+
+@pytest.mark.parametrize("name", configs.DEFAULT_CANDIDATES + ["square", "identity"])
+def test_normalised_candidates_have_zero_mean_and_unit_second_moment(name):
+  cand = activations.get(name)
+  (mu,), (sigma,) = standard_moments([cand])
+  z = np.random.default_rng(0).normal(size=400_000).astype(np.float32)
+  g = (np.asarray(cand.fn(jnp.asarray(z))) - mu) / sigma
+  assert abs(g.mean()) < 0.01 and abs(np.mean(g * g) - 1.0) < 0.02
+
+
+def test_a_normalised_pinned_slot_computes_the_normalised_candidate_and_clamps():
+  slot = MixedActivation(["relu", "gaussian"], channels=4, normalize=True, clamp=1.5,
+                         rngs=nnx.Rngs(0))
+  slot.alpha[...] = jnp.array([-1e4, 1e4])
+  x = jnp.linspace(-3, 3, 40).reshape(10, 4)
+  (_, mu), (_, sigma) = standard_moments(slot.candidates)
+  want = np.clip((np.exp(-np.asarray(x) ** 2) - mu) / sigma, -1.5, 1.5)
+  np.testing.assert_allclose(np.asarray(slot(x)), want, rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(slot(10 * x)))) <= 1.5
+
+
+TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
+        "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
+        "--set", "search.epochs=2", "--no-progress"]
+
+
+@pytest.mark.parametrize("method", ["perturbation", "shortlist"])
+def test_each_method_through_the_search_records_scores_and_shows_them(method, tmp_path, capsys):
+  workdir = tmp_path / method
+  assert cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),
+                   "--workdir", str(workdir), *TINY, "--set", f"search.discretize={method}",
+                   "--set", "search.shortlist_epochs=1", "--set", "search.normalize=true"]) == 0
+  arch = architecture.load(str(workdir / "architecture.json"))
+  assert arch["discretize"] == method and arch["selection"]["method"] == method
+  for layer in arch["layers"]:
+    scores = layer["scores"]
+    if method == "perturbation":
+      assert set(scores) == set(arch["candidates"])
+      assert layer["choice"] == max(scores, key=scores.get)
+    else:
+      assert len(scores) == 2 and layer["choice"] in scores
+  if method == "shortlist":
+    evaluated = arch["selection"]["evaluated"]
+    assert len(evaluated) == 4
+    best = max(evaluated, key=lambda e: e["score"])
+    assert {layer["name"]: layer["choice"] for layer in arch["layers"]} == best["choices"]
+    assert (workdir / "selection" / "net0").is_dir()
+  out = capsys.readouterr().out
+  assert f"discretize: {method}, score = " in out
+  assert {"arch_weights.png", "chosen_activations.png"} <= set(os.listdir(workdir))
+  assert json.loads((workdir / "config.json").read_text())["search"]["normalize"] is True
+
+
+def test_the_shrinking_schedule_leaves_one_candidate_at_the_given_share_of_the_epochs():
+  from actsearch.selection import alive_after
+  left = [alive_after(e, 8, 40, 0.75) for e in range(41)]
+  assert left[0] == 8 and left[29] == 2 and left[30] == 1 and left[40] == 1
+  assert all(a >= b for a, b in zip(left, left[1:]))
+
+
+def test_temperature_annealing_is_geometric_and_reaches_the_slots():
+  import jax
+
+  from actsearch import bilevel
+  sched = bilevel.temperature_schedule(2.0, 0.5, 100)
+  assert float(sched(0)) == pytest.approx(2.0) and float(sched(100)) == pytest.approx(0.5)
+  assert float(sched(50)) == pytest.approx(1.0)
+  assert bilevel.temperature_schedule(1.0, None, 10) is None
+  slot = MixedActivation(["relu", "sin"], channels=2, rngs=nnx.Rngs(0))
+  _, _, _, rest = split_model(slot)
+  rest = bilevel.set_temperature(rest, 0.25)
+  assert [float(x) for x in jax.tree.leaves(rest)] == [0.25]
+
+
+def test_progressive_shrinking_ends_the_search_with_the_discrete_network(tmp_path):
+  workdir = tmp_path / "shrink"
+  assert cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),
+                   "--workdir", str(workdir), *TINY[:-1], "--set", "search.epochs=4",
+                   "--set", "search.discretize=argmax", "--set", "search.shrink=true",
+                   "--set", "search.shrink_until=0.5", "--set", "search.temperature_final=0.3",
+                   "--no-progress"]) == 0
+  arch = architecture.load(str(workdir / "architecture.json"))
+  for layer in arch["layers"]:
+    assert layer["weights"][layer["choice"]] == pytest.approx(1.0, abs=1e-6)
+    assert sum(w > 1e-6 for w in layer["weights"].values()) == 1
