@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.shortlist_k = 2         # shortlist: candidates per slot (the largest weights)
   c.search.shortlist_max = 16      # shortlist: at most this many networks
   c.search.shortlist_epochs = 10   # shortlist: epochs each network trains on the train split
+  c.search.shortlist_seeds = 1     # shortlist: initialisations per network (score: their mean)
 
   # The recipe that trains a fixed architecture from scratch (``actsearch retrain``): found
   # architecture and baselines alike, on train + val, scored on the test split.
@@ -201,7 +202,7 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   discretize.get(s.discretize)
   if not 0.0 < s.shrink_until <= 1.0:
     raise UserError(f"search.shrink_until must lie in (0, 1], got {s.shrink_until}")
-  for key in ("shortlist_k", "shortlist_max", "shortlist_epochs"):
+  for key in ("shortlist_k", "shortlist_max", "shortlist_epochs", "shortlist_seeds"):
     if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
       raise UserError(f"search.{key} must be a positive integer, got {s[key]!r}")
   check_retrain(cfg.retrain)

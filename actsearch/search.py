@@ -54,11 +54,12 @@ class Setup:
 
 
 def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
-                   plain: bool = False) -> nnx.Module:
-  """The supernet; ``plain`` leaves out the stabilisers that change what a slot computes
-  (normalisation, clamping), so that a pinned slot is exactly its one candidate."""
+                   plain: bool = False, seed: int | None = None) -> nnx.Module:
+  """The supernet, initialised with ``seed`` (default: the config's); ``plain`` leaves out the
+  stabilisers that change what a slot computes (normalisation, clamping), so that a pinned
+  slot is exactly its one candidate."""
   s = cfg.search
-  rngs = nnx.Rngs(params=cfg.seed)
+  rngs = nnx.Rngs(params=cfg.seed if seed is None else seed)
   slot = models.search_slots(list(s.candidates), s.relaxation, s.granularity, rngs,
                              temperature=s.temperature, use_fused=s.fused,
                              normalize=s.normalize and not plain,
@@ -101,7 +102,8 @@ def _supernet(su: Setup, state) -> nnx.Module:
 def discretized(su: Setup, state, metrics: dict[str, float], workdir: str) -> dict:
   """The architecture record of a state, by the method of ``search.discretize``."""
   s = su.cfg.search
-  ctx = selection.context(su, state, workdir, build_supernet(su.cfg, su.splits, plain=True))
+  ctx = selection.context(su, state, workdir,
+                          lambda seed: build_supernet(su.cfg, su.splits, plain=True, seed=seed))
   layers, info = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)), ctx)
   return architecture.make(
       layers, candidates=list(s.candidates), relaxation=s.relaxation, granularity=s.granularity,

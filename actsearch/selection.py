@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -66,10 +67,10 @@ def shrink(graphdef, state, keep: int):
   return state.replace(arch=_with_alpha(graphdef, state, pins))
 
 
-def context(su, state, workdir: str, plain: nnx.Module, progress: bool = False
-            ) -> discretize.Context:
-  """``plain``: the supernet at its initial weights without the stabilisers that change what a
-  slot computes, so that a pinned slot is exactly one candidate."""
+def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
+            progress: bool = False) -> discretize.Context:
+  """``plain(seed)``: the supernet initialised with ``seed``, without the stabilisers that
+  change what a slot computes, so that a pinned slot is exactly one candidate."""
   cfg, splits = su.cfg, su.splits
   classification = splits.task == data.CLASSIFICATION
 
@@ -80,31 +81,35 @@ def context(su, state, workdir: str, plain: nnx.Module, progress: bool = False
     return float(out["val/loss"][0])
 
   def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:
-    graphdef, init = train_step.init_state(plain, None)
-    views = {v.name: v.candidates for v in discretize.slot_views(plain)}
+    seeds = [cfg.seed + j for j in range(cfg.search.shortlist_seeds)]
+    inits = [train_step.init_state(plain(seed), None) for seed in seeds]
+    graphdef = inits[0][0]
+    views = {v.name: v.candidates for v in discretize.slot_views(plain(cfg.seed))}
     members = []
     for net in nets:
       pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
-      members.append(init.replace(arch=_with_alpha(graphdef, init, pins)))
+      members += [init.replace(arch=_with_alpha(graphdef, init, pins)) for _, init in inits]
     objective = Objective(graphdef, splits.task)
     stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *members)
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs
     run_dir = os.path.join(workdir, "selection")
     trained, seconds = retrain.fit(r, objective, stacked, splits.x_train, splits.y_train,
-                                   run_dir, [cfg.seed] * len(nets),
-                                   [f"net{i}" for i in range(len(nets))], progress=progress,
-                                   desc="shortlist")
+                                   run_dir, seeds * len(nets),
+                                   [f"net{i}/seed{s}" for i in range(len(nets)) for s in seeds],
+                                   progress=progress, desc="shortlist")
     out = retrain.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]
+    scores = np.asarray(scores).reshape(len(nets), len(seeds)).mean(1)  # mean over seeds
     return [float(s) for s in scores], seconds
 
   return discretize.Context(
       train_and_score=train_and_score, removal_loss=removal_loss,
-      score_name=(f"val accuracy after {cfg.search.shortlist_epochs} epochs from scratch"
-                  if classification else
-                  f"minus val loss after {cfg.search.shortlist_epochs} epochs from scratch"),
+      score_name=(("val accuracy" if classification else "minus val loss")
+                  + f" after {cfg.search.shortlist_epochs} epochs from scratch"
+                  + (f", mean of {cfg.search.shortlist_seeds} seeds"
+                     if cfg.search.shortlist_seeds > 1 else "")),
       shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max)
 
 

@@ -19,6 +19,10 @@ def get_config():
   # they do alone; the shortlist trains the top two of each slot as discrete networks.
   c.search.relaxation = "gumbel"
   c.search.discretize = "shortlist"
+  # The MLP trains in seconds: the shortlist can afford the full retrain length and three
+  # initialisations per network, the most faithful val estimate (README "Choosing the defaults").
+  c.search.shortlist_epochs = 40
+  c.search.shortlist_seeds = 3
   # Chosen on the val split (README "Retrain"): the MLP overfits, strong decoupled decay helps.
   c.retrain.optimizer = "adamw"
   c.retrain.weight_decay = 0.2
