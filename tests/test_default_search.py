@@ -1,4 +1,4 @@
-"""The default `make search`: MNIST-1D, 1-D CNN. Slow (about 1.5 minutes here): `make test-all`."""
+"""The default `make search`: MNIST-1D, 1-D CNN. Slow (about a minute here): `make test-all`."""
 
 import json
 import time
@@ -10,17 +10,25 @@ from conftest import run_cli
 
 
 @pytest.mark.slow
-def test_default_search_reaches_80_percent_val_accuracy(tmp_path):
+def test_default_search_finds_a_network_with_90_percent_val_accuracy(tmp_path):
   start = time.monotonic()
   proc = run_cli("search", "--config", "experiments/mnist1d_cnn.py", "--workdir",
                  str(tmp_path), "--no-progress")
   elapsed = time.monotonic() - start
   assert proc.returncode == 0, proc.stderr
   arch = json.loads((tmp_path / "architecture.json").read_text())
-  assert arch["metrics"]["val_accuracy"] >= 0.80
+  # The Gumbel supernet itself is a noisy network (about 0.79); what counts is the chosen one.
+  assert arch["metrics"]["val_accuracy"] >= 0.70
+  assert arch["discretize"] == "shortlist" and len(arch["selection"]["evaluated"]) == 8
+  best = max(e["score"] for e in arch["selection"]["evaluated"])
+  assert best >= 0.90
+  assert {layer["name"]: layer["choice"] for layer in arch["layers"]} == next(
+      e["choices"] for e in arch["selection"]["evaluated"] if e["score"] == best)
   assert len(arch["layers"]) == 3
+  assert (tmp_path / "arch_weights.png").stat().st_size > 10_000
   acc = event_accumulator.EventAccumulator(str(tmp_path))
   acc.Reload()
   tags = set(acc.Tags()["scalars"])
   assert all(f"arch/block{i}/act/{c}" in tags for i in range(3) for c in arch["candidates"])
-  print(f"default search: {elapsed:.0f} s, val accuracy {arch['metrics']['val_accuracy']:.3f}")
+  assert {"arch/weights", "arch/chosen_activations"} <= set(acc.Tags()["images"])
+  print(f"default search: {elapsed:.0f} s, chosen network's val accuracy {best:.3f}")
