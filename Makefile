@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q $(ARGS)
 
 test-all: $(STAMP)
-	$(BIN)/pytest -q -m '' $(ARGS)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q -m '' $(ARGS)
 
 export: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make export RUN=runs/NAME" >&2; exit 2; }

@@ -30,6 +30,7 @@ class Checkpointer:
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             primary_host=jax.process_index(), active_processes={jax.process_index()}))
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._read_only = read_only
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
@@ -47,6 +48,21 @@ class Checkpointer:
     out = self._manager.restore(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
     return out.state, out.record
+
+  def restore_newest_good(self, template: Any) -> tuple[Any, dict] | None:
+    """The newest checkpoint that restores, or None if there is none. A damaged newer one
+    (truncated or corrupted files) is reported in one warning line and, where this manager
+    writes, deleted, so that the run can save that epoch again."""
+    import sys
+    for epoch in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        return self.restore(template, epoch)
+      except Exception as e:  # noqa: BLE001 - whatever orbax or the files raise
+        print(f"actsearch: warning: checkpoint {epoch} in {self.directory} is damaged "
+              f"({type(e).__name__}); falling back to the one before", file=sys.stderr)
+        if not self._read_only:
+          self._manager.delete(epoch)
+    return None
 
   def close(self) -> None:
     self._manager.close()

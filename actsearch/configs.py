@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import ml_collections
 from ml_collections import config_dict
 
-from actsearch import activations, discretize, optim, relaxations
+from actsearch import activations, discretize, health, optim, relaxations
 from actsearch.bilevel import ORDERS
 from actsearch.errors import UserError
 from actsearch.mixed import GRANULARITIES
@@ -57,6 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.shrink = False          # progressive shrinking: drop the weakest candidates per epoch
   c.search.shrink_until = 0.75     # shrink: share of the epochs after which one is left
   c.search.eval_batch_size = 500   # batch for evaluating the supernet on the val split
+  c.search.on_nonfinite = "stop"   # stop | skip: what a non-finite step does (health.py)
+  c.search.max_skipped = 10        # skip: stop after this many non-finite steps in a row
   c.search.discretize = "argmax"   # argmax | perturbation | shortlist (actsearch/discretize.py)
   c.search.shortlist_k = 2         # shortlist: candidates per slot (the largest weights)
   c.search.shortlist_max = 16      # shortlist: at most this many networks
@@ -79,6 +81,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrain.epochs = 40
   c.retrain.batch_size = 100
   c.retrain.eval_batch_size = 1000
+  c.retrain.on_nonfinite = "stop"  # stop | skip, as search.on_nonfinite
+  c.retrain.max_skipped = 10
   c.retrain.seeds = 5              # seeds 0 .. seeds-1, the same for every variant (paired)
   c.retrain.baselines = ["relu", "gelu", "silu", "elu"]  # one candidate in every slot each
 
@@ -200,12 +204,22 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
     raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
   discretize.get(s.discretize)
+  check_nonfinite(s, "search")
   if not 0.0 < s.shrink_until <= 1.0:
     raise UserError(f"search.shrink_until must lie in (0, 1], got {s.shrink_until}")
   for key in ("shortlist_k", "shortlist_max", "shortlist_epochs", "shortlist_seeds"):
     if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
       raise UserError(f"search.{key} must be a positive integer, got {s[key]!r}")
   check_retrain(cfg.retrain)
+
+
+def check_nonfinite(node: ml_collections.ConfigDict, where: str) -> None:
+  if node.on_nonfinite not in health.POLICIES:
+    raise UserError(f"{where}.on_nonfinite is {node.on_nonfinite!r}; known: "
+                    f"{', '.join(health.POLICIES)}")
+  if not isinstance(node.max_skipped, int) or isinstance(node.max_skipped, bool) \
+      or node.max_skipped < 1:
+    raise UserError(f"{where}.max_skipped must be a positive integer, got {node.max_skipped!r}")
 
 
 def check_retrain(r: ml_collections.ConfigDict) -> None:
@@ -223,6 +237,7 @@ def check_retrain(r: ml_collections.ConfigDict) -> None:
                     f"{r.lr} and {r.lr_min}")
   if not 0.0 <= r.warmup_fraction < 1.0:
     raise UserError(f"retrain.warmup_fraction must lie in [0, 1), got {r.warmup_fraction}")
+  check_nonfinite(r, "retrain")
   if r.baselines:  # none: the found architecture alone
     activations.resolve(list(r.baselines))
 

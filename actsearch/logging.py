@@ -10,37 +10,87 @@ from tensorboardX import SummaryWriter
 
 
 class RunLogger:
-  """Scalars to TensorBoard event files and to ``metrics.jsonl`` in the workdir."""
+  """Scalars to TensorBoard event files and to ``metrics.jsonl`` in the workdir.
+
+  A resumed run calls ``resume_at(step)`` before it logs: steps after ``step`` (logged by a run
+  that was killed before its next checkpoint) are dropped from ``metrics.jsonl``, and the new
+  event file carries TensorBoard's purge marker (``purge_step``), so that no step appears
+  twice. The files open on first use, so that the marker is in place before anything is
+  written.
+  """
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
-    if enabled:
-      self._writer = SummaryWriter(logdir=workdir, flush_secs=30)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    self.workdir = workdir
+    self._purge_step: int | None = None
+    self._writer: SummaryWriter | None = None
+    self._jsonl = None
+    self._at_open: list = []
+
+  def at_open(self, fn) -> None:
+    """Calls ``fn(writer)`` once the event file is open (at once if it is)."""
+    if self._writer is not None:
+      fn(self._writer)
+    elif self.enabled:
+      self._at_open.append(fn)
+
+  def resume_at(self, step: int) -> None:
+    """Forgets what was logged after ``step``; call before the first record."""
+    if not self.enabled or step <= 0:
+      return
+    self._purge_step = step + 1
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+      kept = [line for line in lines if _step_of(line) <= step]
+      if len(kept) != len(lines):
+        from actsearch.architecture import write_text_atomic
+        write_text_atomic(path, "".join(kept))
 
   @property
   def writer(self) -> SummaryWriter | None:
     """The event writer (images, layouts), or None where this process does not log."""
-    return self._writer if self.enabled else None
+    if not self.enabled:
+      return None
+    if self._writer is None:
+      self._writer = SummaryWriter(logdir=self.workdir, flush_secs=30,
+                                   purge_step=self._purge_step)
+      for fn in self._at_open:
+        fn(self._writer)
+      self._at_open = []
+    return self._writer
 
   def scalars(self, step: int, values: dict[str, float]) -> None:
     if not self.enabled:
       return
     for tag, value in values.items():
-      self._writer.add_scalar(tag, float(value), global_step=step)
+      self.writer.add_scalar(tag, float(value), global_step=step)
+    if self._jsonl is None:
+      self._jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a", encoding="utf-8")
     record = {"step": step, **{k: (float(v) if math.isfinite(float(v)) else str(float(v)))
                                 for k, v in values.items()}}
     self._jsonl.write(json.dumps(record) + "\n")
 
   def flush(self) -> None:
-    if self.enabled:
-      self._writer.flush()
-      self._jsonl.flush()
+    for f in (self._writer, self._jsonl):
+      if f is not None:
+        f.flush()
 
   def close(self) -> None:
-    if self.enabled:
-      self._writer.close()
-      self._jsonl.close()
+    for f in (self._writer, self._jsonl):
+      if f is not None:
+        f.close()
+    self._writer = self._jsonl = None
+
+
+def _step_of(line: str) -> float:
+  """The step of a ``metrics.jsonl`` line; a torn last line (a kill mid-write) counts as
+  after every step, so it is dropped."""
+  try:
+    return float(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return float("inf")
 
 
 class SeedLoggers:
@@ -55,6 +105,10 @@ class SeedLoggers:
       if enabled:
         os.makedirs(path, exist_ok=True)
       self._loggers.append(RunLogger(path, enabled))
+
+  def resume_at(self, step: int) -> None:
+    for logger in self._loggers:
+      logger.resume_at(step)
 
   def scalars(self, step: int, values: dict) -> None:
     for i, logger in enumerate(self._loggers):

@@ -11,7 +11,8 @@ so the last good one stays), logs scalars, evaluates, and saves one checkpoint p
 Test hook: with ``ACTSEARCH_PAUSE_AT_STEP=N:FILE`` in the environment, the loop stops once this
 process has completed N steps (counted over every loop it runs: a retrain's variants follow
 each other), writes FILE and waits until it is killed, so that a test kills the process at a
-moment it controls instead of after a guessed delay.
+moment it controls instead of after a guessed delay. ``N:FILE:save`` stops instead at the end
+of the epoch that holds step N, after its logs are written and before its checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from actsearch import architecture, configs, parallel
+from actsearch import architecture, configs, health, parallel
 from actsearch.checkpoint import Checkpointer
 from actsearch.errors import UserError
 
@@ -47,6 +48,8 @@ class Task:
   check: Callable[[Any], None] | None = None  # per epoch, on the replicated state
   after_epoch: Callable[[int, Any], Any] | None = None  # (epoch done, host state) -> state
   hint: str = ""                              # advice after a non-finite loss
+  on_nonfinite: str = "stop"                  # stop | skip (health.guard drops the update)
+  max_skipped: int = 10                       # skip: stop after this many in a row
   desc: str = "epochs"                        # progress bar label
 
 
@@ -69,12 +72,12 @@ def prepare_workdir(workdir: str, cfg: ml_collections.ConfigDict, primary: bool)
     architecture.write_json_atomic(path, resolved)
 
 
-def _pause_step() -> tuple[int, str] | None:
+def _pause_step() -> tuple[int, str, str] | None:
   spec = os.environ.get(PAUSE_ENV)
   if not spec:
     return None
-  step, path = spec.split(":", 1)
-  return int(step), path
+  step, path, *where = spec.split(":")
+  return int(step), path, (where[0] if where else "step")
 
 
 def _pause(path: str) -> None:
@@ -87,6 +90,11 @@ def _pause(path: str) -> None:
 def _finite(metrics: dict) -> bool:
   return all(np.isfinite(np.asarray(v)).all() for k, v in metrics.items()
              if k.endswith("/loss"))
+
+
+def _skipped(metrics: dict) -> np.ndarray:
+  """Per member (seed) of the step: 1 where ``health.guard`` dropped the update."""
+  return np.asarray(metrics.get(health.SKIPPED, 0.0)).reshape(-1)
 
 
 def _fmt(v) -> str:
@@ -106,10 +114,15 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
   record: dict = {"epoch": 0, "metrics": {}}
   pause = _pause_step()
   bar = None
+  in_a_row = None
   try:
     if ckpt is not None and ckpt.latest_epoch() is not None:
-      state, record = ckpt.restore(state)
+      restored = ckpt.restore_newest_good(state)
+      if restored is None:
+        raise UserError(f"no checkpoint in {ckpt_dir} can be read; move it away to start over")
+      state, record = restored
     start = int(record["epoch"])
+    logger.resume_at(start * task.steps_per_epoch)  # no step twice in the logs
     state_r = parallel.replicate(state)
     bar = _progress(progress and primary, task.desc, start, task.stop_epoch,
                     task.steps_per_epoch)
@@ -122,12 +135,22 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
         if bar is not None:
           bar.update(1)
         _steps_in_process[0] += 1
-        if pause is not None and _steps_in_process[0] == pause[0]:
+        if pause is not None and pause[2] == "step" and _steps_in_process[0] == pause[0]:
           jax.block_until_ready(state_r)
           _pause(pause[1])
       step_metrics = [parallel.unreplicate(m) for m in step_metrics]  # one sync per epoch
+      skipped_total = np.asarray(record.get("skipped_steps", 0.0), np.float64)
       for i, m in enumerate(step_metrics):
-        if not _finite(m):
+        skipped = _skipped(m)
+        if task.on_nonfinite == "skip":
+          in_a_row = skipped if in_a_row is None else (in_a_row + 1) * skipped
+          skipped_total = skipped_total + skipped
+          if in_a_row.max() >= task.max_skipped:
+            raise FloatingPointError(
+                f"{int(in_a_row.max())} non-finite steps in a row up to step {first_step + i} "
+                f"(epoch {epoch + 1}); the last checkpoint is epoch {epoch}"
+                f"{': ' + task.hint if task.hint else ''}")
+        elif not _finite(m) or skipped.any():
           raise FloatingPointError(
               f"non-finite loss at step {first_step + i} (epoch {epoch + 1}); the last "
               f"checkpoint is epoch {epoch}{': ' + task.hint if task.hint else ''}")
@@ -143,12 +166,19 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
       if task.epoch_scalars is not None:
         scalars = {**scalars, **task.epoch_scalars(state)}
       end_step = (epoch + 1) * task.steps_per_epoch
+      if task.on_nonfinite == "skip":
+        scalars["health/skipped_steps"] = (skipped_total if skipped_total.size > 1
+                                           else float(skipped_total.sum()))
       if scalars:
         logger.scalars(end_step, scalars)
       logger.flush()
       record = {"epoch": epoch + 1,
                 "metrics": {k.replace("/", "_"): float(np.mean(v)) for k, v in scalars.items()
                             if "/" in k and k.split("/")[0] in ("val", "test")}}
+      if task.on_nonfinite == "skip":
+        record["skipped_steps"] = np.asarray(skipped_total).tolist()
+      if pause is not None and pause[2] == "save" and first_step < pause[0] <= end_step:
+        _pause(pause[1])
       if primary:
         ckpt.save(epoch + 1, state, record)
       if bar is not None:

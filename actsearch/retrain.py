@@ -35,6 +35,7 @@ from actsearch import (
   configs,
   data,
   evaluate,
+  health,
   loop,
   models,
   optim,
@@ -43,6 +44,7 @@ from actsearch import (
   train_step,
 )
 from actsearch.errors import UserError
+from actsearch.lock import WorkdirLock
 from actsearch.logging import SeedLoggers
 from actsearch.objective import Objective, split_model
 
@@ -111,8 +113,9 @@ def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray
   tx = optim.weight_optimizer(r, schedule)
   state = jax.vmap(lambda st: st.replace(opt=tx.init(st.params)))(state) \
       if state.opt is None else state
-  step = parallel.pmapped(jax.vmap(train_step.TrainStep(objective, tx, schedule,
-                                                        axis_name=parallel.AXIS)))
+  step = parallel.pmapped(jax.vmap(health.guard(
+      train_step.TrainStep(objective, tx, schedule, axis_name=parallel.AXIS),
+      r.get("on_nonfinite", "stop"))))
 
   def batches(epoch):
     orders = np.stack([data.epoch_order(len(x), r.batch_size, s, epoch) for s in seeds])
@@ -120,7 +123,9 @@ def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray
       yield (parallel.batch(x, y, orders[:, i], axis=1),)
 
   task = loop.Task(step=step, batches=batches, steps_per_epoch=steps, stop_epoch=r.epochs,
-                   hint="lower retrain.lr", desc=f"{desc} {os.path.basename(run_dir)} epochs")
+                   on_nonfinite=r.get("on_nonfinite", "stop"),
+                   max_skipped=r.get("max_skipped", 10), hint="lower retrain.lr",
+                   desc=f"{desc} {os.path.basename(run_dir)} epochs")
   loggers = SeedLoggers(run_dir, list(names), jax.process_index() == 0)
   start = time.perf_counter()
   try:
@@ -166,6 +171,43 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
   loggers.scalars(int(state.step[0]), dict(test))
   loggers.close()
   return {"seeds": per_seed, "wall_time_s": seconds, "steps": int(state.step[0])}
+
+
+_SEED_FIELDS = ("test_loss", "train_loss", "wall_time_s")
+
+
+def validate_result(result, path: str) -> dict:
+  """Checks a variant's ``result.json`` (as ``train_variant`` returns it); raises ``UserError``
+  on anything else."""
+  def fail(what):
+    raise UserError(f"{path}: {what}; delete it to train that variant again")
+  if not isinstance(result, dict):
+    fail("expected a JSON object")
+  seeds = result.get("seeds")
+  if not isinstance(seeds, list) or not seeds:
+    fail("'seeds' must be a non-empty list")
+  for i, row in enumerate(seeds):
+    if not isinstance(row, dict) or not isinstance(row.get("seed"), int) or isinstance(
+        row.get("seed"), bool):
+      fail(f"seeds[{i}] must be an object with an integer 'seed'")
+    for key in _SEED_FIELDS + (("test_accuracy",) if "test_accuracy" in row else ()):
+      value = row.get(key)
+      if not isinstance(value, (int, float)) or isinstance(value, bool) \
+          or not np.isfinite(value):
+        fail(f"seeds[{i}].{key} must be a finite number")
+    if not isinstance(row.get("param_count"), int) or isinstance(row.get("param_count"), bool):
+      fail(f"seeds[{i}].param_count must be an integer")
+  for key in ("wall_time_s", "steps"):
+    if not isinstance(result.get(key), (int, float)) or isinstance(result.get(key), bool):
+      fail(f"'{key}' must be a number")
+  if not isinstance(result.get("description", ""), str):
+    fail("'description' must be a string")
+  return result
+
+
+def read_result(path: str) -> dict:
+  """A variant's ``result.json``, validated; any problem is one ``UserError`` line."""
+  return validate_result(architecture.read_json(path), path)
 
 
 def _git_commit() -> str | None:
@@ -230,6 +272,11 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
   resolved = configs.from_json(configs.to_json(cfg))
   resolved.architecture = {layer["name"]: layer.get("channel_choices") or layer["choice"]
                            for layer in arch["layers"]}
+  with WorkdirLock(workdir, enabled=primary):  # one run per workdir
+    return _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary, progress)
+
+
+def _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary, progress) -> dict:
   loop.prepare_workdir(workdir, resolved, primary)
   seed_list = list(range(cfg.retrain.seeds))
   results = {}
@@ -237,7 +284,7 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
     run_dir = os.path.join(workdir, name)
     done = os.path.join(run_dir, "result.json")
     if os.path.exists(done):
-      results[name] = architecture.read_json(done)
+      results[name] = read_result(done)
       print(f"{name}: finished earlier, kept ({done})")
       continue
     results[name] = train_variant(cfg, splits, slot, run_dir, seed_list, progress=progress)

@@ -25,6 +25,7 @@ from actsearch import (
   data,
   discretize,
   evaluate,
+  health,
   loop,
   models,
   optim,
@@ -34,6 +35,7 @@ from actsearch import (
   selection,
 )
 from actsearch.errors import UserError
+from actsearch.lock import WorkdirLock
 from actsearch.logging import RunLogger
 from actsearch.objective import Objective
 
@@ -144,6 +146,12 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
   if stop < 1:
     raise UserError(f"--epochs must be a positive integer, got {stop}")
   primary = jax.process_index() == 0
+  with WorkdirLock(workdir, enabled=primary):  # one run per workdir
+    return _search(su, workdir, stop, primary, progress)
+
+
+def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool) -> dict:
+  cfg = su.cfg
   loop.prepare_workdir(workdir, cfg, primary)
   splits, batch = su.splits, cfg.search.batch_size
 
@@ -155,7 +163,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
              parallel.batch(splits.x_val, splits.y_val, order_va[i]))
 
   task = loop.Task(
-      step=parallel.pmapped(su.step_fn), batches=batches, steps_per_epoch=su.steps_per_epoch,
+      step=parallel.pmapped(health.guard(su.step_fn, cfg.search.on_nonfinite)),
+      batches=batches, steps_per_epoch=su.steps_per_epoch,
+      on_nonfinite=cfg.search.on_nonfinite, max_skipped=cfg.search.max_skipped,
       stop_epoch=stop,
       evaluate=evaluate.evaluator(su.objective, splits.x_val, splits.y_val,
                                   cfg.search.eval_batch_size, prefix="val"),
@@ -165,9 +175,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
       hint="lower optim.weights.lr or optim.arch.lr", desc="search epochs")
   logger = RunLogger(workdir, enabled=primary)
   try:
-    if logger.writer is not None:  # one chart per slot with all its candidates' weights
-      plots.add_layout(logger.writer, [n for n, _ in models.slots(su.model)],
-                       list(cfg.search.candidates))
+    slot_names = [n for n, _ in models.slots(su.model)]
+    logger.at_open(  # one chart per slot with all its candidates' weights
+        lambda writer: plots.add_layout(writer, slot_names, list(cfg.search.candidates)))
     state, record = loop.run(task, su.state, workdir, logger, progress=progress)
     arch = discretized(su, state, record.get("metrics", {}), workdir)
     if primary:

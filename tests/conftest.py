@@ -28,13 +28,14 @@ def assert_bad_input(proc, *needles):
     assert needle in lines[0], lines[0]
 
 
-def pause_and_kill(args, marker, step, cwd=ROOT):
+def pause_and_kill(args, marker, step, cwd=ROOT, where="step"):
   """Runs ``actsearch ARGS`` until it has taken ``step`` steps (the loop's test hook writes
-  ``marker`` and waits there), then kills it with SIGKILL. No guessed delays: the moment of
-  the kill is the step the test names."""
+  ``marker`` and waits there; ``where="save"``: at the end of that step's epoch, before its
+  checkpoint), then kills it with SIGKILL. No guessed delays: the moment of the kill is the
+  step the test names."""
   from actsearch import loop
 
-  env = {**os.environ, loop.PAUSE_ENV: f"{step}:{marker}"}
+  env = {**os.environ, loop.PAUSE_ENV: f"{step}:{marker}:{where}"}
   proc = subprocess.Popen([sys.executable, "-m", "actsearch", *args], cwd=cwd, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 600  # a safety net only: the test waits for the marker

@@ -1,0 +1,299 @@
+"""Readers under malformed input: each raises only the project's one-line ``UserError``, and
+nothing read from a file is executed or unpickled beyond plain arrays.
+
+Each reader has a table of named malformed cases (the suite's list of what it covers) and a
+property-based test (hypothesis) over many generated ones: a bounded number in ``make test``,
+more in ``make test-all`` (``HYPOTHESIS_PROFILE=long``).
+"""
+
+import copy
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actsearch import architecture, cli, configs, data, retrain
+from actsearch.errors import UserError
+
+settings.register_profile("default", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+CANDS = ["relu", "gelu"]
+VALID_ARCH = {
+    "schema": architecture.SCHEMA, "candidates": CANDS, "relaxation": "softmax",
+    "granularity": "layer",
+    "layers": [{"name": "block0/act", "choice": "gelu", "weights": {"relu": 0.4, "gelu": 0.6},
+                "params": {}, "scores": {"relu": 0.4, "gelu": 0.6}}],
+    "model": {"name": "mlp", "widths": [4]}, "data": {"name": "mnist1d"}, "metrics": {},
+    "seed": 0}
+VALID_RESULT = {"seeds": [{"seed": 0, "test_loss": 0.5, "train_loss": 0.1, "wall_time_s": 1.0,
+                           "param_count": 10, "test_accuracy": 0.9}],
+                "wall_time_s": 1.0, "steps": 4, "description": "relu everywhere"}
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+
+
+def _with(base, path, value):
+  out = copy.deepcopy(base)
+  node = out
+  for key in path[:-1]:
+    node = node[key]
+  if value is _DELETE:
+    del node[path[-1]]
+  else:
+    node[path[-1]] = value
+  return out
+
+
+_DELETE = object()
+
+ARCH_CASES = {
+    "top level is a list": [],
+    "top level is a string": "architecture",
+    "wrong schema": _with(VALID_ARCH, ["schema"], "actsearch.architecture/v9"),
+    "no candidates": _with(VALID_ARCH, ["candidates"], _DELETE),
+    "empty candidates": _with(VALID_ARCH, ["candidates"], []),
+    "candidate not a string": _with(VALID_ARCH, ["candidates"], ["relu", 3]),
+    "empty layers": _with(VALID_ARCH, ["layers"], []),
+    "layer not an object": _with(VALID_ARCH, ["layers"], ["block0/act"]),
+    "layer without name": _with(VALID_ARCH, ["layers", 0, "name"], _DELETE),
+    "choice not a candidate": _with(VALID_ARCH, ["layers", 0, "choice"], "tanh"),
+    "choice a list": _with(VALID_ARCH, ["layers", 0, "choice"], ["gelu"]),
+    "weights miss a candidate": _with(VALID_ARCH, ["layers", 0, "weights"], {"gelu": 1.0}),
+    "weight a string": _with(VALID_ARCH, ["layers", 0, "weights", "gelu"], "0.6"),
+    "weight a bool": _with(VALID_ARCH, ["layers", 0, "weights", "gelu"], True),
+    "weight infinite": _with(VALID_ARCH, ["layers", 0, "weights", "gelu"], float("inf")),
+    "params a list": _with(VALID_ARCH, ["layers", 0, "params"], []),
+    "scores name a stranger": _with(VALID_ARCH, ["layers", 0, "scores"], {"tanh": 1.0}),
+    "channel choices not candidates": _with(VALID_ARCH, ["layers", 0, "channel_choices"],
+                                            ["sin"]),
+    "seed a string": _with(VALID_ARCH, ["seed"], "0"),
+    "model a list": _with(VALID_ARCH, ["model"], ["mlp"]),
+    "retrain a string": _with(VALID_ARCH, ["retrain"], "adam"),
+}
+ARCH_TEXTS = {
+    "truncated JSON": '{"schema": "actsearch.architecture/v1", "layers": [',
+    "empty file": "",
+    "not JSON": "schema: v1\n",
+    "binary garbage": "\x00\xff\xfe garbage",
+}
+
+
+@pytest.mark.parametrize("case", list(ARCH_CASES))
+def test_architecture_reader_refuses(case, tmp_path):
+  path = tmp_path / "a.json"
+  path.write_text(json.dumps(ARCH_CASES[case]))
+  with pytest.raises(UserError) as e:
+    architecture.load(str(path))
+  assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("case", list(ARCH_TEXTS))
+def test_architecture_reader_refuses_text(case, tmp_path):
+  path = tmp_path / "a.json"
+  path.write_bytes(ARCH_TEXTS[case].encode("latin-1"))
+  with pytest.raises(UserError):
+    architecture.load(str(path))
+
+
+def test_the_valid_record_of_the_tables_loads(tmp_path):
+  path = tmp_path / "a.json"
+  path.write_text(json.dumps(VALID_ARCH))
+  assert architecture.load(str(path)) == VALID_ARCH
+  path.write_text(json.dumps(VALID_RESULT))
+  assert retrain.read_result(str(path)) == VALID_RESULT
+
+
+def _paths(tree, prefix=()):
+  yield prefix
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      yield from _paths(v, (*prefix, k))
+  elif isinstance(tree, list):
+    for i, v in enumerate(tree):
+      yield from _paths(v, (*prefix, i))
+
+
+ARCH_PATHS = [p for p in _paths(VALID_ARCH) if p]
+RESULT_PATHS = [p for p in _paths(VALID_RESULT) if p]
+
+
+@given(path=st.sampled_from(ARCH_PATHS), value=JSON)
+def test_architecture_reader_under_fuzzing(path, value):
+  try:
+    architecture.validate(_with(VALID_ARCH, list(path), value), "fuzz.json")
+  except UserError as e:
+    assert "\n" not in str(e)
+
+
+RESULT_CASES = {
+    "top level is a list": [],
+    "no seeds": _with(VALID_RESULT, ["seeds"], _DELETE),
+    "seeds empty": _with(VALID_RESULT, ["seeds"], []),
+    "seed row a number": _with(VALID_RESULT, ["seeds"], [3]),
+    "seed not an integer": _with(VALID_RESULT, ["seeds", 0, "seed"], "0"),
+    "test loss a string": _with(VALID_RESULT, ["seeds", 0, "test_loss"], "0.5"),
+    "accuracy infinite": _with(VALID_RESULT, ["seeds", 0, "test_accuracy"], float("inf")),
+    "no wall time": _with(VALID_RESULT, ["wall_time_s"], _DELETE),
+    "param count a float": _with(VALID_RESULT, ["seeds", 0, "param_count"], 10.5),
+}
+
+
+@pytest.mark.parametrize("case", list(RESULT_CASES))
+def test_results_reader_refuses(case, tmp_path):
+  path = tmp_path / "result.json"
+  path.write_text(json.dumps(RESULT_CASES[case]))
+  with pytest.raises(UserError, match="delete it to train that variant again"):
+    retrain.read_result(str(path))
+
+
+@given(path=st.sampled_from(RESULT_PATHS), value=JSON)
+def test_results_reader_under_fuzzing(path, value):
+  try:
+    retrain.validate_result(_with(VALID_RESULT, list(path), value), "result.json")
+  except UserError as e:
+    assert "\n" not in str(e)
+
+
+def _npz(tmp_path, **arrays):
+  path = tmp_path / "d.npz"
+  np.savez(path, **arrays)
+  return str(path)
+
+
+_X, _Y = np.zeros((6, 3), np.float32), np.arange(6) % 2
+
+NPZ_CASES = {
+    "missing x_test": dict(x_train=_X, y_train=_Y, y_test=_Y),
+    "object array (pickle)": dict(x_train=np.array([{"a": 1}] * 6, dtype=object), y_train=_Y,
+                                  x_test=_X, y_test=_Y),
+    "lengths disagree": dict(x_train=_X, y_train=_Y[:5], x_test=_X, y_test=_Y),
+    "NaN in inputs": dict(x_train=np.full((6, 3), np.nan, np.float32), y_train=_Y,
+                          x_test=_X, y_test=_Y),
+    "negative class": dict(x_train=_X, y_train=_Y - 1, x_test=_X, y_test=_Y),
+    "mixed label kinds": dict(x_train=_X, y_train=_Y, x_test=_X, y_test=_Y.astype(float)),
+    "inputs one-dimensional": dict(x_train=np.zeros(6), y_train=_Y, x_test=_X, y_test=_Y),
+    "x_val without y_val": dict(x_train=_X, y_train=_Y, x_test=_X, y_test=_Y, x_val=_X),
+    "shapes disagree": dict(x_train=_X, y_train=_Y, x_test=np.zeros((6, 4)), y_test=_Y),
+    "string inputs": dict(x_train=np.array(["a"] * 6), y_train=_Y, x_test=_X, y_test=_Y),
+}
+
+
+@pytest.mark.parametrize("case", list(NPZ_CASES))
+def test_npz_reader_refuses(case, tmp_path):
+  with pytest.raises(UserError):
+    data.make_splits(data.load_npz(_npz(tmp_path, **NPZ_CASES[case])), 0.5, 0, "d.npz")
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated zip", b"\x93NUMPY not npz"])
+def test_npz_reader_refuses_broken_files(content, tmp_path):
+  path = tmp_path / "d.npz"
+  path.write_bytes(content)
+  with pytest.raises(UserError):
+    data.load_npz(str(path))
+
+
+def test_a_pickled_member_is_never_unpickled(tmp_path):
+  import pickle
+
+  class Boom:
+    def __reduce__(self):
+      return (os.system, ("touch " + str(tmp_path / "pwned"),))
+  buf = io.BytesIO()
+  np.save(buf, np.array([Boom()], dtype=object), allow_pickle=True)
+  path = tmp_path / "evil.npz"
+  with zipfile.ZipFile(path, "w") as z:
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+      z.writestr(f"{name}.npy", buf.getvalue())
+  with pytest.raises(UserError):
+    data.load_npz(str(path))
+  assert not (tmp_path / "pwned").exists()
+  del pickle
+
+
+ARRAYS = st.sampled_from([np.float32, np.int64, np.float64, np.uint8, np.bool_, np.complex64])
+
+
+@given(shapes=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3)), min_size=4, max_size=6),
+       dtypes=st.lists(ARRAYS, min_size=6, max_size=6), fill=st.floats(allow_nan=True))
+def test_npz_reader_under_fuzzing(tmp_path, shapes, dtypes, fill):
+  names = ["x_train", "y_train", "x_test", "y_test", "x_val", "y_val"]
+  arrays = {}
+  for name, shape, dtype in zip(names, shapes, dtypes):
+    with np.errstate(all="ignore"):
+      arrays[name] = np.full(shape if name.startswith("x") else shape[:1], fill).astype(dtype)
+  try:
+    data.make_splits(data.load_npz(_npz(tmp_path, **arrays)), 0.5, 0, "d.npz")
+  except UserError as e:
+    assert "\n" not in str(e)
+
+
+OVERRIDE_CASES = {
+    "no equals sign": "search.epochs",
+    "unknown key": "search.epoch=3",
+    "empty key": "=3",
+    "string for an integer": "search.epochs=three",
+    "list for a string": "search.relaxation=[1]",
+    "object for a float": 'optim.arch.lr={"a": 1}',
+    "wrong list element": 'search.candidates=[1, 2]',
+    "bool for an integer": "search.epochs=true",
+}
+
+
+@pytest.mark.parametrize("case", list(OVERRIDE_CASES))
+def test_config_overrides_refuse(case):
+  with pytest.raises(UserError):
+    configs.apply_overrides(configs.base_config(), [OVERRIDE_CASES[case]])
+
+
+@given(key=st.sampled_from(["search.epochs", "search.relaxation", "optim.arch.lr",
+                            "search.candidates", "model.widths", "search.xi", "nope", ""]),
+       text=st.text(max_size=20))
+def test_config_overrides_under_fuzzing(key, text):
+  cfg = configs.base_config()
+  try:
+    configs.apply_overrides(cfg, [f"{key}={text}"])
+    configs.check(cfg)
+  except UserError as e:
+    assert "\n" not in str(e)
+
+
+CLI_CASES = {
+    "unknown command": ["frobnicate"],
+    "search without --config": ["search", "--workdir", "x"],
+    "--epochs not a number": ["search", "--config", "c.py", "--workdir", "x", "--epochs", "a"],
+    "retrain --seeds 0": ["retrain", "a.json", "--seeds", "0"],
+    "unknown flag": ["show", "a.json", "--colour"],
+    "bench unknown case": ["bench", "--cases", "resnet"],
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_flags_refuse(case, capsys):
+  assert cli.main(CLI_CASES[case]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("actsearch: error:")
+
+
+TOKENS = st.sampled_from(["search", "retrain", "export", "show", "candidates", "bench",
+                          "--config", "--workdir", "--epochs", "--seeds", "--set", "--cases",
+                          "-1", "0", "x", "a=b", "--baselines", "--no-progress", "--repeats"])
+
+
+@given(argv=st.lists(TOKENS, max_size=6))
+def test_cli_parser_under_fuzzing(argv):
+  try:
+    cli._parser().parse_args(argv)
+  except UserError as e:
+    assert "\n" not in str(e)
+  except SystemExit as e:  # --help and friends
+    assert e.code == 0
