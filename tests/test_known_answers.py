@@ -41,7 +41,7 @@ def test_search_recovers_the_teacher_activation(teacher, tmp_path):
 # The known hard case: a first-order softmax search picks identity, softplus or silu for a
 # square teacher, although a square student fits it almost exactly. The validated shortlist
 # (every candidate of the one slot trained briefly as a discrete network, scored on val) finds it.
-SQUARE = ["search.discretize=shortlist", "search.shortlist_k=10",
+SQUARE = ["search.discretize=shortlist", "search.shortlist_k=10", "search.epochs=10",
           f"search.candidates={json.dumps([*configs.DEFAULT_CANDIDATES, 'square', 'identity'])}"]
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from actsearch import health, loop
@@ -116,6 +117,7 @@ def test_retrain_skips_a_poisoned_step_for_each_seed(tmp_path):
     assert acc.Scalars("health/skipped_steps")[-1].value == 1.0
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
   damaged = tmp_path / "damaged"
   assert run_cli(*_args(damaged), "--epochs", "2").returncode == 0
