@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 
 from tensorboardX import SummaryWriter
+
+_WRITERS = itertools.count()
 
 
 class RunLogger:
@@ -36,17 +39,16 @@ class RunLogger:
 
   def resume_at(self, step: int) -> None:
     """Forgets what was logged after ``step``; call before the first record."""
-    if not self.enabled or step <= 0:
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    if not self.enabled or not os.path.exists(path):  # a fresh workdir: nothing to forget
       return
     self._purge_step = step + 1
-    path = os.path.join(self.workdir, "metrics.jsonl")
-    if os.path.exists(path):
-      with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-      kept = [line for line in lines if _step_of(line) <= step]
-      if len(kept) != len(lines):
-        from actsearch.architecture import write_text_atomic
-        write_text_atomic(path, "".join(kept))
+    with open(path, encoding="utf-8") as f:
+      lines = f.readlines()
+    kept = [line for line in lines if _step_of(line) <= step]
+    if len(kept) != len(lines):
+      from actsearch.architecture import write_text_atomic
+      write_text_atomic(path, "".join(kept))
 
   @property
   def writer(self) -> SummaryWriter | None:
@@ -54,8 +56,11 @@ class RunLogger:
     if not self.enabled:
       return None
     if self._writer is None:
+      # tensorboardX names an event file by the second it opened and the host: two writers
+      # of one directory within a second would share (and clobber) a file without a suffix.
       self._writer = SummaryWriter(logdir=self.workdir, flush_secs=30,
-                                   purge_step=self._purge_step)
+                                   purge_step=self._purge_step,
+                                   filename_suffix=f".{os.getpid()}.{next(_WRITERS)}")
       for fn in self._at_open:
         fn(self._writer)
       self._at_open = []
