@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,7 +97,6 @@ def argmax(views: Sequence[SlotView], ctx: Context | None = None):
 
 def perturbation(views: Sequence[SlotView], ctx: Context):
   """DARTS-PT: per slot, the candidate whose removal raises the supernet's val loss most."""
-  import time
   start = time.perf_counter()
   layers = []
   for view in views:

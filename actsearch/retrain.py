@@ -93,7 +93,8 @@ def _fit_split(splits: data.Splits) -> tuple[np.ndarray, np.ndarray]:
           np.concatenate([splits.y_train, splits.y_val]))
 
 
-def _stack(trees):
+def stack(trees):
+  """Pytrees of equal structure stacked on a new leading axis (members trained together)."""
   return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
@@ -151,7 +152,7 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
   built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
                         nnx.Rngs(params=s)) for s in seeds]
   graphdef = split_model(built[0])[0]
-  state = _stack([train_step.init_state(m, None)[1] for m in built])
+  state = stack([train_step.init_state(m, None)[1] for m in built])
   objective = Objective(graphdef, splits.task)
   names = [f"seed{s}" for s in seeds]
   state, seconds = fit(r, objective, state, x_fit, y_fit, run_dir, seeds, names,

@@ -90,7 +90,7 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
       pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
       members += [init.replace(arch=_with_alpha(graphdef, init, pins)) for _, init in inits]
     objective = Objective(graphdef, splits.task)
-    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *members)
+    stacked = retrain.stack(members)
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs
     run_dir = os.path.join(workdir, "selection")
@@ -115,6 +115,5 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
 
 def _stacked(state):
   """A one-member stack of a search state's model variables, for ``retrain.score``."""
-  return jax.tree.map(lambda x: np.asarray(x)[None],
-                      train_step.TrainState(step=state.step, params=state.params,
-                                            arch=state.arch, rest=state.rest, opt=None))
+  return retrain.stack([train_step.TrainState(step=state.step, params=state.params,
+                                              arch=state.arch, rest=state.rest, opt=None)])
