@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from actsearch import hooks
 from actsearch.errors import UserError
 
 SCHEMA = "actsearch.architecture/v1"
@@ -107,6 +108,7 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    hooks.at("export")  # test hook: killed here, ``path`` is untouched
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -1,30 +1,58 @@
-"""A thin shell over orbax: one checkpoint per epoch, saved atomically, the newest restored.
+"""A thin shell over orbax: checkpoints saved atomically (optionally in the background), keyed
+by the global step, the newest good one restored.
 
-A checkpoint holds the whole ``SearchState`` (weights, alpha, both optimizer states, rng,
-step) and a small JSON record (epoch, last metrics). The data order of an epoch is a
-function of (seed, epoch), so the epoch number is all a resumed run needs of it.
+A checkpoint holds the whole state (weights, alpha, both optimizer states, rng, step) and a
+small JSON record (step, epoch, last metrics, skip counters). The data order of an epoch is a
+function of (seed, epoch), so the global step is all a resumed run needs to know where it is.
+
+Atomicity is orbax's: a save writes ``<step>.orbax-checkpoint-tmp`` and renames it when
+complete; a directory left half-written by a kill is not a checkpoint and is replaced by the
+next save of that step. A save that cannot write (disk full, file too large) raises
+``WriteError`` and leaves the checkpoints before it as they were.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint._src.path import atomicity
+
+from actsearch import hooks
+from actsearch.errors import WriteError
+
+
+class _PausingRename(atomicity.AtomicRenameTemporaryPath):
+  """orbax's atomic rename, with the ``insave`` test hook just before the commit."""
+
+  async def finalize(self, *args, **kwargs):
+    hooks.at("insave")
+    return await super().finalize(*args, **kwargs)
 
 
 class Checkpointer:
-  """Checkpoints of a run in ``directory``; keeps the newest ``max_to_keep``."""
+  """Checkpoints of a run in ``directory``; keeps the newest ``max_to_keep``. With
+  ``asynchronous``, ``save`` returns once the state is on the host and orbax writes it in a
+  background thread; the next save, ``wait`` and ``close`` wait for it (and raise its
+  error)."""
 
-  def __init__(self, directory: str, max_to_keep: int = 2, read_only: bool = False):
+  def __init__(self, directory: str, max_to_keep: int = 2, read_only: bool = False,
+               asynchronous: bool = False):
     self.directory = os.path.abspath(directory)
     if not read_only:
-      os.makedirs(self.directory, exist_ok=True)
+      try:
+        os.makedirs(self.directory, exist_ok=True)
+      except OSError as e:
+        raise WriteError(f"cannot create {self.directory} ({e.strerror})") from None
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=False, read_only=read_only,
-        enable_async_checkpointing=False,
+        enable_async_checkpointing=asynchronous,
+        temporary_path_class=_PausingRename if hooks.wants("insave") else None,
         # Every process keeps its own manager and only the primary one writes: the
         # processes of a multi-host search hold identical replicas of the state.
         multiprocessing_options=ocp.options.MultiprocessingOptions(
@@ -32,37 +60,61 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._read_only = read_only
 
-  def latest_epoch(self) -> int | None:
+  def latest(self) -> int | None:
+    """The key (global step; epoch in runs made before step keys) of the newest checkpoint."""
     return self._manager.latest_step()
 
-  def save(self, epoch: int, state: Any, record: dict) -> None:
-    state = jax.tree.map(np.asarray, state)
-    self._manager.save(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
-    self._manager.wait_until_finished()
+  def _failed(self, step: int | None, e: BaseException) -> WriteError:
+    kept = [s for s in self._manager.all_steps() if step is None or s < step]
+    where = f"checkpoint {step}" if step is not None else "a checkpoint"
+    detail = getattr(e, "strerror", None)
+    if detail is None:  # tensorstore names the OS error by its code
+      code = re.search(r"os_error_code='?(\d+)", str(e))
+      detail = os.strerror(int(code.group(1))) if code else str(e).splitlines()[-1][-160:]
+    return WriteError(f"could not save {where} in {self.directory} ({detail}); "
+                      + (f"checkpoint {max(kept)} is kept" if kept else "no checkpoint is kept"))
 
-  def restore(self, template: Any, epoch: int | None = None) -> tuple[Any, dict]:
-    """The state (shaped like ``template``) and record of ``epoch`` (default: newest)."""
-    epoch = self.latest_epoch() if epoch is None else epoch
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.tree.map(np.asarray, template))
-    out = self._manager.restore(epoch, args=ocp.args.Composite(
+  def save(self, step: int, state: Any, record: dict) -> None:
+    state = jax.tree.map(np.asarray, state)
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
+    except Exception as e:  # noqa: BLE001 - tensorstore and orbax raise many kinds
+      raise self._failed(step, e) from None
+
+  def wait(self) -> None:
+    """Waits for a background save; raises ``WriteError`` if it failed."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      raise self._failed(None, e) from None
+
+  def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
+    """The state (shaped like ``template``; None: as saved) and record of ``step`` (default:
+    newest)."""
+    step = self.latest() if step is None else step
+    abstract = None if template is None else jax.tree.map(
+        ocp.utils.to_shape_dtype_struct, jax.tree.map(np.asarray, template))
+    out = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
     return out.state, out.record
 
   def restore_newest_good(self, template: Any) -> tuple[Any, dict] | None:
     """The newest checkpoint that restores, or None if there is none. A damaged newer one
     (truncated or corrupted files) is reported in one warning line and, where this manager
-    writes, deleted, so that the run can save that epoch again."""
-    import sys
-    for epoch in sorted(self._manager.all_steps(), reverse=True):
+    writes, deleted, so that the run can save that step again."""
+    for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        return self.restore(template, epoch)
+        return self.restore(template, step)
       except Exception as e:  # noqa: BLE001 - whatever orbax or the files raise
-        print(f"actsearch: warning: checkpoint {epoch} in {self.directory} is damaged "
+        print(f"actsearch: warning: checkpoint {step} in {self.directory} is damaged "
               f"({type(e).__name__}); falling back to the one before", file=sys.stderr)
         if not self._read_only:
-          self._manager.delete(epoch)
+          self._manager.delete(step)
     return None
 
   def close(self) -> None:
-    self._manager.close()
+    try:
+      self._manager.close()
+    except Exception as e:  # noqa: BLE001
+      raise self._failed(None, e) from None

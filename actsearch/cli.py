@@ -7,10 +7,11 @@ Bad input is one line on stderr and exit code 2; anything else that fails is exi
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
-from actsearch.errors import UserError
+from actsearch.errors import UserError, WriteError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -165,7 +166,26 @@ COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _
             "retrain": _retrain, "reproduce": _reproduce, "bench": _bench}
 
 
+# Writes that fail for want of room or permission: one line, exit 1 (not a traceback).
+_NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
 COMPILED = ("search", "retrain", "reproduce", "bench")  # commands that run compiled steps
+
+
+def _quiet_background_writers() -> None:
+  """A failed checkpoint write is reported by ``Checkpointer`` in one line. orbax would also
+  log it (with tracebacks) from its writer threads through absl, and tensorstore's callbacks
+  would raise into the closed event loops of those threads; both are silenced here."""
+  import logging
+
+  logging.getLogger("absl").setLevel(logging.CRITICAL)
+  default = sys.unraisablehook
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and "Event loop is closed" in str(unraisable.exc_value)):
+      default(unraisable)
+  sys.unraisablehook = hook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,12 +194,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in COMPILED:
       from actsearch import allocator
       allocator.keep_freed_memory()
+      _quiet_background_writers()
     COMMANDS[args.command](args)
   except UserError as e:
     print(f"actsearch: error: {e}", file=sys.stderr)
     return EXIT_BAD_INPUT
   except FloatingPointError as e:  # a diverged search: say where, keep the last checkpoint
     print(f"actsearch: error: {e}", file=sys.stderr)
+    return EXIT_FAILURE
+  except WriteError as e:  # disk full, file too large: the checkpoints before it are kept
+    print(f"actsearch: error: {e}", file=sys.stderr)
+    return EXIT_FAILURE
+  except OSError as e:
+    if e.errno not in _NO_ROOM:
+      raise
+    print(f"actsearch: error: cannot write {e.filename or 'a file'} ({e.strerror}); the newest "
+          "checkpoint is kept", file=sys.stderr)
     return EXIT_FAILURE
   except KeyboardInterrupt:
     print("actsearch: interrupted; the newest checkpoint is kept", file=sys.stderr)

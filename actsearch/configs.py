@@ -59,6 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.eval_batch_size = 500   # batch for evaluating the supernet on the val split
   c.search.on_nonfinite = "stop"   # stop | skip: what a non-finite step does (health.py)
   c.search.max_skipped = 10        # skip: stop after this many non-finite steps in a row
+  c.search.checkpoint_every = 0    # > 0: also a checkpoint every this many steps
+  c.search.eval_every = 1          # epochs between val evaluations of the supernet (and the last)
   c.search.discretize = "argmax"   # argmax | perturbation | shortlist (actsearch/discretize.py)
   c.search.shortlist_k = 2         # shortlist: candidates per slot (the largest weights)
   c.search.shortlist_max = 16      # shortlist: at most this many networks
@@ -83,6 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrain.eval_batch_size = 1000
   c.retrain.on_nonfinite = "stop"  # stop | skip, as search.on_nonfinite
   c.retrain.max_skipped = 10
+  c.retrain.checkpoint_every = 0   # > 0: also a checkpoint every this many steps
   c.retrain.seeds = 5              # seeds 0 .. seeds-1, the same for every variant (paired)
   c.retrain.baselines = ["relu", "gelu", "silu", "elu"]  # one candidate in every slot each
 
@@ -204,7 +207,7 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
     raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
   discretize.get(s.discretize)
-  check_nonfinite(s, "search")
+  check_run(s, "search")
   if not 0.0 < s.shrink_until <= 1.0:
     raise UserError(f"search.shrink_until must lie in (0, 1], got {s.shrink_until}")
   for key in ("shortlist_k", "shortlist_max", "shortlist_epochs", "shortlist_seeds"):
@@ -213,7 +216,12 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   check_retrain(cfg.retrain)
 
 
-def check_nonfinite(node: ml_collections.ConfigDict, where: str) -> None:
+def check_run(node: ml_collections.ConfigDict, where: str) -> None:
+  """The keys every loop reads: non-finite policy, checkpoint and evaluation cadence."""
+  for key, low in (("checkpoint_every", 0), ("eval_every", 1)):
+    value = node.get(key, low)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+      raise UserError(f"{where}.{key} must be an integer >= {low}, got {value!r}")
   if node.on_nonfinite not in health.POLICIES:
     raise UserError(f"{where}.on_nonfinite is {node.on_nonfinite!r}; known: "
                     f"{', '.join(health.POLICIES)}")
@@ -237,7 +245,7 @@ def check_retrain(r: ml_collections.ConfigDict) -> None:
                     f"{r.lr} and {r.lr_min}")
   if not 0.0 <= r.warmup_fraction < 1.0:
     raise UserError(f"retrain.warmup_fraction must lie in [0, 1), got {r.warmup_fraction}")
-  check_nonfinite(r, "retrain")
+  check_run(r, "retrain")
   if r.baselines:  # none: the found architecture alone
     activations.resolve(list(r.baselines))
 
@@ -276,3 +284,18 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     elif va != vb:
       out.append(f"{prefix}{k}")
   return out
+
+
+def _lookup(tree: dict, dotted: str):
+  for part in dotted.split("."):
+    if not isinstance(tree, dict) or part not in tree:
+      return KeyError
+    tree = tree[part]
+  return tree
+
+
+def new_default(stored: dict, resolved: dict, key: str) -> bool:
+  """Whether dotted ``key`` is missing from ``stored`` (written before the key existed) and
+  ``resolved`` holds the default value of it."""
+  return (_lookup(stored, key) is KeyError
+          and _lookup(to_json(base_config()), key) == _lookup(resolved, key))

@@ -7,9 +7,65 @@ import json
 import math
 import os
 
-from tensorboardX import SummaryWriter
+from tensorboardX import SummaryWriter as _QueuedSummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.writer import FileWriter
 
 _WRITERS = itertools.count()
+
+
+class _EventFile:
+  """An event file written as the events come. tensorboardX's own writer queues events for a
+  writer thread, and its ``flush()`` does not drain that queue: a process killed after
+  ``flush()`` loses the events still queued, although the checkpoint after them was saved.
+  Writing directly (a buffered file, flushed by ``flush()``) is also cheaper than the queue."""
+
+  def __init__(self, logdir: str, filename_suffix: str):
+    self._logdir = logdir
+    self._file = EventsWriter(os.path.join(logdir, "events"), filename_suffix)
+    self._closed = False
+
+  def get_logdir(self) -> str:
+    return self._logdir
+
+  def add_event(self, event) -> None:
+    if not self._closed:
+      self._file.write_event(event)
+
+  def flush(self) -> None:
+    if not self._closed:
+      self._file.flush()
+
+  def close(self) -> None:
+    if not self._closed:
+      self._file.flush()
+      self._file.close()
+      self._closed = True
+
+  def reopen(self) -> None:
+    pass
+
+
+class _DirectFileWriter(FileWriter):
+  def __init__(self, logdir, max_queue=10, flush_secs=120, filename_suffix=""):  # noqa: ARG002
+    self.event_writer = _EventFile(str(logdir), filename_suffix)
+    self._default_metadata = {}
+
+
+class SummaryWriter(_QueuedSummaryWriter):
+  """tensorboardX's ``SummaryWriter`` over ``_EventFile``: what ``flush()`` returns from is on
+  disk."""
+
+  def _get_file_writer(self):
+    if self.all_writers is None or self.file_writer is None:
+      self.file_writer = _DirectFileWriter(self.logdir, filename_suffix=self._filename_suffix)
+      if self.purge_step is not None:  # as tensorboardX marks a purge
+        self.file_writer.add_event(Event(step=self.purge_step, file_version="brain.Event:2"))
+        self.file_writer.add_event(
+            Event(step=self.purge_step, session_log=SessionLog(status=SessionLog.START)))
+      self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
+    return self.file_writer
 
 
 class RunLogger:

@@ -100,10 +100,12 @@ def stack(trees):
 
 def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray,
         y: np.ndarray, run_dir: str, seeds: Sequence[int], names: Sequence[str], *,
-        progress: bool = True, desc: str = "retrain"):
+        progress: bool = True, desc: str = "retrain", test=None):
   """Trains the members of a stacked ``TrainState`` (leading axis) together on ``x, y`` with
   the recipe ``r``; member ``i`` sees the batch order of ``seeds[i]`` and logs to
-  ``run_dir/names[i]``. Resumes from ``run_dir``. Returns the state and the wall time."""
+  ``run_dir/names[i]``. Resumes from ``run_dir``. ``test = (x, y)``: scored and logged
+  (``test/...``) after the last epoch, before the last checkpoint, so that a resumed run
+  logs it once. Returns the state and the wall time."""
   if r.batch_size % jax.device_count():
     raise UserError(f"retrain.batch_size {r.batch_size} is not divisible by the "
                     f"{jax.device_count()} devices")
@@ -118,12 +120,15 @@ def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray
       train_step.TrainStep(objective, tx, schedule, axis_name=parallel.AXIS),
       r.get("on_nonfinite", "stop"))))
 
-  def batches(epoch):
+  def batches(epoch, first, stop):
     orders = np.stack([data.epoch_order(len(x), r.batch_size, s, epoch) for s in seeds])
-    for i in range(steps):
+    for i in range(first, stop):
       yield (parallel.batch(x, y, orders[:, i], axis=1),)
 
+  evaluate = None if test is None else evaluator(objective, *test, r.eval_batch_size, "test")
   task = loop.Task(step=step, batches=batches, steps_per_epoch=steps, stop_epoch=r.epochs,
+                   evaluate=evaluate, eval_every=r.epochs,
+                   checkpoint_every=r.get("checkpoint_every", 0),
                    on_nonfinite=r.get("on_nonfinite", "stop"),
                    max_skipped=r.get("max_skipped", 10), hint="lower retrain.lr",
                    desc=f"{desc} {os.path.basename(run_dir)} epochs")
@@ -136,11 +141,16 @@ def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray
   return state, time.perf_counter() - start
 
 
+def evaluator(objective: Objective, x: np.ndarray, y: np.ndarray, batch_size: int,
+              prefix: str):
+  """Replicated stacked state -> loss (and accuracy) of each member on ``x, y``."""
+  return evaluate.evaluator(objective, x, y, batch_size, prefix=prefix, seed_axis=True)
+
+
 def score(objective: Objective, state, x: np.ndarray, y: np.ndarray, batch_size: int,
           prefix: str) -> dict[str, np.ndarray]:
   """Loss (and accuracy) of each member of a stacked state on ``x, y``."""
-  return evaluate.evaluator(objective, x, y, batch_size, prefix=prefix, seed_axis=True)(
-      parallel.replicate(state))
+  return evaluator(objective, x, y, batch_size, prefix)(parallel.replicate(state))
 
 
 def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: models.SlotFactory,
@@ -156,7 +166,7 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
   objective = Objective(graphdef, splits.task)
   names = [f"seed{s}" for s in seeds]
   state, seconds = fit(r, objective, state, x_fit, y_fit, run_dir, seeds, names,
-                       progress=progress)
+                       progress=progress, test=(splits.x_test, splits.y_test))
   test = score(objective, state, splits.x_test, splits.y_test, r.eval_batch_size, "test")
   train = score(objective, state, x_fit, y_fit, r.eval_batch_size, "train")
   params = models.param_count(built[0])
@@ -168,9 +178,6 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
     if "test/accuracy" in test:
       row["test_accuracy"] = float(test["test/accuracy"][i])
     per_seed.append(row)
-  loggers = SeedLoggers(run_dir, names, jax.process_index() == 0)
-  loggers.scalars(int(state.step[0]), dict(test))
-  loggers.close()
   return {"seeds": per_seed, "wall_time_s": seconds, "steps": int(state.step[0])}
 
 

@@ -155,10 +155,10 @@ def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool) -
   loop.prepare_workdir(workdir, cfg, primary)
   splits, batch = su.splits, cfg.search.batch_size
 
-  def batches(epoch):
+  def batches(epoch, first, stop):
     order_tr = data.epoch_order(len(splits.x_train), batch, cfg.seed, 2 * epoch)
     order_va = data.epoch_order(len(splits.x_val), batch, cfg.seed, 2 * epoch + 1)
-    for i in range(su.steps_per_epoch):
+    for i in range(first, stop):
       yield (parallel.batch(splits.x_train, splits.y_train, order_tr[i]),
              parallel.batch(splits.x_val, splits.y_val, order_va[i]))
 
@@ -166,9 +166,10 @@ def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool) -
       step=parallel.pmapped(health.guard(su.step_fn, cfg.search.on_nonfinite)),
       batches=batches, steps_per_epoch=su.steps_per_epoch,
       on_nonfinite=cfg.search.on_nonfinite, max_skipped=cfg.search.max_skipped,
-      stop_epoch=stop,
+      stop_epoch=stop, epochs=cfg.search.epochs,
       evaluate=evaluate.evaluator(su.objective, splits.x_val, splits.y_val,
                                   cfg.search.eval_batch_size, prefix="val"),
+      eval_every=cfg.search.eval_every, checkpoint_every=cfg.search.checkpoint_every,
       epoch_scalars=lambda state: arch_scalars(su, state),
       check=lambda state_r: parallel.assert_replicated(state_r.arch, "alpha"),
       after_epoch=_shrinker(su) if cfg.search.shrink else None,
@@ -203,7 +204,7 @@ def export(run_dir: str, out: str | None = None) -> dict:
   su = setup(cfg)
   ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), read_only=True)
   try:
-    if ckpt.latest_epoch() is None:
+    if ckpt.latest() is None:
       raise UserError(f"{run_dir} holds no checkpoint yet")
     state, record = ckpt.restore(su.state)
   finally:

@@ -33,9 +33,9 @@ def pause_and_kill(args, marker, step, cwd=ROOT, where="step"):
   ``marker`` and waits there; ``where="save"``: at the end of that step's epoch, before its
   checkpoint), then kills it with SIGKILL. No guessed delays: the moment of the kill is the
   step the test names."""
-  from actsearch import loop
+  from actsearch import hooks
 
-  env = {**os.environ, loop.PAUSE_ENV: f"{step}:{marker}:{where}"}
+  env = {**os.environ, hooks.PAUSE_ENV: f"{step}:{marker}:{where}"}
   proc = subprocess.Popen([sys.executable, "-m", "actsearch", *args], cwd=cwd, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 600  # a safety net only: the test waits for the marker
@@ -45,6 +45,7 @@ def pause_and_kill(args, marker, step, cwd=ROOT, where="step"):
   assert os.path.exists(marker), "the run did not reach the step in 10 minutes"
   proc.send_signal(signal.SIGKILL)
   proc.wait()
+  proc.stderr.close()
 
 
 @pytest.fixture

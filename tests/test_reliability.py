@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from actsearch import health, loop
+from actsearch import health, hooks
 from actsearch.checkpoint import Checkpointer
 from actsearch.lock import WorkdirLock
 
@@ -30,7 +30,7 @@ def _args(workdir, *sets):
 
 def _paused(args, marker, step):
   """``actsearch ARGS`` started and paused (by the loop's test hook) after ``step`` steps."""
-  env = {**os.environ, loop.PAUSE_ENV: f"{step}:{marker}"}
+  env = {**os.environ, hooks.PAUSE_ENV: f"{step}:{marker}"}
   proc = subprocess.Popen([sys.executable, "-m", "actsearch", *args], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 600  # a safety net: the test waits for the marker
@@ -71,7 +71,7 @@ def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and "Traceback" not in proc.stderr
   assert "non-finite loss at step 14 (epoch 2); the last checkpoint is epoch 1" in lines[0]
-  assert Checkpointer(str(workdir / "checkpoints"), read_only=True).latest_epoch() == 1
+  assert Checkpointer(str(workdir / "checkpoints"), read_only=True).latest() == 10
   state, record = checkpoint_state(workdir, SETS)
   assert record["epoch"] == 1 and int(state.step) == 10
   import jax
@@ -130,22 +130,3 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
   assert run_cli(*_args(tmp_path / "straight")).returncode == 0
   np.testing.assert_allclose(arch_weights(damaged), arch_weights(tmp_path / "straight"),
                              atol=1e-6, rtol=0)
-
-
-def test_a_resumed_run_logs_no_step_twice(tmp_path):
-  from conftest import pause_and_kill
-  workdir = tmp_path / "k"
-  # Killed after epoch 2's logs were written, before its checkpoint: the resumed run starts
-  # from epoch 1 and logs steps 11-20 again.
-  pause_and_kill(_args(workdir), str(tmp_path / "paused"), step=20, where="save")
-  before = [json.loads(x)["step"] for x in (workdir / "metrics.jsonl").read_text().splitlines()
-            if "train/loss" in x]
-  assert before == list(range(1, 21))  # the killed run did log epoch 2
-  resumed = run_cli(*_args(workdir))
-  assert resumed.returncode == 0, resumed.stderr
-  lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in lines if "train/loss" in r] == list(range(1, 31))
-  acc = event_accumulator.EventAccumulator(str(workdir))
-  acc.Reload()
-  assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 31))
-  assert [e.step for e in acc.Scalars("val/loss")] == [10, 20, 30]

@@ -35,7 +35,7 @@ def test_run_directory_holds_config_checkpoint_events_and_architecture(run_dir):
   names = set(os.listdir(run_dir))
   assert {"config.json", "architecture.json", "checkpoints", "metrics.jsonl"} <= names
   assert any(n.startswith("events.out.tfevents") for n in names)
-  assert Checkpointer(str(run_dir / "checkpoints"), read_only=True).latest_epoch() == 2
+  assert Checkpointer(str(run_dir / "checkpoints"), read_only=True).latest() == 14
   cfg = json.loads((run_dir / "config.json").read_text())
   assert cfg["model"]["widths"] == [16, 12] and cfg["search"]["epochs"] == 3
   arch = architecture.load(str(run_dir / "architecture.json"))
@@ -80,7 +80,7 @@ def _state(workdir):
 def test_resume_continues_exactly(run_dir, tmp_path):
   resumed = tmp_path / "resumed"
   assert search(resumed, "--epochs", "1") == 0
-  assert Checkpointer(str(resumed / "checkpoints"), read_only=True).latest_epoch() == 1
+  assert Checkpointer(str(resumed / "checkpoints"), read_only=True).latest() == 7
   assert search(resumed, "--epochs", "2") == 0
   np.testing.assert_allclose(arch_weights(resumed), arch_weights(run_dir), atol=1e-6, rtol=0)
   a, rec_a = _state(resumed)
