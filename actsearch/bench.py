@@ -13,6 +13,7 @@ Each time is the median over ``repeats`` calls after warm-up; memory is XLA's
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import time
@@ -129,23 +130,158 @@ def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, floa
 
 TARGETS = {"mixed_over_fixed_fwd_bwd": 1.25, "second_over_first_step": 2.0,
            "search_over_fixed_temp_mb": 1.3}
+# The loop cases: whole-run step rate against the step alone (higher is better), per-seed
+# time of seeds trained together against one seed alone (lower is better).
+LOOP_TARGETS = {"search_loop_over_alone_rate": ">= 0.9", "retrain_loop_over_alone_rate": ">= 0.9",
+                "retrain_per_seed_over_one": "<= 1.0"}
 
 
-def table(results: dict[str, dict[str, float]]) -> str:
-  keys = list(next(iter(results.values())))
-  names = list(results)
-  rows = [("metric", *names, "target (mlp)")]
-  for k in keys:
-    rows.append((k, *(f"{results[n][k]:.3f}" for n in names),
-                 f"<= {TARGETS[k]}" if k in TARGETS else ""))
+def _markdown(rows) -> str:
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
   lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
   return "\n".join(lines)
 
 
-def run(cases=("mlp", "mnist1d_cnn"), repeats: int = 30, fused: bool = True) -> dict:
+def table(results: dict[str, dict[str, float]]) -> str:
+  """One table of the step cases side by side, then one per loop case."""
+  out = []
+  steps = [n for n in results if n not in ("loop", "retrain")]
+  if steps:
+    rows = [("metric", *steps, "target (mlp)")]
+    for k in results[steps[0]]:
+      rows.append((k, *(f"{results[n][k]:.3f}" for n in steps),
+                   f"<= {TARGETS[k]}" if k in TARGETS else ""))
+    out.append(_markdown(rows))
+  for name in ("loop", "retrain"):
+    if name in results:
+      rows = [(f"{name}: metric", "value", "target")]
+      rows += [(k, f"{v:.4g}", LOOP_TARGETS.get(k, "")) for k, v in results[name].items()]
+      out.append(_markdown(rows))
+  return "\n\n".join(out)
+
+
+CASES = ("mlp", "mnist1d_cnn", "loop", "retrain")
+
+
+def run(cases=CASES, repeats: int = 30, fused: bool = True, epochs: int | None = None) -> dict:
   kernel = fused and kernels.available()  # built before anything is timed (compile_s)
-  results = {name: run_case(name, repeats, fused) for name in cases}
+  results = {}
+  for name in cases:
+    if name == "loop":
+      results[name] = run_loop(repeats, epochs)
+    elif name == "retrain":
+      results[name] = run_retrain(repeats, epochs)
+    else:
+      results[name] = run_case(name, repeats, fused)
   return {"results": results, "devices": [str(d) for d in jax.devices()],
           "jax": jax.__version__, "repeats": repeats, "fused": fused, "kernel": kernel}
+
+
+def _rate_after_first_epoch(timeline: list, steps_per_epoch: int) -> float:
+  """Milliseconds per step of a run from the end of its first epoch (every compilation is
+  behind it: step, evaluation, checkpoint) to its end, evaluations and checkpoints included."""
+  start = next(t for step, t in timeline if step == steps_per_epoch)
+  end_step, end = timeline[-1]
+  return (end - start) * 1e3 / (end_step - steps_per_epoch)
+
+
+def _step_ms(step, state, batches, repeats: int) -> float:
+  """The bench's way to time a step: jitted, state donated, the same batches every call, the
+  median of ``repeats`` calls after warm-up."""
+  fresh = lambda tree: jax.tree.map(lambda a: jnp.asarray(np.array(a)), tree)  # donatable
+  compiled = jax.jit(step, donate_argnums=(0,)).lower(state, *batches).compile()
+  holder = {"s": fresh(state)}
+
+  def call():
+    holder["s"], metrics = compiled(holder["s"], *batches)
+    return metrics
+  return _median_ms({"step": call}, repeats)["step"]
+
+
+def _default_cnn(epochs: int | None) -> ml_collections.ConfigDict:
+  cfg = configs.load_config(os.path.join(ROOT, "experiments", "mnist1d_cnn.py"))
+  if epochs is not None:
+    cfg.search.epochs = cfg.retrain.epochs = epochs
+  return cfg
+
+
+def run_loop(repeats: int = 30, epochs: int | None = None) -> dict[str, float]:
+  """``loop``: the real ``actsearch search`` of the default experiment (its epochs, evaluation,
+  checkpoints, logs) against its own step alone. Discretization is argmax here: what follows
+  the loop (the shortlist's training) is not a search step."""
+  import tempfile
+
+  from actsearch import search
+
+  cfg = _default_cnn(epochs)
+  cfg.search.discretize = "argmax"
+  su = search.setup(cfg)
+  batch = cfg.search.batch_size
+  take = lambda x, y: {"x": jnp.asarray(x[:batch]), "y": jnp.asarray(y[:batch])}
+  alone = dataclasses.replace(su.step_fn, axis_name=None)
+  standalone = _step_ms(alone, su.state, (take(su.splits.x_train, su.splits.y_train),
+                                          take(su.splits.x_val, su.splits.y_val)), repeats)
+  timeline: list = []
+  with tempfile.TemporaryDirectory() as workdir:
+    search.run(cfg, workdir, progress=False, timeline=timeline)
+  whole = _rate_after_first_epoch(timeline, su.steps_per_epoch)
+  return {"search_step_alone_ms": standalone, "search_loop_ms_per_step": whole,
+          "search_loop_over_alone_rate": standalone / whole,
+          "search_steps_per_epoch": float(su.steps_per_epoch),
+          "search_epochs": float(cfg.search.epochs)}
+
+
+def _retrain_setup(cfg, seeds):
+  from actsearch import data, retrain
+
+  splits = data.load(cfg.data, retrain.SPLIT_SEED)
+  x = np.concatenate([splits.x_train, splits.x_val])
+  y = np.concatenate([splits.y_train, splits.y_val])
+  built = [models.build(cfg.model, splits.input_shape, splits.num_outputs,
+                        models.uniform_slots("relu"), nnx.Rngs(params=s)) for s in seeds]
+  state = retrain.stack([train_step.init_state(m, None)[1] for m in built])
+  return Objective(split_model(built[0])[0], splits.task), state, x, y
+
+
+def _retrain_loop(cfg, seeds, workdir: str):
+  """The retrain loop of a ReLU CNN over ``seeds``: (final state, timeline, seconds)."""
+  from actsearch import retrain
+
+  objective, state, x, y = _retrain_setup(cfg, seeds)
+  timeline: list = []
+  state, seconds = retrain.fit(cfg.retrain, objective, state, x, y, workdir, seeds,
+                               [f"seed{s}" for s in seeds], progress=False, timeline=timeline)
+  return state, timeline, seconds, len(x) // cfg.retrain.batch_size
+
+
+def run_retrain(repeats: int = 30, epochs: int | None = None) -> dict[str, float]:
+  """``retrain``: the retrain loop (5 seeds vmapped, the default recipe, ReLU CNN) against its
+  own step alone, and one seed alone against five together: per-seed wall time and the
+  largest difference between seed 0 trained alone and within the five."""
+  import tempfile
+
+  cfg = _default_cnn(epochs)
+  r = cfg.retrain
+  five = list(range(5))
+  objective, state, x, y = _retrain_setup(cfg, five)
+  steps = len(x) // r.batch_size
+  schedule = optim.weight_schedule(r, r.epochs * steps)
+  tx = optim.weight_optimizer(r, schedule)
+  state = jax.vmap(lambda st: st.replace(opt=tx.init(st.params)))(state)
+  rng = np.random.default_rng(0)
+  idx = rng.integers(0, len(x), (5, r.batch_size))
+  batch = {"x": jnp.asarray(x[idx]), "y": jnp.asarray(y[idx])}
+  alone = jax.vmap(train_step.TrainStep(objective, tx, schedule))
+  standalone = _step_ms(alone, state, (batch,), repeats)
+  with tempfile.TemporaryDirectory() as d:
+    together, timeline, seconds5, spe = _retrain_loop(cfg, five, os.path.join(d, "five"))
+    single, _, seconds1, _ = _retrain_loop(cfg, [0], os.path.join(d, "one"))
+  whole = _rate_after_first_epoch(timeline, spe)
+  diff = max(float(np.max(np.abs(np.asarray(a)[0] - np.asarray(b)[0])))
+             for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(single.params)))
+  return {"retrain_step_alone_ms": standalone, "retrain_loop_ms_per_step": whole,
+          "retrain_loop_over_alone_rate": standalone / whole,
+          "retrain_one_seed_s": seconds1, "retrain_five_seeds_s": seconds5,
+          "retrain_per_seed_over_one": seconds5 / 5 / seconds1,
+          "retrain_seed0_max_abs_diff": diff}

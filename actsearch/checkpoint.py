@@ -26,12 +26,15 @@ from orbax.checkpoint._src.path import atomicity
 from actsearch import hooks
 from actsearch.errors import WriteError
 
+_ARMED = [False]  # the ``insave`` test hook, decided when the save began (see ``save``)
+
 
 class _PausingRename(atomicity.AtomicRenameTemporaryPath):
   """orbax's atomic rename, with the ``insave`` test hook just before the commit."""
 
   async def finalize(self, *args, **kwargs):
-    hooks.at("insave")
+    if _ARMED[0]:
+      hooks.pause_here()
     return await super().finalize(*args, **kwargs)
 
 
@@ -59,6 +62,7 @@ class Checkpointer:
             primary_host=jax.process_index(), active_processes={jax.process_index()}))
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._read_only = read_only
+    self._pending: int | None = None  # the step a background save is writing
 
   def latest(self) -> int | None:
     """The key (global step; epoch in runs made before step keys) of the newest checkpoint."""
@@ -75,7 +79,12 @@ class Checkpointer:
                       + (f"checkpoint {max(kept)} is kept" if kept else "no checkpoint is kept"))
 
   def save(self, step: int, state: Any, record: dict) -> None:
+    self.wait()  # the save before (in the background) first: its error names its step
     state = jax.tree.map(np.asarray, state)
+    self._pending = step
+    # A background save commits while the loop runs on: whether the test hook pauses inside
+    # it is decided by the step count when it began, not when it commits.
+    _ARMED[0] = hooks.armed("insave")
     try:
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
@@ -87,7 +96,8 @@ class Checkpointer:
     try:
       self._manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001
-      raise self._failed(None, e) from None
+      raise self._failed(self._pending, e) from None
+    self._pending = None
 
   def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
     """The state (shaped like ``template``; None: as saved) and record of ``step`` (default:
@@ -117,4 +127,4 @@ class Checkpointer:
     try:
       self._manager.close()
     except Exception as e:  # noqa: BLE001
-      raise self._failed(None, e) from None
+      raise self._failed(self._pending, e) from None

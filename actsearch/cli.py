@@ -71,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
   b = sub.add_parser("bench", help="time and size the mixed activation and the search step")
   b.add_argument("--out", help="write the results as JSON")
   b.add_argument("--repeats", type=int, default=30, help="timed calls per measurement")
-  b.add_argument("--cases", default="mlp,mnist1d_cnn", help="comma-separated: mlp, mnist1d_cnn")
+  b.add_argument("--cases", default="mlp,mnist1d_cnn,loop,retrain",
+                 help="comma-separated: mlp, mnist1d_cnn, loop, retrain")
+  b.add_argument("--epochs", type=int, help="loop and retrain: epochs of the runs (default: "
+                 "the experiment's)")
   b.add_argument("--no-fused", action="store_true", help="the plain sum, for comparison")
   return p
 
@@ -152,10 +155,11 @@ def _bench(args) -> None:
   from actsearch import architecture, bench
 
   cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-  unknown = set(cases) - {"mlp", "mnist1d_cnn"}
-  if unknown or args.repeats < 1:
-    raise UserError(f"--cases takes mlp, mnist1d_cnn (got {args.cases!r}); --repeats >= 1")
-  report = bench.run(cases, args.repeats, fused=not args.no_fused)
+  unknown = set(cases) - set(bench.CASES)
+  if unknown or args.repeats < 1 or (args.epochs is not None and args.epochs < 2):
+    raise UserError(f"--cases takes {', '.join(bench.CASES)} (got {args.cases!r}); "
+                    "--repeats >= 1; --epochs >= 2")
+  report = bench.run(cases, args.repeats, fused=not args.no_fused, epochs=args.epochs)
   print(bench.table(report["results"]))
   if args.out:
     architecture.write_json_atomic(args.out, report)

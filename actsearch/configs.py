@@ -35,6 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_test = 0              # mnist1d: if > 0, num_samples train + num_test test examples
   c.data.data_seed = 42            # the dataset generator's seed (fixed: same data every run)
   c.data.val_fraction = 0.5        # share of the training data held out as the search's val split
+  c.data.resident_mb = 1024.0      # data up to this size stay on the devices (feed.py)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mlp"             # mlp | cnn1d
@@ -60,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.on_nonfinite = "stop"   # stop | skip: what a non-finite step does (health.py)
   c.search.max_skipped = 10        # skip: stop after this many non-finite steps in a row
   c.search.checkpoint_every = 0    # > 0: also a checkpoint every this many steps
+  c.search.async_checkpoints = True  # orbax writes checkpoints in a background thread
   c.search.eval_every = 1          # epochs between val evaluations of the supernet (and the last)
   c.search.discretize = "argmax"   # argmax | perturbation | shortlist (actsearch/discretize.py)
   c.search.shortlist_k = 2         # shortlist: candidates per slot (the largest weights)
@@ -86,6 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrain.on_nonfinite = "stop"  # stop | skip, as search.on_nonfinite
   c.retrain.max_skipped = 10
   c.retrain.checkpoint_every = 0   # > 0: also a checkpoint every this many steps
+  c.retrain.async_checkpoints = True
   c.retrain.seeds = 5              # seeds 0 .. seeds-1, the same for every variant (paired)
   c.retrain.baselines = ["relu", "gelu", "silu", "elu"]  # one candidate in every slot each
 
@@ -208,6 +211,8 @@ def check(cfg: ml_collections.ConfigDict) -> None:
     raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
   discretize.get(s.discretize)
   check_run(s, "search")
+  if not isinstance(cfg.data.resident_mb, (int, float)) or cfg.data.resident_mb < 0:
+    raise UserError(f"data.resident_mb must be a number >= 0, got {cfg.data.resident_mb!r}")
   if not 0.0 < s.shrink_until <= 1.0:
     raise UserError(f"search.shrink_until must lie in (0, 1], got {s.shrink_until}")
   for key in ("shortlist_k", "shortlist_max", "shortlist_epochs", "shortlist_seeds"):

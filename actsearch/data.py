@@ -8,6 +8,7 @@ retraining and reporting. Labels decide the task: integer labels are classificat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zipfile
 
@@ -46,8 +47,14 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, num_test: int = 0) -> dict[
 
   With ``num_test == 0``, ``num_samples`` examples split 80/20 into train and test (the
   generator's own split); otherwise ``num_samples`` training examples and ``num_test`` more
-  for the test split, from one generated set of ``num_samples + num_test``.
+  for the test split, from one generated set of ``num_samples + num_test``. Generated once
+  per process and arguments (18,000 examples take seconds); callers get copies.
   """
+  return {k: v.copy() for k, v in _mnist1d(int(num_samples), int(seed), int(num_test)).items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d(num_samples: int, seed: int, num_test: int) -> dict[str, np.ndarray]:
   from mnist1d import data as m1d  # imported lazily: it pulls in requests and pickle helpers
 
   args = m1d.get_dataset_args()

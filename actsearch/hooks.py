@@ -49,20 +49,36 @@ def _pause(path: str) -> None:
     time.sleep(1)
 
 
-def step_taken(block=None) -> None:
+def step_taken(block=None, before_pause=None) -> None:
   """Counts one step; pauses after step N (``block`` is waited for first: the step's
-  result, so that the step has really run)."""
+  result, so that the step has really run; then ``before_pause``: a background checkpoint
+  save, so that the moment is the same whatever the machine's speed)."""
   _steps[0] += 1
   spec = _spec()
   if spec is not None and spec[2] == "step" and _steps[0] == spec[0]:
     if block is not None:
       import jax
       jax.block_until_ready(block)
+    if before_pause is not None:
+      before_pause()
     _pause(spec[1])
 
 
-def at(where: str) -> None:
-  """Pauses at ``where`` once step N has been taken."""
+def armed(where: str) -> bool:
+  """Whether the process is to pause at ``where`` now (step N has been taken)."""
+  spec = _spec()
+  return spec is not None and spec[2] == where and _steps[0] >= spec[0]
+
+
+def pause_here() -> None:
+  """Pauses unconditionally (a caller that checked ``armed`` earlier)."""
+  _pause(_spec()[1])
+
+
+def at(where: str, before_pause=None) -> None:
+  """Pauses at ``where`` once step N has been taken (after ``before_pause``)."""
   spec = _spec()
   if spec is not None and spec[2] == where and _steps[0] >= spec[0]:
+    if before_pause is not None:
+      before_pause()
     _pause(spec[1])

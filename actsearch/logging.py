@@ -10,6 +10,7 @@ import os
 from tensorboardX import SummaryWriter as _QueuedSummaryWriter
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.writer import FileWriter
 
 _WRITERS = itertools.count()
@@ -125,8 +126,10 @@ class RunLogger:
   def scalars(self, step: int, values: dict[str, float]) -> None:
     if not self.enabled:
       return
-    for tag, value in values.items():
-      self.writer.add_scalar(tag, float(value), global_step=step)
+    # One event per step with every tag (tensorboardX's add_scalar writes one per tag).
+    summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))
+                             for tag, value in values.items()])
+    self.writer.file_writer.add_summary(summary, global_step=step)
     if self._jsonl is None:
       self._jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a", encoding="utf-8")
     record = {"step": step, **{k: (float(v) if math.isfinite(float(v)) else str(float(v)))

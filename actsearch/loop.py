@@ -20,10 +20,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -53,6 +55,7 @@ class Task:
   on_nonfinite: str = "stop"                  # stop | skip (health.guard drops the update)
   max_skipped: int = 10                       # skip: stop after this many in a row
   desc: str = "epochs"                        # progress bar label
+  metric_keys: list[str] | None = None        # the step's metrics come packed (``packed``)
 
 
 def prepare_workdir(workdir: str, cfg: ml_collections.ConfigDict, primary: bool) -> None:
@@ -90,6 +93,20 @@ def _fmt(v) -> str:
   return f"{float(np.mean(v)):.3f}"
 
 
+def packed(step_fn: Callable) -> Callable:
+  """``step_fn`` with its metrics packed into one array ``[..., K]`` (keys sorted, in
+  ``.keys`` once traced): a step then hands the host one small array instead of one per
+  metric, which a fast step would otherwise spend much of its time creating and copying."""
+  keys: list[str] = []
+
+  def fn(state, *args):
+    state, metrics = step_fn(state, *args)
+    keys[:] = sorted(metrics)
+    return state, jnp.stack([jnp.asarray(metrics[k], jnp.float32) for k in keys], axis=-1)
+  fn.keys = keys
+  return fn
+
+
 def stretches(start: int, stop: int, steps_per_epoch: int, every: int) -> list[tuple[int, int]]:
   """The stretches ``[a, b)`` of global steps from ``start`` to ``stop``: each ends at an
   epoch's end or at a multiple of ``every`` (if positive), whichever comes first."""
@@ -108,11 +125,12 @@ def _position(record: dict, steps_per_epoch: int) -> int:
   return int(record.get("step", int(record["epoch"]) * steps_per_epoch))
 
 
-def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
-        ) -> tuple[Any, dict]:
+def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
+        timeline: list | None = None) -> tuple[Any, dict]:
   """Runs ``task`` from the newest good checkpoint of ``run_dir`` (or ``state``) to its stop
   epoch; returns the final state (on the host) and the last checkpoint's record. The caller
-  owns ``logger`` (and closes it)."""
+  owns ``logger`` (and closes it). ``timeline``: ``(global step, time.perf_counter())`` is
+  appended after each stretch's checkpoint (the bench's whole-run step rate)."""
   primary = jax.process_index() == 0
   ckpt_dir = os.path.join(run_dir, "checkpoints")
   # Only process 0 writes; the others read the newest checkpoint to resume from it.
@@ -144,8 +162,11 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
         step_metrics.append(m)
         if bar is not None:
           bar.update(1)
-        hooks.step_taken(state_r)
-      step_metrics = [parallel.unreplicate(m) for m in step_metrics]  # one sync per stretch
+        hooks.step_taken(state_r, before_pause=ckpt.wait if primary else None)
+      step_metrics = parallel.unreplicate_all(step_metrics)  # one sync per stretch
+      if task.metric_keys is not None:
+        step_metrics = [{k: v[..., j] for j, k in enumerate(task.metric_keys)}
+                        for v in step_metrics]
       for i, m in enumerate(step_metrics):
         skipped = _skipped(m)
         if task.on_nonfinite == "skip":
@@ -188,9 +209,11 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True
       if task.on_nonfinite == "skip":
         record["skipped_steps"] = np.asarray(skipped_total).tolist()
         record["in_a_row"] = np.asarray(in_a_row).tolist()
-      hooks.at("save")
+      hooks.at("save", before_pause=ckpt.wait if primary else None)
       if primary:
         ckpt.save(end, parallel.unreplicate(state_r), record)
+      if timeline is not None:
+        timeline.append((end, time.perf_counter()))
       if bar is not None:
         last = step_metrics[-1]
         bar.set_postfix({"epoch": epoch + 1, "loss": _fmt(last["train/loss"]),

@@ -29,9 +29,24 @@ def replicate(tree):
 _identity = jax.pmap(lambda tree: tree)
 
 
+def replicate_sharded(tree):
+  """A pytree whose leaves lead with the local-device axis, slice ``i`` placed on device
+  ``i`` (as ``pmap`` inputs are)."""
+  return _identity(tree)
+
+
 def unreplicate(tree):
   """The first local replica of a pmapped pytree, as numpy."""
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:]), tree)
+
+
+def unreplicate_all(trees: list) -> list:
+  """``unreplicate`` of many pytrees with one transfer: the first replicas of all leaves are
+  copied to the host together (one device sync, not one per leaf)."""
+  leaves, treedef = jax.tree.flatten(trees)
+  first = [x.addressable_data(0) for x in leaves]
+  host = [np.asarray(h).reshape(x.shape[1:]) for h, x in zip(jax.device_get(first), leaves)]
+  return jax.tree.unflatten(treedef, host)
 
 
 def assert_replicated(tree, what: str) -> None:

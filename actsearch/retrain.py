@@ -44,6 +44,7 @@ from actsearch import (
   train_step,
 )
 from actsearch.errors import UserError
+from actsearch.feed import Feed
 from actsearch.lock import WorkdirLock
 from actsearch.logging import SeedLoggers
 from actsearch.objective import Objective, split_model
@@ -100,12 +101,14 @@ def stack(trees):
 
 def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray,
         y: np.ndarray, run_dir: str, seeds: Sequence[int], names: Sequence[str], *,
-        progress: bool = True, desc: str = "retrain", test=None):
+        progress: bool = True, desc: str = "retrain", test=None, timeline: list | None = None,
+        resident_mb: float = 1024):
   """Trains the members of a stacked ``TrainState`` (leading axis) together on ``x, y`` with
   the recipe ``r``; member ``i`` sees the batch order of ``seeds[i]`` and logs to
   ``run_dir/names[i]``. Resumes from ``run_dir``. ``test = (x, y)``: scored and logged
   (``test/...``) after the last epoch, before the last checkpoint, so that a resumed run
-  logs it once. Returns the state and the wall time."""
+  logs it once. ``resident_mb``: ``feed.Feed``'s limit. Returns the state and the wall
+  time."""
   if r.batch_size % jax.device_count():
     raise UserError(f"retrain.batch_size {r.batch_size} is not divisible by the "
                     f"{jax.device_count()} devices")
@@ -116,26 +119,26 @@ def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray
   tx = optim.weight_optimizer(r, schedule)
   state = jax.vmap(lambda st: st.replace(opt=tx.init(st.params)))(state) \
       if state.opt is None else state
-  step = parallel.pmapped(jax.vmap(health.guard(
+  feed = Feed([(x, y)], lambda epoch: [np.stack([
+      data.epoch_order(len(x), r.batch_size, s, epoch) for s in seeds])], steps, resident_mb,
+      members=True, what="training data")
+  step = loop.packed(jax.vmap(feed.wrap(health.guard(
       train_step.TrainStep(objective, tx, schedule, axis_name=parallel.AXIS),
-      r.get("on_nonfinite", "stop"))))
-
-  def batches(epoch, first, stop):
-    orders = np.stack([data.epoch_order(len(x), r.batch_size, s, epoch) for s in seeds])
-    for i in range(first, stop):
-      yield (parallel.batch(x, y, orders[:, i], axis=1),)
+      r.get("on_nonfinite", "stop"))), in_axes=feed.in_axes()))
 
   evaluate = None if test is None else evaluator(objective, *test, r.eval_batch_size, "test")
-  task = loop.Task(step=step, batches=batches, steps_per_epoch=steps, stop_epoch=r.epochs,
+  task = loop.Task(step=parallel.pmapped(step), metric_keys=step.keys, batches=feed.batches,
+                   steps_per_epoch=steps, stop_epoch=r.epochs,
                    evaluate=evaluate, eval_every=r.epochs,
                    checkpoint_every=r.get("checkpoint_every", 0),
+                   async_checkpoints=r.get("async_checkpoints", False),
                    on_nonfinite=r.get("on_nonfinite", "stop"),
                    max_skipped=r.get("max_skipped", 10), hint="lower retrain.lr",
                    desc=f"{desc} {os.path.basename(run_dir)} epochs")
   loggers = SeedLoggers(run_dir, list(names), jax.process_index() == 0)
   start = time.perf_counter()
   try:
-    state, _ = loop.run(task, state, run_dir, loggers, progress=progress)
+    state, _ = loop.run(task, state, run_dir, loggers, progress=progress, timeline=timeline)
   finally:
     loggers.close()
   return state, time.perf_counter() - start
@@ -166,7 +169,8 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
   objective = Objective(graphdef, splits.task)
   names = [f"seed{s}" for s in seeds]
   state, seconds = fit(r, objective, state, x_fit, y_fit, run_dir, seeds, names,
-                       progress=progress, test=(splits.x_test, splits.y_test))
+                       progress=progress, test=(splits.x_test, splits.y_test),
+                       resident_mb=cfg.data.resident_mb)
   test = score(objective, state, splits.x_test, splits.y_test, r.eval_batch_size, "test")
   train = score(objective, state, x_fit, y_fit, r.eval_batch_size, "train")
   params = models.param_count(built[0])

@@ -35,6 +35,7 @@ from actsearch import (
   selection,
 )
 from actsearch.errors import UserError
+from actsearch.feed import Feed
 from actsearch.lock import WorkdirLock
 from actsearch.logging import RunLogger
 from actsearch.objective import Objective
@@ -137,7 +138,8 @@ def _shrinker(su: Setup):
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None = None,
-        data_path: str | None = None, progress: bool = True) -> dict:
+        data_path: str | None = None, progress: bool = True,
+        timeline: list | None = None) -> dict:
   """Searches, resuming from ``workdir`` if it holds a checkpoint; returns the architecture."""
   if data_path:
     cfg.data.name, cfg.data.path = "npz", os.path.abspath(data_path)
@@ -147,29 +149,30 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
     raise UserError(f"--epochs must be a positive integer, got {stop}")
   primary = jax.process_index() == 0
   with WorkdirLock(workdir, enabled=primary):  # one run per workdir
-    return _search(su, workdir, stop, primary, progress)
+    return _search(su, workdir, stop, primary, progress, timeline)
 
 
-def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool) -> dict:
+def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool,
+            timeline: list | None) -> dict:
   cfg = su.cfg
   loop.prepare_workdir(workdir, cfg, primary)
   splits, batch = su.splits, cfg.search.batch_size
 
-  def batches(epoch, first, stop):
-    order_tr = data.epoch_order(len(splits.x_train), batch, cfg.seed, 2 * epoch)
-    order_va = data.epoch_order(len(splits.x_val), batch, cfg.seed, 2 * epoch + 1)
-    for i in range(first, stop):
-      yield (parallel.batch(splits.x_train, splits.y_train, order_tr[i]),
-             parallel.batch(splits.x_val, splits.y_val, order_va[i]))
-
+  feed = Feed([(splits.x_train, splits.y_train), (splits.x_val, splits.y_val)],
+              lambda epoch: [
+                  data.epoch_order(len(splits.x_train), batch, cfg.seed, 2 * epoch),
+                  data.epoch_order(len(splits.x_val), batch, cfg.seed, 2 * epoch + 1)],
+              su.steps_per_epoch, cfg.data.resident_mb, what="train and val splits")
+  step = loop.packed(feed.wrap(health.guard(su.step_fn, cfg.search.on_nonfinite)))
   task = loop.Task(
-      step=parallel.pmapped(health.guard(su.step_fn, cfg.search.on_nonfinite)),
-      batches=batches, steps_per_epoch=su.steps_per_epoch,
+      step=parallel.pmapped(step), metric_keys=step.keys,
+      batches=feed.batches, steps_per_epoch=su.steps_per_epoch,
       on_nonfinite=cfg.search.on_nonfinite, max_skipped=cfg.search.max_skipped,
       stop_epoch=stop, epochs=cfg.search.epochs,
       evaluate=evaluate.evaluator(su.objective, splits.x_val, splits.y_val,
                                   cfg.search.eval_batch_size, prefix="val"),
       eval_every=cfg.search.eval_every, checkpoint_every=cfg.search.checkpoint_every,
+      async_checkpoints=cfg.search.async_checkpoints,
       epoch_scalars=lambda state: arch_scalars(su, state),
       check=lambda state_r: parallel.assert_replicated(state_r.arch, "alpha"),
       after_epoch=_shrinker(su) if cfg.search.shrink else None,
@@ -179,7 +182,8 @@ def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool) -
     slot_names = [n for n, _ in models.slots(su.model)]
     logger.at_open(  # one chart per slot with all its candidates' weights
         lambda writer: plots.add_layout(writer, slot_names, list(cfg.search.candidates)))
-    state, record = loop.run(task, su.state, workdir, logger, progress=progress)
+    state, record = loop.run(task, su.state, workdir, logger, progress=progress,
+                             timeline=timeline)
     arch = discretized(su, state, record.get("metrics", {}), workdir)
     if primary:
       architecture.save(os.path.join(workdir, "architecture.json"), arch)

@@ -97,7 +97,8 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
     trained, seconds = retrain.fit(r, objective, stacked, splits.x_train, splits.y_train,
                                    run_dir, seeds * len(nets),
                                    [f"net{i}/seed{s}" for i in range(len(nets)) for s in seeds],
-                                   progress=progress, desc="shortlist")
+                                   progress=progress, desc="shortlist",
+                                   resident_mb=cfg.data.resident_mb)
     out = retrain.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]

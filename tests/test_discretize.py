@@ -103,7 +103,8 @@ TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "search.epochs=2", "--no-progress"]
 
 
-@pytest.mark.parametrize("method", ["perturbation", "shortlist"])
+@pytest.mark.parametrize("method", [pytest.param("perturbation", marks=pytest.mark.slow),
+                                    "shortlist"])
 def test_each_method_through_the_search_records_scores_and_shows_them(method, tmp_path, capsys):
   workdir = tmp_path / method
   assert cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),

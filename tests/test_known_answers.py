@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = range(5)
 
 
-@pytest.mark.parametrize("teacher", ["sin", "gaussian"])
+# gaussian runs with the slow tests (make test-all): it takes as long as sin and checks the same
+@pytest.mark.parametrize("teacher", ["sin", pytest.param("gaussian", marks=pytest.mark.slow)])
 def test_search_recovers_the_teacher_activation(teacher, tmp_path):
   assert teacher in configs.DEFAULT_CANDIDATES
   choices = []

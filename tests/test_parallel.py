@@ -70,7 +70,8 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("order", ["first", "second"])  # second: val factors gathered
+# second (val factors gathered) runs with the slow tests (make test-all)
+@pytest.mark.parametrize("order", ["first", pytest.param("second", marks=pytest.mark.slow)])
 def test_two_processes_match_one_process_with_two_devices(tmp_path, order):
   import subprocess
   import sys

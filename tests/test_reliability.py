@@ -95,6 +95,7 @@ def test_skip_drops_the_step_finishes_and_reports_the_count(tmp_path):
   assert np.isfinite(arch_weights(workdir)).all()
 
 
+@pytest.mark.slow
 def test_skip_stops_after_too_many_in_a_row(tmp_path):
   proc = run_cli(*_args(tmp_path / "s", "search.on_nonfinite=skip", "search.max_skipped=1"),
                  env={health.POISON_ENV: "14"})

@@ -108,6 +108,7 @@ def test_seeds_trained_together_equal_each_seed_alone(arch_path):
     assert both["seeds"][1][key] == pytest.approx(alone["seeds"][0][key], abs=1e-5), key
 
 
+@pytest.mark.slow  # tests/test_kill.py kills a retrain at three moments
 def test_a_killed_retrain_does_not_train_a_finished_variant_again(arch_path, tmp_path):
   workdir = tmp_path / "rt"
   args = ["retrain", str(arch_path), "--workdir", str(workdir), *RETRAIN]
