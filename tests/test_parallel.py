@@ -31,15 +31,43 @@ def _state(workdir, sets):
   return checkpoint_state(workdir, sets)[0]
 
 
-def test_twenty_steps_agree_on_one_two_and_four_devices(tmp_path):
+# Runs ``actsearch ARGS`` and prints how many XLA compilations had happened at each checkpoint.
+COUNTING = """
+import json, sys, jax
+from actsearch import cli
+from actsearch.checkpoint import Checkpointer
+compiles, at_save = [0], []
+def listener(event, duration, **kwargs):
+  compiles[0] += event == "/jax/core/compile/backend_compile_duration"
+jax.monitoring.register_event_duration_secs_listener(listener)
+real_save = Checkpointer.save
+def save(self, *args):
+  at_save.append(compiles[0])
+  return real_save(self, *args)
+Checkpointer.save = save
+rc = cli.main(sys.argv[1:])
+print("COMPILES " + json.dumps(at_save))
+sys.exit(rc)
+"""
+
+
+def test_twenty_steps_agree_and_compile_once_on_one_two_and_four_devices(tmp_path):
+  import subprocess
+  import sys
   sets = [*SETS, "search.order=second"]
   states = {}
   for n in (1, 2, 4):
     args, env = _search(tmp_path / f"d{n}", n, sets=sets)
-    proc = run_cli(*args, env=env)
+    proc = subprocess.run([sys.executable, "-c", COUNTING, *args], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     states[n] = _state(tmp_path / f"d{n}", sets)
     assert int(states[n].step) == 20
+    # Everything (step, evaluation, logging ops) compiles in epoch 1; epoch 2 compiles nothing.
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("COMPILES "))
+    first, second = __import__("json").loads(line.split(" ", 1)[1])
+    assert first > 0 and second == first, (n, first, second)
   for n in (2, 4):
     chex.assert_trees_all_close(states[n].arch, states[1].arch, atol=1e-5, rtol=0)
     chex.assert_trees_all_close(states[n].params, states[1].params, atol=1e-5, rtol=0)
