@@ -118,16 +118,20 @@ def test_retrain_skips_a_poisoned_step_for_each_seed(tmp_path):
     assert acc.Scalars("health/skipped_steps")[-1].value == 1.0
 
 
-@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
   damaged = tmp_path / "damaged"
-  assert run_cli(*_args(damaged), "--epochs", "2").returncode == 0
-  for path in (damaged / "checkpoints" / "2" / "state").rglob("*"):
-    if path.is_file():
-      path.write_bytes(b"")  # truncated
+  assert run_cli(*_args(damaged), "--epochs", "2").returncode == 0  # checkpoints 10 and 20
+  files = [p for p in (damaged / "checkpoints" / "20" / "state").rglob("*") if p.is_file()]
+  assert files
+  for path in files:
+    path.write_bytes(b"")  # truncated
   resumed = run_cli(*_args(damaged))
   assert resumed.returncode == 0, resumed.stderr
-  assert "checkpoint 2" in resumed.stderr and "is damaged" in resumed.stderr
+  assert "checkpoint 20 in" in resumed.stderr and "is damaged" in resumed.stderr
   assert run_cli(*_args(tmp_path / "straight")).returncode == 0
-  np.testing.assert_allclose(arch_weights(damaged), arch_weights(tmp_path / "straight"),
-                             atol=1e-6, rtol=0)
+  a, record_a = checkpoint_state(damaged, SETS)
+  b, record_b = checkpoint_state(tmp_path / "straight", SETS)
+  assert record_a == record_b and int(a.step) == 30
+  import jax
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bit for bit
