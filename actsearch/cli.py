@@ -178,11 +178,14 @@ COMPILED = ("search", "retrain", "reproduce", "bench")  # commands that run comp
 
 def _quiet_background_writers() -> None:
   """A failed checkpoint write is reported by ``Checkpointer`` in one line. orbax would also
-  log it (with tracebacks) from its writer threads through absl, and tensorstore's callbacks
-  would raise into the closed event loops of those threads; both are silenced here."""
+  log it (with tracebacks) from its writer threads through absl; asyncio would log its tasks'
+  unretrieved exception when they are collected (at exit, or whenever the collector runs);
+  tensorstore's callbacks would raise into the closed event loops of those threads. All three
+  are silenced here."""
   import logging
 
-  logging.getLogger("absl").setLevel(logging.CRITICAL)
+  for name in ("absl", "asyncio"):
+    logging.getLogger(name).setLevel(logging.CRITICAL)
   default = sys.unraisablehook
 
   def hook(unraisable):
