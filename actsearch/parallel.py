@@ -37,7 +37,7 @@ def replicate_sharded(tree):
 
 def unreplicate(tree):
   """The first local replica of a pmapped pytree, as numpy."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:]), tree)
+  return unreplicate_all([tree])[0]
 
 
 def unreplicate_all(trees: list) -> list:
