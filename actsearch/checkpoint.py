@@ -5,6 +5,14 @@ A checkpoint holds the whole state (weights, alpha, both optimizer states, rng, 
 small JSON record (step, epoch, last metrics, skip counters). The data order of an epoch is a
 function of (seed, epoch), so the global step is all a resumed run needs to know where it is.
 
+Layout: the state's leaves are packed into one byte array (``pack``) saved as one orbax
+item, without OCDBT; the record and the layout that undoes the packing (each leaf's path,
+dtype, shape and byte offset) go in the checkpoint's ``custom_metadata``. orbax's cost per
+save grows with the number of arrays and items: for the 32 arrays of the default search state
+(42 KB) a save cost about 44 ms of CPU as one array per leaf plus a JSON item, and 14 ms as
+one array (README, "The loop"). Checkpoints written before this layout (items ``state`` and
+``record``) are still restored.
+
 Atomicity is orbax's: a save writes ``<step>.orbax-checkpoint-tmp`` and renames it when
 complete; a directory left half-written by a kill is not a checkpoint and is replaced by the
 next save of that step. A save that cannot write (disk full, file too large) raises
@@ -38,6 +46,40 @@ class _PausingRename(atomicity.AtomicRenameTemporaryPath):
     return await super().finalize(*args, **kwargs)
 
 
+def pack(state: Any) -> tuple[np.ndarray, list[list]]:
+  """The leaves of ``state`` as one byte array (each leaf's bytes in leaf order, native byte
+  order), and the layout ``[[path, dtype, shape, offset], ...]`` that ``unpack`` reads them
+  back with."""
+  leaves, layout, offset = [], [], 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    leaf = np.asarray(leaf)
+    layout.append([jax.tree_util.keystr(path), leaf.dtype.name, list(leaf.shape), offset])
+    leaves.append(leaf.reshape(-1).view(np.uint8))
+    offset += leaf.nbytes
+  return np.concatenate(leaves) if leaves else np.zeros(0, np.uint8), layout
+
+
+def unpack(packed: np.ndarray, layout: list[list], template: Any = None) -> Any:
+  """The state ``pack`` made: shaped like ``template``, or (None) a dict by leaf path. Raises
+  ``ValueError`` if the layout does not fit the template or the bytes."""
+  packed = np.asarray(packed, np.uint8)
+  leaves = []
+  for _, dtype, shape, offset in layout:
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset + size > packed.size:
+      raise ValueError("the packed state is shorter than its layout")
+    leaves.append(packed[offset:offset + size].view(dtype).reshape(shape).copy())
+  if template is None:
+    return {path: leaf for (path, *_), leaf in zip(layout, leaves)}
+  want = jax.tree_util.tree_leaves_with_path(template)
+  if [jax.tree_util.keystr(p) for p, _ in want] != [e[0] for e in layout] or any(
+      np.shape(t) != leaf.shape or np.asarray(t).dtype != leaf.dtype
+      for (_, t), leaf in zip(want, leaves)):
+    raise ValueError("the checkpoint holds another state than this run's")
+  return jax.tree.unflatten(jax.tree.structure(template), leaves)
+
+
 class Checkpointer:
   """Checkpoints of a run in ``directory``; keeps the newest ``max_to_keep``. With
   ``asynchronous``, ``save`` returns once the state is on the host and orbax writes it in a
@@ -60,7 +102,11 @@ class Checkpointer:
         # processes of a multi-host search hold identical replicas of the state.
         multiprocessing_options=ocp.options.MultiprocessingOptions(
             primary_host=jax.process_index(), active_processes={jax.process_index()}))
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._options = options
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers=ocp.StandardCheckpointHandler(use_ocdbt=False))
+    self._legacy = None  # a manager for checkpoints in the layout before ``pack``
     self._read_only = read_only
     self._pending: int | None = None  # the step a background save is writing
 
@@ -80,14 +126,14 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, record: dict) -> None:
     self.wait()  # the save before (in the background) first: its error names its step
-    state = jax.tree.map(np.asarray, state)
+    packed, layout = pack(state)
     self._pending = step
     # A background save commits while the loop runs on: whether the test hook pauses inside
     # it is decided by the step count when it began, not when it commits.
     _ARMED[0] = hooks.armed("insave")
     try:
-      self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
+      self._manager.save(step, args=ocp.args.StandardSave({"state": packed}),
+                         custom_metadata={"record": record, "layout": layout})
     except Exception as e:  # noqa: BLE001 - tensorstore and orbax raise many kinds
       raise self._failed(step, e) from None
 
@@ -103,9 +149,19 @@ class Checkpointer:
     """The state (shaped like ``template``; None: as saved) and record of ``step`` (default:
     newest)."""
     step = self.latest() if step is None else step
+    if os.path.isdir(os.path.join(self.directory, str(step), "state")):
+      return self._restore_legacy(template, step)
+    meta = self._manager.metadata(step).custom_metadata
+    packed = self._manager.restore(step, args=ocp.args.StandardRestore())
+    return unpack(packed["state"], meta["layout"], template), meta["record"]
+
+  def _restore_legacy(self, template: Any, step: int) -> tuple[Any, dict]:
+    """A checkpoint of items ``state`` (a pytree as is) and ``record`` (JSON)."""
+    if self._legacy is None:
+      self._legacy = ocp.CheckpointManager(self.directory, options=self._options)
     abstract = None if template is None else jax.tree.map(
         ocp.utils.to_shape_dtype_struct, jax.tree.map(np.asarray, template))
-    out = self._manager.restore(step, args=ocp.args.Composite(
+    out = self._legacy.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
     return out.state, out.record
 
@@ -124,6 +180,8 @@ class Checkpointer:
     return None
 
   def close(self) -> None:
+    if self._legacy is not None:
+      self._legacy.close()
     try:
       self._manager.close()
     except Exception as e:  # noqa: BLE001

@@ -176,6 +176,7 @@ def _result(proc):
   return ok == "True", used == "True", float(total), out, err
 
 
+@pytest.mark.slow  # two fresh builds of the kernel (21 s); the unwritable-cache build stays
 def test_two_first_uses_at_once_build_one_library_and_leave_no_temporary(tmp_path):
   procs = [_probe(tmp_path / "cache") for _ in range(2)]
   results = [_result(p) for p in procs]

@@ -54,6 +54,7 @@ def test_a_live_run_holds_its_workdir_and_a_killed_one_does_not(tmp_path):
   assert json.loads((workdir / "architecture.json").read_text())["layers"]
 
 
+@pytest.mark.slow  # retrain's lock (12 s); the search's lock test stays
 def test_a_retrain_on_a_held_workdir_is_refused(tmp_path):
   arch = tmp_path / "s" / "architecture.json"
   assert run_cli(*_args(tmp_path / "s", "search.epochs=1")).returncode == 0
@@ -103,6 +104,7 @@ def test_skip_stops_after_too_many_in_a_row(tmp_path):
   assert "1 non-finite steps in a row up to step 14 (epoch 2)" in proc.stderr
 
 
+@pytest.mark.slow  # retrain's skip per seed (24 s); the search's skip test stays
 def test_retrain_skips_a_poisoned_step_for_each_seed(tmp_path):
   assert run_cli(*_args(tmp_path / "s", "search.epochs=1")).returncode == 0
   proc = run_cli("retrain", str(tmp_path / "s" / "architecture.json"), "--workdir",
@@ -121,7 +123,7 @@ def test_retrain_skips_a_poisoned_step_for_each_seed(tmp_path):
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
   damaged = tmp_path / "damaged"
   assert run_cli(*_args(damaged), "--epochs", "2").returncode == 0  # checkpoints 10 and 20
-  files = [p for p in (damaged / "checkpoints" / "20" / "state").rglob("*") if p.is_file()]
+  files = [p for p in (damaged / "checkpoints" / "20" / "default").rglob("*") if p.is_file()]
   assert files
   for path in files:
     path.write_bytes(b"")  # truncated
