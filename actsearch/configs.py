@@ -57,12 +57,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.clamp = 0.0             # > 0: each slot's output clipped to [-clamp, clamp]
   c.search.shrink = False          # progressive shrinking: drop the weakest candidates per epoch
   c.search.shrink_until = 0.75     # shrink: share of the epochs after which one is left
-  c.search.eval_batch_size = 500   # batch for evaluating the supernet on the val split
+  c.search.eval_batch_size = 1000  # batch for evaluating the supernet on the val split
   c.search.on_nonfinite = "stop"   # stop | skip: what a non-finite step does (health.py)
   c.search.max_skipped = 10        # skip: stop after this many non-finite steps in a row
   c.search.checkpoint_every = 0    # > 0: also a checkpoint every this many steps
-  c.search.async_checkpoints = True  # orbax writes checkpoints in a background thread
-  c.search.eval_every = 1          # epochs between val evaluations of the supernet (and the last)
+  # true: orbax writes checkpoints in a background thread; unset (null): only where the step
+  # runs on an accelerator (on a CPU a background save takes the cores the steps run on)
+  c.search.async_checkpoints = config_dict.placeholder(bool)
+  # Epochs between val evaluations of the supernet (and the last); every step logs the loss
+  # of its own val batch (val_batch/*) in any case.
+  c.search.eval_every = 5
   c.search.discretize = "argmax"   # argmax | perturbation | shortlist (actsearch/discretize.py)
   c.search.shortlist_k = 2         # shortlist: candidates per slot (the largest weights)
   c.search.shortlist_max = 16      # shortlist: at most this many networks
@@ -88,7 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrain.on_nonfinite = "stop"  # stop | skip, as search.on_nonfinite
   c.retrain.max_skipped = 10
   c.retrain.checkpoint_every = 0   # > 0: also a checkpoint every this many steps
-  c.retrain.async_checkpoints = True
+  c.retrain.async_checkpoints = config_dict.placeholder(bool)  # as search.async_checkpoints
   c.retrain.seeds = 5              # seeds 0 .. seeds-1, the same for every variant (paired)
   c.retrain.baselines = ["relu", "gelu", "silu", "elu"]  # one candidate in every slot each
 
@@ -221,12 +225,21 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   check_retrain(cfg.retrain)
 
 
+# Keys that say how a run goes, not what it computes: a run may resume with other values.
+RUN_ONLY = ("search.eval_every", "search.eval_batch_size", "search.checkpoint_every",
+            "search.async_checkpoints", "retrain.checkpoint_every", "retrain.async_checkpoints",
+            "data.resident_mb")
+
+
 def check_run(node: ml_collections.ConfigDict, where: str) -> None:
   """The keys every loop reads: non-finite policy, checkpoint and evaluation cadence."""
   for key, low in (("checkpoint_every", 0), ("eval_every", 1)):
     value = node.get(key, low)
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise UserError(f"{where}.{key} must be an integer >= {low}, got {value!r}")
+  if node.get("async_checkpoints") not in (True, False, None):
+    raise UserError(f"{where}.async_checkpoints must be true, false or null, got "
+                    f"{node.async_checkpoints!r}")
   if node.on_nonfinite not in health.POLICIES:
     raise UserError(f"{where}.on_nonfinite is {node.on_nonfinite!r}; known: "
                     f"{', '.join(health.POLICIES)}")

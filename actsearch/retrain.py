@@ -131,7 +131,7 @@ def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray
                    steps_per_epoch=steps, stop_epoch=r.epochs,
                    evaluate=evaluate, eval_every=r.epochs,
                    checkpoint_every=r.get("checkpoint_every", 0),
-                   async_checkpoints=r.get("async_checkpoints", True),
+                   async_checkpoints=r.get("async_checkpoints"),
                    on_nonfinite=r.get("on_nonfinite", "stop"),
                    max_skipped=r.get("max_skipped", 10), hint="lower retrain.lr",
                    desc=f"{desc} {os.path.basename(run_dir)} epochs")

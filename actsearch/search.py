@@ -14,7 +14,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
@@ -116,15 +115,29 @@ def discretized(su: Setup, state, metrics: dict[str, float], workdir: str) -> di
       retrain=configs.to_json(su.cfg.retrain))
 
 
-def arch_scalars(su: Setup, state) -> dict[str, float]:
-  """``arch/<slot>/<candidate>`` (relaxed weights, mean over channels) and ``/entropy``."""
-  out = {}
-  for view in discretize.slot_views(_supernet(su, state)):
-    mean = view.weights.reshape(-1, view.weights.shape[-1]).mean(0)
-    for cand, value in zip(view.candidates, mean):
-      out[f"arch/{view.name}/{cand}"] = float(value)
-    out[f"arch/{view.name}/entropy"] = float(relaxations.entropy(jnp.asarray(view.weights)))
-  return out
+def arch_scalars(su: Setup):
+  """``fn(state) -> {arch/<slot>/<candidate>: relaxed weight (mean over channels),
+  arch/<slot>/entropy: ...}``: one jitted computation of every slot's weights and entropy
+  (the supernet merged inside it) and one copy to the host. Logged after every epoch, where
+  merging the supernet on the host and running its small ops one by one took 3.4 ms."""
+  names = [(name, [c.name for c in slot.candidates]) for name, slot in models.slots(su.model)]
+
+  @jax.jit
+  def weights(params, arch, rest):
+    out = []
+    for _, slot in models.slots(nnx.merge(su.graphdef, params, arch, rest)):
+      w = slot.weights(None)
+      out.append((w.reshape(-1, w.shape[-1]).mean(0), relaxations.entropy(w)))
+    return out
+
+  def scalars(state) -> dict[str, float]:
+    out = {}
+    for (name, cands), (mean, ent) in zip(names, jax.device_get(
+        weights(state.params, state.arch, state.rest))):
+      out.update({f"arch/{name}/{c}": float(v) for c, v in zip(cands, mean)})
+      out[f"arch/{name}/entropy"] = float(ent)
+    return out
+  return scalars
 
 
 def _shrinker(su: Setup):
@@ -173,7 +186,7 @@ def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool,
                                   cfg.search.eval_batch_size, prefix="val"),
       eval_every=cfg.search.eval_every, checkpoint_every=cfg.search.checkpoint_every,
       async_checkpoints=cfg.search.async_checkpoints,
-      epoch_scalars=lambda state: arch_scalars(su, state),
+      epoch_scalars=arch_scalars(su),
       check=lambda state_r: parallel.assert_replicated(state_r.arch, "alpha"),
       after_epoch=_shrinker(su) if cfg.search.shrink else None,
       hint="lower optim.weights.lr or optim.arch.lr", desc="search epochs")

@@ -27,7 +27,10 @@ from conftest import ROOT, checkpoint_state, pause_and_kill, run_cli
 # checkpoint every 4 steps and at each epoch's end: 4, 8, 10, 12, 16, 20, 24, 28, 30.
 SETS = ["data.num_samples=600", "data.num_test=0", "search.discretize=argmax",
         "model.widths=[16,12]", "search.batch_size=24", "search.epochs=3",
-        "search.checkpoint_every=4"]
+        "search.checkpoint_every=4",
+        # checkpoints written in the background (a kill inside one is the harder case; the
+        # retrain kills below use the CPU default, saves in the main thread)
+        "search.async_checkpoints=true", "search.eval_every=1"]
 
 # (moment, steps this process takes first, the newest complete checkpoint after the kill).
 # Every process resumes where the one before left its newest complete checkpoint.

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "search.discretize=argmax",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
-        "--set", "search.epochs=3", "--no-progress"]
+        "--set", "search.epochs=3", "--set", "search.eval_every=1", "--no-progress"]
 
 
 def search(workdir, *extra):
@@ -170,3 +170,12 @@ def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, 
   assert 1 <= traces["step"] <= 2
   assert len(at_save) == 4 and at_save[1] == at_save[2] == at_save[3], at_save
   assert at_save[0][1] == traces["step"]
+
+
+def test_the_val_split_is_evaluated_every_eval_every_epochs_and_after_the_last(tmp_path):
+  """Every step logs its own val batch; the whole val split at the cadence and at the end."""
+  workdir = tmp_path / "cadence"
+  assert search(workdir, "--set", "search.eval_every=2") == 0  # 3 epochs of 7 steps
+  lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [x["step"] for x in lines if "val/loss" in x] == [14, 21]
+  assert len([x for x in lines if "val_batch/loss" in x]) == 21

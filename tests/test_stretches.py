@@ -1,8 +1,14 @@
-"""The loop's stretches between checkpoints, and the resume position of old and new records."""
+"""The loop's stretches between checkpoints, the resume position of old and new records, the
+stretch-at-once non-finite check, and which config changes a resumed run accepts."""
 
+import json
+
+import jax
+import numpy as np
 import pytest
 
-from actsearch import loop
+from actsearch import configs, loop
+from actsearch.errors import UserError
 
 
 @pytest.mark.parametrize("start, stop, spe, every, expected", [
@@ -23,3 +29,67 @@ def test_stretches_end_at_epochs_and_at_multiples_of_every(start, stop, spe, eve
 def test_a_record_without_a_step_resumes_at_its_epoch():
   assert loop._position({"epoch": 3, "metrics": {}}, 62) == 186   # written before step keys
   assert loop._position({"epoch": 3, "step": 190, "metrics": {}}, 62) == 190
+
+
+def _rows(losses, skipped=None):
+  """Packed metric rows (``loop.packed``: keys sorted) of a stretch, one per step."""
+  keys = ["health/skipped", "train/loss", "val_batch/loss"]
+  skipped = skipped or [0.0] * len(losses)
+  return [np.array([s, a, b], np.float32) for (a, b), s in zip(losses, skipped)], keys
+
+
+@pytest.mark.parametrize("losses, skipped, expected", [
+    ([(1.0, 2.0)] * 5, None, None),                                # all finite
+    ([(1.0, 2.0), (np.nan, 2.0), (np.inf, 1.0)], None, 1),         # the first bad one
+    ([(1.0, 2.0), (1.0, 2.0), (1.0, -np.inf)], None, 2),           # any loss column
+    ([(1.0, 2.0)] * 3, [0.0, 0.0, 1.0], 2),                        # an update dropped
+])
+def test_a_stretch_is_checked_at_once_for_its_first_non_finite_step(losses, skipped, expected):
+  rows, keys = _rows(losses, skipped)
+  assert loop._first_bad(rows, keys) == expected
+  # the same answer as the per-step checks
+  per_step = [not loop._finite(dict(zip(keys, r))) or loop._skipped(dict(zip(keys, r))).any()
+              for r in rows]
+  assert expected == (per_step.index(True) if any(per_step) else None)
+
+
+def test_seed_rows_are_bad_when_any_seed_is():
+  keys = ["train/loss"]
+  rows = [np.array([[1.0], [1.0]]), np.array([[1.0], [np.nan]])]  # [seeds, K] per step
+  assert loop._first_bad(rows, keys) == 1
+
+
+def test_checkpoints_are_written_in_the_main_thread_on_cpu_unless_asked():
+  assert jax.default_backend() == "cpu"
+  assert loop.background_saves(None) is False
+  assert loop.background_saves(True) is True and loop.background_saves(False) is False
+
+
+def _prepare(tmp_path, **changes):
+  cfg = configs.base_config()
+  for dotted, value in changes.items():
+    node, leaf = cfg, dotted.split(".")
+    for part in leaf[:-1]:
+      node = node[part]
+    node[leaf[-1]] = value
+  loop.prepare_workdir(str(tmp_path), cfg, primary=True)
+  return json.loads((tmp_path / "config.json").read_text())
+
+
+@pytest.mark.parametrize("key, value", [
+    ("search.eval_every", 2), ("search.eval_batch_size", 64), ("search.checkpoint_every", 7),
+    ("search.async_checkpoints", True), ("retrain.checkpoint_every", 3),
+    ("retrain.async_checkpoints", False), ("data.resident_mb", 0.0),
+])
+def test_a_run_resumes_with_another_cadence_and_the_file_says_so(tmp_path, key, value):
+  assert key in configs.RUN_ONLY
+  _prepare(tmp_path)
+  stored = _prepare(tmp_path, **{key: value})  # no refusal
+  section, leaf = key.split(".")
+  assert stored[section][leaf] == value
+
+
+def test_a_run_with_another_computation_is_still_refused(tmp_path):
+  _prepare(tmp_path)
+  with pytest.raises(UserError, match=r"different config \(search.epochs\)"):
+    _prepare(tmp_path, **{"search.epochs": 3, "search.eval_every": 2})
