@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                  help="comma-separated: mlp, mnist1d_cnn, loop, retrain")
   b.add_argument("--epochs", type=int, help="loop and retrain: epochs of the runs (default: "
                  "the experiment's)")
+  b.add_argument("--rounds", type=int, default=3, help="loop and retrain: whole runs, each "
+                 "measured between two measurements of the step alone (the figure: median)")
   b.add_argument("--no-fused", action="store_true", help="the plain sum, for comparison")
   return p
 
@@ -156,10 +158,12 @@ def _bench(args) -> None:
 
   cases = [c.strip() for c in args.cases.split(",") if c.strip()]
   unknown = set(cases) - set(bench.CASES)
-  if unknown or args.repeats < 1 or (args.epochs is not None and args.epochs < 2):
+  if unknown or args.repeats < 1 or args.rounds < 1 or (args.epochs is not None
+                                                          and args.epochs < 2):
     raise UserError(f"--cases takes {', '.join(bench.CASES)} (got {args.cases!r}); "
-                    "--repeats >= 1; --epochs >= 2")
-  report = bench.run(cases, args.repeats, fused=not args.no_fused, epochs=args.epochs)
+                    "--repeats >= 1; --rounds >= 1; --epochs >= 2")
+  report = bench.run(cases, args.repeats, fused=not args.no_fused, epochs=args.epochs,
+                     rounds=args.rounds)
   print(bench.table(report["results"]))
   if args.out:
     architecture.write_json_atomic(args.out, report)
