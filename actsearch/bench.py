@@ -188,6 +188,12 @@ def _rate_after_first_epoch(timeline: list, steps_per_epoch: int) -> float:
   return (end - start) * 1e3 / (end_step - steps_per_epoch)
 
 
+def _rates(standalone: list[float], whole: list[float]) -> list[float]:
+  """Per round: the whole run's step rate over the step-alone rate, the step alone taken as
+  the mean of its measurements just before and just after that run."""
+  return [(a + b) / 2 / w for a, b, w in zip(standalone, standalone[1:], whole)]
+
+
 def _step_ms(step, state, batches, repeats: int) -> float:
   """The bench's way to time a step: jitted, state donated, the same batches every call, the
   median of ``repeats`` calls after warm-up."""
@@ -236,7 +242,7 @@ def run_loop(repeats: int = 30, epochs: int | None = None, rounds: int = 3) -> d
       search.run(cfg, workdir, progress=False, timeline=timeline)
     whole.append(_rate_after_first_epoch(timeline, su.steps_per_epoch))
     standalone.append(_step_ms(alone, su.state, batches, repeats))
-  ratios = [(a + b) / 2 / w for a, b, w in zip(standalone, standalone[1:], whole)]
+  ratios = _rates(standalone, whole)
   return {"search_step_alone_ms": statistics.median(standalone),
           "search_loop_ms_per_step": statistics.median(whole),
           "search_loop_over_alone_rate": statistics.median(ratios),
@@ -304,7 +310,7 @@ def run_retrain(repeats: int = 30, epochs: int | None = None,
       single, _, secs1, _, test1 = _retrain_loop(cfg, [0], os.path.join(d, f"1_{i}"))
       seconds5.append(secs)
       seconds1.append(secs1)
-  rates = [(a + b) / 2 / w for a, b, w in zip(standalone, standalone[1:], whole)]
+  rates = _rates(standalone, whole)
   diff = max(float(np.max(np.abs(np.asarray(a)[0] - np.asarray(b)[0])))
              for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(single.params)))
   metric = "test/accuracy" if "test/accuracy" in test1 else "test/loss"
