@@ -74,6 +74,7 @@ def test_both_paths_feed_the_same_examples(members):
   np.testing.assert_array_equal(seen[1.0], np.stack(expected))
 
 
+@pytest.mark.slow  # 14 s; the unit-level equivalence stays
 def test_a_retrain_ends_alike_on_device_and_host_batches(tmp_path):
   assert _search(tmp_path / "s", "search.epochs=1") == 0
   arch = str(tmp_path / "s" / "architecture.json")

@@ -46,6 +46,7 @@ SQUARE = ["search.discretize=shortlist", "search.shortlist_k=10", "search.epochs
           f"search.candidates={json.dumps([*configs.DEFAULT_CANDIDATES, 'square', 'identity'])}"]
 
 
+@pytest.mark.slow  # 30 s; the sin known answer and the shortlist through the search stay
 def test_the_validated_shortlist_finds_the_square_teacher(tmp_path):
   choices = []
   for seed in SEEDS:
