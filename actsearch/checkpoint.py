@@ -124,13 +124,16 @@ class Checkpointer:
     return WriteError(f"could not save {where} in {self.directory} ({detail}); "
                       + (f"checkpoint {max(kept)} is kept" if kept else "no checkpoint is kept"))
 
-  def save(self, step: int, state: Any, record: dict) -> None:
+  def save(self, step: int, state: Any, record: dict, pause_inside: bool | None = None) -> None:
+    """Saves ``state`` and ``record`` as checkpoint ``step``. ``pause_inside``: whether the
+    ``insave`` test hook pauses inside this save (None: whether it is armed now)."""
     self.wait()  # the save before (in the background) first: its error names its step
     packed, layout = pack(state)
     self._pending = step
-    # A background save commits while the loop runs on: whether the test hook pauses inside
-    # it is decided by the step count when it began, not when it commits.
-    _ARMED[0] = hooks.armed("insave")
+    # A save commits after the loop has run on (it is written while the next stretch runs,
+    # and in the background it commits later still): whether the test hook pauses inside it
+    # is decided by the step count when its stretch ended, not when it commits.
+    _ARMED[0] = hooks.armed("insave") if pause_inside is None else pause_inside
     try:
       self._manager.save(step, args=ocp.args.StandardSave({"state": packed}),
                          custom_metadata={"record": record, "layout": layout})

@@ -6,7 +6,8 @@ when it reaches the moment and waits until it is killed. Steps are counted over 
 the process runs (a retrain's variants follow each other). WHERE is one of
 
 * ``step`` (default): after the N-th step of this process has finished on the device;
-* ``save``: before the first checkpoint saved after step N (that stretch's logs are written);
+* ``save``: before the checkpoint of the first stretch that ends once step N is taken (that
+  stretch's logs are written; the loop writes it while the next stretch runs);
 * ``insave``: inside that checkpoint's save, when its files are written but not committed
   (orbax's rename of the temporary directory);
 * ``export``: inside the first whole-file write after step N (``architecture.json``,

@@ -158,12 +158,85 @@ def _position(record: dict, steps_per_epoch: int) -> int:
   return int(record.get("step", int(record["epoch"]) * steps_per_epoch))
 
 
+@dataclasses.dataclass
+class _Finished:
+  """A stretch whose steps have run and passed their checks: what is left to write."""
+  first: int                      # its global steps are (first, end]
+  end: int
+  rows: list[dict]                # the step metrics, one dict per step
+  scalars: dict                   # logged at ``end`` (evaluation, epoch scalars)
+  host: Any                       # the state on the host (None where this process saves none)
+  record: dict                    # the checkpoint's record
+  save_hook: bool = False         # test hooks, decided when the stretch ended
+  insave_hook: bool = False
+
+
+class _Skips:
+  """The skip policy's counters, per member (seed): updates dropped in a row and in all."""
+
+  def __init__(self, record: dict):
+    self.in_a_row = np.asarray(record["in_a_row"], np.float64) if "in_a_row" in record else None
+    self.total = np.asarray(record.get("skipped_steps", 0.0), np.float64)
+
+  def add(self, skipped: np.ndarray) -> float:
+    """Counts one step; returns the longest run of drops in a row."""
+    self.in_a_row = skipped if self.in_a_row is None else (self.in_a_row + 1) * skipped
+    self.total = self.total + skipped
+    return float(self.in_a_row.max())
+
+  def record(self) -> dict:
+    return {"skipped_steps": self.total.tolist(), "in_a_row": np.asarray(self.in_a_row).tolist()}
+
+  def scalar(self):
+    return self.total if self.total.size > 1 else float(self.total.sum())
+
+
+def _checked(task: Task, rows: list, first: int, record: dict,
+             skips: _Skips) -> tuple[list[dict], FloatingPointError | None]:
+  """A stretch's step metrics (packed rows or dicts) as dicts, checked: every step's and None,
+  or the steps before the first bad one and the error that stops the run there. Policy stop:
+  a non-finite loss or a dropped update is bad (packed rows: the whole stretch in a few array
+  operations); skip: the counters go on and too many drops in a row is bad."""
+  spe, epoch = task.steps_per_epoch, first // task.steps_per_epoch
+  bad = None
+  if task.metric_keys is not None:
+    if task.on_nonfinite != "skip":
+      bad = _first_bad(rows, task.metric_keys)
+    rows = [{k: v[..., j] for j, k in enumerate(task.metric_keys)} for v in rows]
+    if task.on_nonfinite != "skip":
+      return rows[:bad], (None if bad is None
+                          else _nonfinite(first + bad, epoch, record, spe, task.hint))
+  for i, m in enumerate(rows):
+    skipped = _skipped(m)
+    if task.on_nonfinite == "skip":
+      in_a_row = skips.add(skipped)
+      if in_a_row >= task.max_skipped:
+        return rows[:i], FloatingPointError(
+            f"{int(in_a_row)} non-finite steps in a row up to step {first + i} "
+            f"(epoch {epoch + 1}); the last checkpoint is {_last(record, spe)}"
+            f"{': ' + task.hint if task.hint else ''}")
+    elif not _finite(m) or skipped.any():
+      return rows[:i], _nonfinite(first + i, epoch, record, spe, task.hint)
+  return rows, None
+
+
 def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
         timeline: list | None = None) -> tuple[Any, dict]:
   """Runs ``task`` from the newest good checkpoint of ``run_dir`` (or ``state``) to its stop
   epoch; returns the final state (on the host) and the last checkpoint's record. The caller
-  owns ``logger`` (and closes it). ``timeline``: ``(global step, time.perf_counter())`` is
-  appended after each stretch's checkpoint (the bench's whole-run step rate)."""
+  owns ``logger`` (and closes it).
+
+  Pipelined by one stretch: a stretch's steps are dispatched, then the logs and checkpoint of
+  the stretch before are written while they run. The steps run on the device's own thread
+  (on a CPU this small step takes one core), so writing there costs the run little; what
+  reads a stretch's device state (its checks, evaluation, ``after_epoch``, ``epoch_scalars``,
+  the copy to the host) still happens between the stretches. A stretch's checkpoint is thus
+  written a little after its steps; a kill in between loses what it would lose a moment
+  before that checkpoint, and an error or interrupt on the way out still writes it.
+
+  ``timeline``: ``(global step, time.perf_counter())`` is appended when a stretch's device
+  work is done (steps, checks, evaluation), and once more when the last checkpoint is written
+  (the bench's whole-run rate)."""
   primary = jax.process_index() == 0
   ckpt_dir = os.path.join(run_dir, "checkpoints")
   # Only process 0 writes; the others read the newest checkpoint to resume from it.
@@ -175,6 +248,35 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
   record: dict = {"epoch": 0, "step": 0, "metrics": {}}
   bar = None
   closed = False
+  pending: list[_Finished] = []  # the stretch before, its logs and checkpoint not yet written
+
+  def write(done: _Finished) -> None:
+    _log_steps(logger, done.first, done.rows)
+    if done.scalars:
+      logger.scalars(done.end, done.scalars)
+    logger.flush()  # the logs of a checkpoint's steps are on disk before it
+    if done.save_hook:
+      if primary:
+        ckpt.wait()
+      hooks.pause_here()
+    if primary:
+      ckpt.save(done.end, done.host, done.record, pause_inside=done.insave_hook)
+    if bar is not None:
+      last = done.rows[-1]
+      bar.set_postfix({"epoch": (done.end - 1) // spe + 1, "loss": _fmt(last["train/loss"]),
+                       **({"acc": _fmt(last["train/accuracy"])}
+                          if "train/accuracy" in last else {}),
+                       **{k: _fmt(v) for k, v in done.record["metrics"].items()}})
+
+  def write_pending() -> None:
+    while pending:
+      write(pending.pop())
+
+  def before_pause() -> None:  # a test hook pauses: the stretches before are written
+    write_pending()
+    if primary:
+      ckpt.wait()
+
   try:
     if ckpt is not None and ckpt.latest() is not None:
       restored = ckpt.restore_newest_good(state)
@@ -183,8 +285,7 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
       state, record = restored
     start = _position(record, spe)
     logger.resume_at(start)  # no step twice in the logs
-    in_a_row = (np.asarray(record["in_a_row"], np.float64) if "in_a_row" in record else None)
-    skipped_total = np.asarray(record.get("skipped_steps", 0.0), np.float64)
+    skips = _Skips(record)
     state_r = parallel.replicate(state)
     bar = _progress(progress and primary, task.desc, start, task.stop_epoch * spe, spe)
     for first, end in stretches(start, task.stop_epoch * spe, spe, task.checkpoint_every):
@@ -195,33 +296,13 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
         step_metrics.append(m)
         if bar is not None:
           bar.update(1)
-        hooks.step_taken(state_r, before_pause=ckpt.wait if primary else None)
+        hooks.step_taken(state_r, before_pause=before_pause)
+      write_pending()  # while this stretch's steps run
       step_metrics = parallel.unreplicate_all(step_metrics)  # one sync per stretch
-      checked = False
-      if task.metric_keys is not None:
-        if task.on_nonfinite != "skip":  # the whole stretch checked at once
-          bad = _first_bad(step_metrics, task.metric_keys)
-          if bad is not None:
-            raise _nonfinite(first + bad, epoch, record, spe, task.hint)
-          checked = True
-        step_metrics = [{k: v[..., j] for j, k in enumerate(task.metric_keys)}
-                        for v in step_metrics]
-      for i, m in enumerate(step_metrics):
-        if checked:
-          logger.scalars(first + i + 1, m)
-          continue
-        skipped = _skipped(m)
-        if task.on_nonfinite == "skip":
-          in_a_row = skipped if in_a_row is None else (in_a_row + 1) * skipped
-          skipped_total = skipped_total + skipped
-          if in_a_row.max() >= task.max_skipped:
-            raise FloatingPointError(
-                f"{int(in_a_row.max())} non-finite steps in a row up to step {first + i} "
-                f"(epoch {epoch + 1}); the last checkpoint is {_last(record, spe)}"
-                f"{': ' + task.hint if task.hint else ''}")
-        elif not _finite(m) or skipped.any():
-          raise _nonfinite(first + i, epoch, record, spe, task.hint)
-        logger.scalars(first + i + 1, m)
+      rows, error = _checked(task, step_metrics, first, record, skips)
+      if error is not None:  # the steps before the bad one are logged
+        _log_steps(logger, first, rows)
+        raise error
       scalars: dict = {}
       metrics = dict(record.get("metrics", {}))
       host = None  # the state on the host, fetched once for what needs it
@@ -242,32 +323,28 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
           host = parallel.unreplicate(state_r) if host is None else host
           scalars = {**scalars, **task.epoch_scalars(host)}
         if task.on_nonfinite == "skip":
-          scalars["health/skipped_steps"] = (skipped_total if skipped_total.size > 1
-                                             else float(skipped_total.sum()))
-      if scalars:
-        logger.scalars(end, scalars)
-      logger.flush()
-      record = {"step": end, "epoch": end // spe, "metrics": metrics}
-      if task.on_nonfinite == "skip":
-        record["skipped_steps"] = np.asarray(skipped_total).tolist()
-        record["in_a_row"] = np.asarray(in_a_row).tolist()
-      hooks.at("save", before_pause=ckpt.wait if primary else None)
-      if primary:
-        ckpt.save(end, parallel.unreplicate(state_r) if host is None else host, record)
+          scalars["health/skipped_steps"] = skips.scalar()
+      record = {"step": end, "epoch": end // spe, "metrics": metrics,
+                **(skips.record() if task.on_nonfinite == "skip" else {})}
+      if primary and host is None:  # copied now: the next step takes the device buffers
+        host = parallel.unreplicate(state_r)
+      pending.append(_Finished(first, end, rows, scalars, host, record,
+                               hooks.armed("save"), hooks.armed("insave")))
       if timeline is not None:
         timeline.append((end, time.perf_counter()))
-      if bar is not None:
-        last = step_metrics[-1]
-        bar.set_postfix({"epoch": epoch + 1, "loss": _fmt(last["train/loss"]),
-                         **({"acc": _fmt(last["train/accuracy"])}
-                            if "train/accuracy" in last else {}),
-                         **{k: _fmt(v) for k, v in record["metrics"].items()}})
+    write_pending()
+    if timeline:
+      timeline.append((timeline[-1][0], time.perf_counter()))
     parallel.assert_replicated(state_r, "state")
     if ckpt is not None:
       closed = True
       ckpt.close()  # waits for a background save; raises if it failed
     return parallel.unreplicate(state_r), record
   finally:
+    try:
+      write_pending()  # an error or interrupt while the next stretch ran: its checkpoint
+    except Exception:  # noqa: BLE001 - the error already on its way says more
+      pass
     if bar is not None:
       bar.close()
     logger.flush()
@@ -276,6 +353,12 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
         ckpt.close()
       except Exception:  # noqa: BLE001 - the error already on its way says more
         pass
+
+
+def _log_steps(logger, first: int, rows: list[dict]) -> None:
+  """The step metrics of the steps after ``first``, one record per step."""
+  for i, m in enumerate(rows):
+    logger.scalars(first + i + 1, m)
 
 
 def _last(record: dict, spe: int) -> str:

@@ -31,22 +31,23 @@ def _state(workdir, sets):
   return checkpoint_state(workdir, sets)[0]
 
 
-# Runs ``actsearch ARGS`` and prints how many XLA compilations had happened at each checkpoint.
+# Runs ``actsearch ARGS`` and prints how many XLA compilations had happened when each
+# stretch's device work (steps, checks, evaluation) was done, before the next is dispatched
+# (the loop then hands the stretch over to be written: ``loop._Finished``).
 COUNTING = """
 import json, sys, jax
-from actsearch import cli
-from actsearch.checkpoint import Checkpointer
-compiles, at_save = [0], []
+from actsearch import cli, loop
+compiles, at_end = [0], []
 def listener(event, duration, **kwargs):
   compiles[0] += event == "/jax/core/compile/backend_compile_duration"
 jax.monitoring.register_event_duration_secs_listener(listener)
-real_save = Checkpointer.save
-def save(self, *args):
-  at_save.append(compiles[0])
-  return real_save(self, *args)
-Checkpointer.save = save
+finished = loop._Finished
+def counted(*args, **kwargs):
+  at_end.append(compiles[0])
+  return finished(*args, **kwargs)
+loop._Finished = counted
 rc = cli.main(sys.argv[1:])
-print("COMPILES " + json.dumps(at_save))
+print("COMPILES " + json.dumps(at_end))
 sys.exit(rc)
 """
 

@@ -141,7 +141,7 @@ def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, 
   import jax
 
   from actsearch import search as search_mod
-  compiles, at_save = [0], []
+  compiles, at_end = [0], []
 
   def listener(event, duration, **kwargs):
     if event == "/jax/core/compile/backend_compile_duration":
@@ -154,12 +154,12 @@ def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, 
     traces["step"] += 1
     return real_call(self, *args)
   monkeypatch.setattr(search_mod.bilevel.StepFn, "__call__", counting_call)
-  real_save = Checkpointer.save
+  finished = search_mod.loop._Finished
 
-  def recording_save(self, *args):
-    at_save.append((compiles[0], traces["step"]))
-    return real_save(self, *args)
-  monkeypatch.setattr(Checkpointer, "save", recording_save)
+  def recording(*args, **kwargs):  # an epoch's device work done (steps, checks, evaluation)
+    at_end.append((compiles[0], traces["step"]))
+    return finished(*args, **kwargs)
+  monkeypatch.setattr(search_mod.loop, "_Finished", recording)
   try:
     assert search(tmp_path / "c", "--set", "search.epochs=4", "--set",
                   f"search.order={order}") == 0
@@ -168,8 +168,8 @@ def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, 
   # Traced (pmap traces twice on its first call) and compiled in epoch 1, never again; the
   # compile count of epoch 1 covers the step, the evaluation and the logging ops.
   assert 1 <= traces["step"] <= 2
-  assert len(at_save) == 4 and at_save[1] == at_save[2] == at_save[3], at_save
-  assert at_save[0][1] == traces["step"]
+  assert len(at_end) == 4 and at_end[1] == at_end[2] == at_end[3], at_end
+  assert at_end[0][1] == traces["step"]
 
 
 def test_the_val_split_is_evaluated_every_eval_every_epochs_and_after_the_last(tmp_path):

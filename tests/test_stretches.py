@@ -1,5 +1,6 @@
 """The loop's stretches between checkpoints, the resume position of old and new records, the
-stretch-at-once non-finite check, and which config changes a resumed run accepts."""
+stretch-at-once non-finite check, which config changes a resumed run accepts, and the
+pipeline: a stretch written while the next one runs."""
 
 import json
 
@@ -7,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from actsearch import configs, loop
+from actsearch import configs, loop, parallel
+from actsearch.checkpoint import Checkpointer
 from actsearch.errors import UserError
 
 
@@ -93,3 +95,77 @@ def test_a_run_with_another_computation_is_still_refused(tmp_path):
   _prepare(tmp_path)
   with pytest.raises(UserError, match=r"different config \(search.epochs\)"):
     _prepare(tmp_path, **{"search.epochs": 3, "search.eval_every": 2})
+
+
+class _Logger:
+  """A logger that records what the loop logs, in order."""
+
+  def __init__(self, events):
+    self.events = events
+
+  def resume_at(self, step):
+    self.events.append(("resume", step))
+
+  def scalars(self, step, values):
+    self.events.append(("log", step))
+
+  def flush(self):
+    pass
+
+
+def _counting_task(events, interrupt_at=None):
+  """3 epochs of 4 steps; the state counts the steps taken (``+ 1`` per step, on the
+  devices, state donated); ``("step", g)`` is recorded as global step g is dispatched."""
+  spe = 4
+
+  def batches(epoch, first, stop):
+    for i in range(first, stop):
+      events.append(("step", epoch * spe + i + 1))
+      if epoch * spe + i + 1 == interrupt_at:
+        raise KeyboardInterrupt
+      yield (parallel.replicate(np.float32(1.0)),)
+  step = parallel.pmapped(lambda s, x: (s + x, {"train/loss": s}))
+  return loop.Task(step=step, batches=batches, steps_per_epoch=spe, stop_epoch=3)
+
+
+@pytest.fixture
+def saves(monkeypatch):
+  """``("save", step)`` recorded in the events list this fixture returns."""
+  events = []
+  real = Checkpointer.save
+
+  def save(self, step, *args, **kwargs):
+    events.append(("save", step))
+    return real(self, step, *args, **kwargs)
+  monkeypatch.setattr(Checkpointer, "save", save)
+  return events
+
+
+def test_a_stretch_is_written_while_the_next_one_runs(tmp_path, saves):
+  events = saves
+  state, record = loop.run(_counting_task(events), np.float32(0.0), str(tmp_path),
+                           _Logger(events), progress=False)
+  assert float(state) == 12 and record["step"] == 12
+  assert events == [("resume", 0), *[("step", g) for g in range(1, 9)],
+                    *[("log", g) for g in range(1, 5)], ("save", 4),
+                    *[("step", g) for g in range(9, 13)],
+                    *[("log", g) for g in range(5, 9)], ("save", 8),
+                    *[("log", g) for g in range(9, 13)], ("save", 12)]
+  # Each checkpoint holds the state at its own step, not a later one (the next stretch's
+  # steps took the device buffers while the host copy waited to be written).
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+  assert [float(ckpt.restore(np.float32(0.0), s)[0]) for s in (8, 12)] == [8.0, 12.0]
+
+
+def test_an_interrupt_in_the_next_stretch_still_writes_the_one_before(tmp_path, saves):
+  events = saves
+  with pytest.raises(KeyboardInterrupt):
+    loop.run(_counting_task(events, interrupt_at=6), np.float32(0.0), str(tmp_path),
+             _Logger(events), progress=False)
+  assert events[-3:] == [("log", 3), ("log", 4), ("save", 4)]
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+  assert ckpt.latest() == 4 and float(ckpt.restore(np.float32(0.0))[0]) == 4.0
+  events.clear()  # resumed: from step 5, to the same end
+  state, _ = loop.run(_counting_task(events), np.float32(0.0), str(tmp_path), _Logger(events),
+                      progress=False)
+  assert events[:2] == [("resume", 4), ("step", 5)] and float(state) == 12
