@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                  help="comma-separated: mlp, mnist1d_cnn, loop, retrain")
   b.add_argument("--epochs", type=int, help="loop and retrain: epochs of the runs (default: "
                  "the experiment's)")
-  b.add_argument("--rounds", type=int, default=3, help="loop and retrain: whole runs, each "
+  b.add_argument("--rounds", type=int, default=5, help="loop and retrain: whole runs, each "
                  "measured between two measurements of the step alone (the figure: median)")
   b.add_argument("--no-fused", action="store_true", help="the plain sum, for comparison")
   return p
