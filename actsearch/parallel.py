@@ -26,7 +26,7 @@ def replicate(tree):
   return _identity(stacked)
 
 
-_identity = jax.pmap(lambda tree: tree)
+_identity = jax.pmap(lambda tree: tree, axis_name=AXIS)
 
 
 def replicate_sharded(tree):

@@ -36,8 +36,8 @@ def _state(workdir, sets):
 # (the loop then hands the stretch over to be written: ``loop._Finished``).
 COUNTING = """
 import json, sys, jax
-from actsearch import cli, loop
-compiles, at_end = [0], []
+from actsearch import bilevel, cli, loop
+compiles, at_end, traces = [0], [], [0]
 def listener(event, duration, **kwargs):
   compiles[0] += event == "/jax/core/compile/backend_compile_duration"
 jax.monitoring.register_event_duration_secs_listener(listener)
@@ -46,8 +46,14 @@ def counted(*args, **kwargs):
   at_end.append(compiles[0])
   return finished(*args, **kwargs)
 loop._Finished = counted
+step_call = bilevel.StepFn.__call__
+def traced(self, *args):
+  traces[0] += 1
+  return step_call(self, *args)
+bilevel.StepFn.__call__ = traced
 rc = cli.main(sys.argv[1:])
 print("COMPILES " + json.dumps(at_end))
+print("STEP_TRACES " + str(traces[0]))
 sys.exit(rc)
 """
 
@@ -69,6 +75,8 @@ def test_twenty_steps_agree_and_compile_once_on_one_two_and_four_devices(tmp_pat
     line = next(x for x in proc.stdout.splitlines() if x.startswith("COMPILES "))
     first, second = __import__("json").loads(line.split(" ", 1)[1])
     assert first > 0 and second == first, (n, first, second)
+    traces = next(x for x in proc.stdout.splitlines() if x.startswith("STEP_TRACES "))
+    assert traces == "STEP_TRACES 1", (n, traces)  # the step traced (and compiled) once
   for n in (2, 4):
     chex.assert_trees_all_close(states[n].arch, states[1].arch, atol=1e-5, rtol=0)
     chex.assert_trees_all_close(states[n].params, states[1].params, atol=1e-5, rtol=0)
