@@ -8,8 +8,9 @@ seed and the epoch, so a resumed run skips the steps of the epoch it has taken),
 ``checkpoint_every``, after that many steps. Per stretch the loop reads the step metrics back
 once (one device sync), stops with a ``FloatingPointError`` naming the step on a non-finite
 loss (before the stretch's checkpoint, so the last good one stays), logs, and saves a
-checkpoint. At the end of an epoch it also checks the replicas, evaluates (every
-``eval_every`` epochs and after the last) and runs ``after_epoch``.
+checkpoint, both written while the next stretch runs (``run``). At the end of an epoch it also
+checks the replicas, evaluates (every ``eval_every`` epochs and after the last; the evaluator
+is compiled before the first step) and runs ``after_epoch``.
 
 Test hooks (``hooks.py``): ``ACTSEARCH_PAUSE_AT_STEP`` pauses the process after a step, before
 a save or inside one, so that a test kills it at a moment it names.
@@ -32,6 +33,7 @@ import numpy as np
 from actsearch import architecture, configs, health, hooks, parallel
 from actsearch.checkpoint import Checkpointer
 from actsearch.errors import UserError
+from actsearch.evaluate import Evaluator
 
 
 @dataclasses.dataclass
@@ -44,7 +46,7 @@ class Task:
   steps_per_epoch: int
   stop_epoch: int                             # where this invocation stops
   epochs: int | None = None                   # the run's whole length (default: stop_epoch)
-  evaluate: Callable[[Any], dict[str, float]] | None = None  # replicated state -> scalars
+  evaluate: Evaluator | None = None           # replicated state -> scalars
   eval_every: int = 1                         # epochs between evaluations (and the last)
   checkpoint_every: int = 0                   # steps between checkpoints (0: epochs only)
   async_checkpoints: bool | None = False      # orbax writes in a background thread (None:
@@ -287,6 +289,10 @@ def run(task: Task, state: Any, run_dir: str, logger, *, progress: bool = True,
     logger.resume_at(start)  # no step twice in the logs
     skips = _Skips(record)
     state_r = parallel.replicate(state)
+    if task.evaluate is not None and any(  # compiled before the first step (``Evaluator``)
+        e % task.eval_every == 0 or e == epochs for e in range(start // spe + 1,
+                                                                task.stop_epoch + 1)):
+      task.evaluate.compile(state_r)
     bar = _progress(progress and primary, task.desc, start, task.stop_epoch * spe, spe)
     for first, end in stretches(start, task.stop_epoch * spe, spe, task.checkpoint_every):
       epoch, offset = divmod(first, spe)

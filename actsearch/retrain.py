@@ -147,7 +147,7 @@ def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray
 def evaluator(objective: Objective, x: np.ndarray, y: np.ndarray, batch_size: int,
               prefix: str):
   """Replicated stacked state -> loss (and accuracy) of each member on ``x, y``."""
-  return evaluate.evaluator(objective, x, y, batch_size, prefix=prefix, seed_axis=True)
+  return evaluate.Evaluator(objective, x, y, batch_size, prefix=prefix, seed_axis=True)
 
 
 def score(objective: Objective, state, x: np.ndarray, y: np.ndarray, batch_size: int,

@@ -2,6 +2,7 @@
 stretch-at-once non-finite check, which config changes a resumed run accepts, and the
 pipeline: a stretch written while the next one runs."""
 
+import dataclasses
 import json
 
 import jax
@@ -113,9 +114,10 @@ class _Logger:
     pass
 
 
-def _counting_task(events, interrupt_at=None):
-  """3 epochs of 4 steps; the state counts the steps taken (``+ 1`` per step, on the
-  devices, state donated); ``("step", g)`` is recorded as global step g is dispatched."""
+def _counting_task(events, interrupt_at=None, **changes):
+  """3 epochs of 4 steps (or as ``changes`` say); the state counts the steps taken (``+ 1``
+  per step, on the devices, state donated); ``("step", g)`` is recorded as global step g is
+  dispatched."""
   spe = 4
 
   def batches(epoch, first, stop):
@@ -125,7 +127,8 @@ def _counting_task(events, interrupt_at=None):
         raise KeyboardInterrupt
       yield (parallel.replicate(np.float32(1.0)),)
   step = parallel.pmapped(lambda s, x: (s + x, {"train/loss": s}))
-  return loop.Task(step=step, batches=batches, steps_per_epoch=spe, stop_epoch=3)
+  return dataclasses.replace(
+      loop.Task(step=step, batches=batches, steps_per_epoch=spe, stop_epoch=3), **changes)
 
 
 @pytest.fixture
@@ -169,3 +172,36 @@ def test_an_interrupt_in_the_next_stretch_still_writes_the_one_before(tmp_path, 
   state, _ = loop.run(_counting_task(events), np.float32(0.0), str(tmp_path), _Logger(events),
                       progress=False)
   assert events[:2] == [("resume", 4), ("step", 5)] and float(state) == 12
+
+
+class _Evaluate:
+  """An evaluator that records when it is compiled and called."""
+
+  def __init__(self, events):
+    self.events = events
+
+  def compile(self, state_r):
+    self.events.append(("compile",))
+
+  def __call__(self, state_r):
+    self.events.append(("evaluate",))
+    return {"val/loss": 0.0}
+
+
+@pytest.mark.parametrize("changes, evaluated", [
+    ({}, [4, 8, 12]),                                      # every epoch
+    ({"eval_every": 2}, [8, 12]),                          # epoch 2 and the last
+    ({"eval_every": 2, "stop_epoch": 1, "epochs": 3}, []),  # none in this invocation
+])
+def test_the_evaluator_compiles_before_the_first_step_if_it_will_run(tmp_path, changes,
+                                                                     evaluated):
+  events = []
+  evaluate = _Evaluate(events)
+  loop.run(_counting_task(events, evaluate=evaluate, **changes), np.float32(0.0),
+           str(tmp_path), _Logger(events), progress=False)
+  compiled = [i for i, e in enumerate(events) if e == ("compile",)]
+  assert compiled == ([1] if evaluated else [])  # once, right after resume_at, before step 1
+  # each evaluation after its epoch's last step, before the next epoch's first
+  last_step = [max(e[1] for e in events[:i] if e[0] == "step")
+               for i, e in enumerate(events) if e == ("evaluate",)]
+  assert last_step == evaluated
