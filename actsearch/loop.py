@@ -200,14 +200,12 @@ def _checked(task: Task, rows: list, first: int, record: dict,
   a non-finite loss or a dropped update is bad (packed rows: the whole stretch in a few array
   operations); skip: the counters go on and too many drops in a row is bad."""
   spe, epoch = task.steps_per_epoch, first // task.steps_per_epoch
-  bad = None
   if task.metric_keys is not None:
+    packed, rows = rows, [{k: v[..., j] for j, k in enumerate(task.metric_keys)} for v in rows]
     if task.on_nonfinite != "skip":
-      bad = _first_bad(rows, task.metric_keys)
-    rows = [{k: v[..., j] for j, k in enumerate(task.metric_keys)} for v in rows]
-    if task.on_nonfinite != "skip":
-      return rows[:bad], (None if bad is None
-                          else _nonfinite(first + bad, epoch, record, spe, task.hint))
+      bad = _first_bad(packed, task.metric_keys)
+      return (rows, None) if bad is None else (
+          rows[:bad], _nonfinite(first + bad, epoch, record, spe, task.hint))
   for i, m in enumerate(rows):
     skipped = _skipped(m)
     if task.on_nonfinite == "skip":
