@@ -113,9 +113,11 @@ def _first_bad(rows: list[np.ndarray], keys: list[str]) -> int | None:
   return int(np.argmax(bad)) if bad.any() else None
 
 
-def _nonfinite(step: int, epoch: int, record: dict, spe: int, hint: str) -> FloatingPointError:
+def _stopped(what: str, step: int, epoch: int, record: dict, spe: int,
+             hint: str) -> FloatingPointError:
+  """The error that stops a run at ``step``: ``what`` happened, where to resume from."""
   return FloatingPointError(
-      f"non-finite loss at step {step} (epoch {epoch + 1}); the last checkpoint is "
+      f"{what} step {step} (epoch {epoch + 1}); the last checkpoint is "
       f"{_last(record, spe)}{': ' + hint if hint else ''}")
 
 
@@ -205,18 +207,16 @@ def _checked(task: Task, rows: list, first: int, record: dict,
     if task.on_nonfinite != "skip":
       bad = _first_bad(packed, task.metric_keys)
       return (rows, None) if bad is None else (
-          rows[:bad], _nonfinite(first + bad, epoch, record, spe, task.hint))
+          rows[:bad], _stopped("non-finite loss at", first + bad, epoch, record, spe, task.hint))
   for i, m in enumerate(rows):
     skipped = _skipped(m)
     if task.on_nonfinite == "skip":
       in_a_row = skips.add(skipped)
       if in_a_row >= task.max_skipped:
-        return rows[:i], FloatingPointError(
-            f"{int(in_a_row)} non-finite steps in a row up to step {first + i} "
-            f"(epoch {epoch + 1}); the last checkpoint is {_last(record, spe)}"
-            f"{': ' + task.hint if task.hint else ''}")
+        return rows[:i], _stopped(f"{int(in_a_row)} non-finite steps in a row up to",
+                                  first + i, epoch, record, spe, task.hint)
     elif not _finite(m) or skipped.any():
-      return rows[:i], _nonfinite(first + i, epoch, record, spe, task.hint)
+      return rows[:i], _stopped("non-finite loss at", first + i, epoch, record, spe, task.hint)
   return rows, None
 
 
