@@ -2,7 +2,7 @@
 
 import os as _os
 
-__version__ = "0.1.0"
+from actsearch.version import __version__  # noqa: F401
 
 # XLA:CPU's default copy insertion copies every donated weight matrix that two passes of a
 # search step read (the val pass and the train pass); its region analysis proves the reads

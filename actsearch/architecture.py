@@ -1,4 +1,4 @@
-"""The ``architecture.json`` record: schema, validation, atomic read/write, the ``show`` table.
+"""The ``architecture.json`` record: schema, validation, reading and writing, the ``show`` table.
 
 Schema ``actsearch.architecture/v1`` (see DESIGN.md). Each layer holds the ``choice``
 (made by a method of ``discretize``), the ``weights`` of all candidates, and ``params``, the
@@ -9,29 +9,28 @@ then ``choice`` and ``weights`` describe the mean over channels.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from actsearch import hooks
 from actsearch.errors import UserError
+from actsearch.train.files import read_json, write_json_atomic
+from actsearch.version import __version__
 
 SCHEMA = "actsearch.architecture/v1"
 
 
 def make(layers: list[dict], *, candidates: Sequence[str], relaxation: str, granularity: str,
          model: dict, data: dict, metrics: dict, seed: int, discretize: str = "argmax",
-         selection: dict | None = None, retrain: dict | None = None) -> dict[str, Any]:
+         selection: dict | None = None, retrain: dict | None = None,
+         strategy: str = "darts") -> dict[str, Any]:
   """The record; ``retrain`` is the experiment's retrain recipe, so that ``actsearch retrain``
   needs nothing but the file (records written before it existed fall back to the defaults)."""
-  from actsearch import __version__
   arch = {"schema": SCHEMA, "candidates": list(candidates), "relaxation": relaxation,
           "granularity": granularity, "discretize": discretize, "layers": layers,
           "model": model, "data": data, "metrics": {k: float(v) for k, v in metrics.items()},
-          "seed": int(seed), "actsearch_version": __version__}
+          "seed": int(seed), "strategy": strategy, "actsearch_version": __version__}
   if selection is not None:
     arch["selection"] = selection
   if retrain is not None:
@@ -54,7 +53,8 @@ def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
                     ("seed", int)):
     if not isinstance(arch.get(key), kind):
       _fail(path, f"field {key!r} is missing or not a {kind.__name__}")
-  for key, kind in (("discretize", str), ("selection", dict), ("retrain", dict)):  # optional
+  for key, kind in (("discretize", str), ("selection", dict), ("retrain", dict),  # optional
+                    ("strategy", str)):
     if key in arch and not isinstance(arch[key], kind):
       _fail(path, f"field {key!r} must be a {kind.__name__}")
   cands = arch["candidates"]
@@ -91,48 +91,6 @@ def load(path: str) -> dict[str, Any]:
   if not os.path.exists(path):
     raise UserError(f"architecture file not found: {path}")
   return validate(read_json(path), path)
-
-
-def write_text_atomic(path: str, text: str) -> None:
-  """Writes a text file whole or not at all."""
-  write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-  """Writes a file through a temporary file and a rename: readers never see half a file."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    hooks.at("export")  # test hook: killed here, ``path`` is untouched
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON whole or not at all."""
-  write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
-
-
-def read_json(path: str) -> Any:
-  """Parsed JSON of a file; a missing, unreadable or malformed file is one ``UserError``."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except FileNotFoundError:
-    raise UserError(f"file not found: {path}") from None
-  except json.JSONDecodeError as e:
-    raise UserError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") \
-        from None
-  except (OSError, UnicodeDecodeError) as e:
-    raise UserError(f"{path}: cannot read ({e})") from None
 
 
 def save(path: str, arch: dict[str, Any]) -> None:

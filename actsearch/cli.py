@@ -12,6 +12,7 @@ import os
 import sys
 
 from actsearch.errors import UserError, WriteError
+from actsearch.train import files
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -82,11 +83,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _search(args) -> None:
-  from actsearch import distributed
+  from actsearch.train import distributed
 
   distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                          auto=args.distributed)
-  from actsearch import configs, search
+  from actsearch import configs
+  from actsearch.commands import search
 
   cfg = configs.load_config(args.config)
   configs.apply_overrides(cfg, args.set)
@@ -105,7 +107,8 @@ def _search(args) -> None:
 
 
 def _export(args) -> None:
-  from actsearch import architecture, search
+  from actsearch import architecture
+  from actsearch.commands import search
 
   arch = search.export(args.run_dir, args.out)
   print(architecture.table(arch))
@@ -119,7 +122,7 @@ def _show(args) -> None:
 
 
 def _candidates(args) -> None:
-  from actsearch import activations
+  from actsearch.space import activations
 
   rows = [(c.name, c.formula) for c in activations.all_candidates()]
   width = max(len(n) for n, _ in rows)
@@ -128,7 +131,7 @@ def _candidates(args) -> None:
 
 
 def _retrain(args) -> None:
-  from actsearch import retrain
+  from actsearch.commands import retrain
 
   if args.seeds is not None and args.seeds < 1:
     raise UserError(f"--seeds must be a positive integer, got {args.seeds}")
@@ -143,7 +146,7 @@ def _retrain(args) -> None:
 
 
 def _reproduce(args) -> None:
-  from actsearch import reproduce
+  from actsearch.commands import reproduce
 
   if args.seeds < 1:
     raise UserError(f"--seeds must be a positive integer, got {args.seeds}")
@@ -154,7 +157,7 @@ def _reproduce(args) -> None:
 
 
 def _bench(args) -> None:
-  from actsearch import architecture, bench
+  from actsearch.commands import bench
 
   cases = [c.strip() for c in args.cases.split(",") if c.strip()]
   unknown = set(cases) - set(bench.CASES)
@@ -166,7 +169,7 @@ def _bench(args) -> None:
                      rounds=args.rounds)
   print(bench.table(report["results"]))
   if args.out:
-    architecture.write_json_atomic(args.out, report)
+    files.write_json_atomic(args.out, report)
     print(f"wrote {args.out}")
 
 
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     args = _parser().parse_args(argv)
     if args.command in COMPILED:
-      from actsearch import allocator
+      from actsearch.train import allocator
       allocator.keep_freed_memory()
       _quiet_background_writers()
     COMMANDS[args.command](args)

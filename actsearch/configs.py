@@ -15,10 +15,19 @@ from collections.abc import Sequence
 import ml_collections
 from ml_collections import config_dict
 
-from actsearch import activations, discretize, health, optim, relaxations
-from actsearch.bilevel import ORDERS
 from actsearch.errors import UserError
-from actsearch.mixed import GRANULARITIES
+from actsearch.space import activations
+from actsearch.strategies import table as strategies
+from actsearch.train import health, optim, trainer
+
+# The checkout the package runs from (a clone, or an editable install): its experiments/.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def experiment(name: str) -> str:
+  """The path of ``experiments/NAME.py`` in the checkout."""
+  return os.path.join(ROOT, "experiments", f"{name}.py")
+
 
 DEFAULT_CANDIDATES = ["relu", "gelu", "silu", "tanh", "sin", "elu", "softplus", "gaussian"]
 
@@ -42,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.widths = [64, 64]        # hidden widths (mlp) or channels (cnn1d); one slot each
 
   c.search = ml_collections.ConfigDict()
+  c.search.strategy = "darts"      # how architectures are found (actsearch/strategies/table.py)
   c.search.epochs = 50             # length of the search; the lr schedule spans it
   c.search.warmup_epochs = 0       # epochs that train the weights only, alpha frozen
   c.search.batch_size = 64         # global batch, for the train and the val batch alike
@@ -193,42 +203,25 @@ def apply_overrides(cfg: ml_collections.ConfigDict, sets: Sequence[str]) -> None
 
 
 def check(cfg: ml_collections.ConfigDict) -> None:
-  """Rejects values no search can run with, naming the key."""
+  """Rejects values no search can run with, naming the key: the keys every search reads
+  here, the strategy's own keys by the strategy (``Strategy.check``)."""
   s = cfg.search
   activations.resolve(list(s.candidates))
-  relaxations.get(s.relaxation)
-  if s.order not in ORDERS:
-    raise UserError(f"search.order is {s.order!r}; known: {', '.join(ORDERS)}")
-  if s.granularity not in GRANULARITIES:
-    raise UserError(f"search.granularity is {s.granularity!r}; known: {', '.join(GRANULARITIES)}")
-  if not isinstance(s.warmup_epochs, int) or not 0 <= s.warmup_epochs < s.epochs:
-    raise UserError(f"search.warmup_epochs must be an integer in [0, search.epochs), "
-                    f"got {s.warmup_epochs!r}")
   for key, value in (("search.epochs", s.epochs), ("search.batch_size", s.batch_size),
                      ("search.eval_batch_size", s.eval_batch_size)):
     if not isinstance(value, int) or value < 1:
       raise UserError(f"{key} must be a positive integer, got {value!r}")
-  if s.temperature <= 0 or (s.temperature_final is not None and s.temperature_final <= 0):
-    raise UserError(f"search.temperature and search.temperature_final must be positive, got "
-                    f"{s.temperature} and {s.temperature_final}")
-  if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
-    raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
-  discretize.get(s.discretize)
   check_run(s, "search")
   if not isinstance(cfg.data.resident_mb, (int, float)) or cfg.data.resident_mb < 0:
     raise UserError(f"data.resident_mb must be a number >= 0, got {cfg.data.resident_mb!r}")
-  if not 0.0 < s.shrink_until <= 1.0:
-    raise UserError(f"search.shrink_until must lie in (0, 1], got {s.shrink_until}")
-  for key in ("shortlist_k", "shortlist_max", "shortlist_epochs", "shortlist_seeds"):
-    if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
-      raise UserError(f"search.{key} must be a positive integer, got {s[key]!r}")
+  strategies.get(s.strategy).check(cfg)
   check_retrain(cfg.retrain)
 
 
 # Keys that say how a run goes, not what it computes: a run may resume with other values.
 RUN_ONLY = ("search.eval_every", "search.eval_batch_size", "search.checkpoint_every",
-            "search.async_checkpoints", "retrain.checkpoint_every", "retrain.async_checkpoints",
-            "data.resident_mb")
+            "search.async_checkpoints", "data.resident_mb",
+            *(f"retrain.{k}" for k in trainer.RUN_ONLY))
 
 
 def check_run(node: ml_collections.ConfigDict, where: str) -> None:

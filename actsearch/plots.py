@@ -27,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from actsearch import architecture
+from actsearch.train import files
 
 WEIGHTS_PNG = "arch_weights.png"
 ACTIVATIONS_PNG = "chosen_activations.png"
@@ -136,7 +136,7 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
 
 
 def _candidate(name: str):
-  from actsearch import activations
+  from actsearch.space import activations
   try:
     return activations.get(name)
   except activations.UnknownCandidateError:
@@ -277,7 +277,7 @@ def write(run_dir: str, arch: Mapping[str, Any], writer=None, step: int = 0) -> 
                           (ACTIVATIONS_PNG, "arch/chosen_activations", activations_figure)):
     fig = make(arch)
     path = os.path.join(run_dir, name)
-    architecture.write_bytes_atomic(path, to_png_bytes(fig))
+    files.write_bytes_atomic(path, to_png_bytes(fig))
     paths.append(path)
     if writer is not None:
       writer.add_image(tag, to_rgb(fig), step, dataformats="HWC")

@@ -33,7 +33,7 @@ def pause_and_kill(args, marker, step, cwd=ROOT, where="step"):
   ``marker`` and waits there; ``where="save"``: at the end of that step's epoch, before its
   checkpoint), then kills it with SIGKILL. No guessed delays: the moment of the kill is the
   step the test names."""
-  from actsearch import hooks
+  from actsearch.train import hooks
 
   env = {**os.environ, hooks.PAUSE_ENV: f"{step}:{marker}:{where}"}
   proc = subprocess.Popen([sys.executable, "-m", "actsearch", *args], cwd=cwd, env=env,
@@ -67,10 +67,11 @@ def arch_weights(workdir) -> np.ndarray:
 
 def checkpoint_state(workdir, sets, experiment="experiments/mnist1d_mlp.py"):
   """The newest checkpoint of a run made with ``experiment`` and ``--set sets``."""
-  from actsearch import configs, search
-  from actsearch.checkpoint import Checkpointer
+  from actsearch import configs
+  from actsearch.strategies import darts
+  from actsearch.train.checkpoint import Checkpointer
 
   cfg = configs.load_config(os.path.join(ROOT, experiment))
   configs.apply_overrides(cfg, sets)
-  su = search.setup(cfg)
+  su = darts.setup(cfg)
   return Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from scipy import special
 
-from actsearch import activations, architecture, discretize
+from actsearch import architecture
 from actsearch.errors import UserError
-from actsearch.mixed import MixedActivation
+from actsearch.space import activations
+from actsearch.space.mixed import MixedActivation
+from actsearch.strategies import discretize
 
 SELU_A, SELU_S = 1.6732632423543772, 1.0507009873554805
 

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from actsearch import allocator
+from actsearch.train import allocator
 
 _PROBE = """
 import ctypes, resource
-from actsearch import allocator
+from actsearch.train import allocator
 print(allocator.keep_freed_memory())
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p

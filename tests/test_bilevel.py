@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import bilevel, models, objective, optim, taps
+from actsearch import models
+from actsearch.models import taps
+from actsearch.strategies import bilevel
+from actsearch.train import objective, optim
 
 CANDS = ["relu", "tanh", "sin", "gaussian", "silu", "prelu"]  # prelu: the general path
 FUSED = ["relu", "tanh", "sin", "gaussian", "silu", "softplus"]  # all fused: custom VJP

@@ -7,7 +7,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from actsearch.checkpoint import Checkpointer, pack, unpack
+from actsearch.train.checkpoint import Checkpointer, pack, unpack
 
 LEAVES = {
     "float32 matrix": np.arange(12, dtype=np.float32).reshape(3, 4) / 7,

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import activations, architecture, cli, configs, discretize
+from actsearch import architecture, cli, configs
 from actsearch.errors import UserError
-from actsearch.mixed import MixedActivation, standard_moments
-from actsearch.objective import split_model
+from actsearch.space import activations
+from actsearch.space.mixed import MixedActivation, standard_moments
+from actsearch.strategies import discretize
+from actsearch.train.objective import split_model
 
 from conftest import ROOT
 
@@ -132,7 +134,7 @@ def test_each_method_through_the_search_records_scores_and_shows_them(method, tm
 
 
 def test_the_shrinking_schedule_leaves_one_candidate_at_the_given_share_of_the_epochs():
-  from actsearch.selection import alive_after
+  from actsearch.strategies.selection import alive_after
   left = [alive_after(e, 8, 40, 0.75) for e in range(41)]
   assert left[0] == 8 and left[29] == 2 and left[30] == 1 and left[40] == 1
   assert all(a >= b for a, b in zip(left, left[1:]))
@@ -141,7 +143,7 @@ def test_the_shrinking_schedule_leaves_one_candidate_at_the_given_share_of_the_e
 def test_temperature_annealing_is_geometric_and_reaches_the_slots():
   import jax
 
-  from actsearch import bilevel
+  from actsearch.strategies import bilevel
   sched = bilevel.temperature_schedule(2.0, 0.5, 100)
   assert float(sched(0)) == pytest.approx(2.0) and float(sched(100)) == pytest.approx(0.5)
   assert float(sched(50)) == pytest.approx(1.0)

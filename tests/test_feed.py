@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from actsearch import cli, feed, train_step
+from actsearch import cli
+from actsearch.train import feed
+from actsearch.train import step as train_step
 
 from conftest import checkpoint_state
 

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import activations, bilevel, configs, fused, kernels, models, objective, optim
-from actsearch.mixed import MixedActivation, mix, mix_reference
+from actsearch import configs, models
+from actsearch.space import activations, fused, kernels
+from actsearch.space.mixed import MixedActivation, mix, mix_reference
+from actsearch.strategies import bilevel
+from actsearch.train import objective, optim
 
 RULED = sorted(fused.RULES)
 X = jnp.concatenate([jnp.linspace(-12.0, 12.0, 997), jnp.array([-30.0, -0.5, 0.25, 30.0])])

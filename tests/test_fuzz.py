@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actsearch import architecture, cli, configs, data, retrain
+from actsearch import architecture, cli, configs, data
+from actsearch.commands import retrain
 from actsearch.errors import UserError
 
 settings.register_profile("default", max_examples=40, deadline=None,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from actsearch import fused, kernels
+from actsearch.space import fused, kernels
 
 pytestmark = pytest.mark.skipif(not kernels.available(),
                                 reason="the CPU kernel could not be built here")
@@ -147,7 +147,7 @@ def test_kernel_under_vmap_equals_one_call_per_example():
 _PROBE = textwrap.dedent("""
     import warnings
     import jax, jax.numpy as jnp
-    from actsearch import fused, kernels
+    from actsearch.space import fused, kernels
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter("always")
       ok = kernels.available()

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from actsearch.checkpoint import Checkpointer
+from actsearch.train.checkpoint import Checkpointer
 
 from conftest import ROOT, checkpoint_state, pause_and_kill, run_cli
 

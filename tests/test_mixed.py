@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import models, relaxations
+from actsearch import models
 from actsearch.errors import UserError
-from actsearch.mixed import ArchParam, FixedActivation, MixedActivation, mix_reference
+from actsearch.space import relaxations
+from actsearch.space.mixed import ArchParam, FixedActivation, MixedActivation, mix_reference
 
 ALPHA = jnp.array([[0.3, -1.2, 0.8, 0.0], [2.0, 0.1, -0.5, 0.4]])
 
@@ -101,7 +102,7 @@ def test_backbones_name_their_slots_and_run():
 
 
 def test_mix_reference_matches_manual_sum_for_channel_weights():
-  from actsearch import activations
+  from actsearch.space import activations
   cands = activations.resolve(["relu", "sin"])
   w = jnp.array([[1.0, 0.0], [0.25, 0.75]])
   x = jnp.array([[-1.0, 2.0], [0.5, -0.5]])

@@ -36,7 +36,9 @@ def _state(workdir, sets):
 # (the loop then hands the stretch over to be written: ``loop._Finished``).
 COUNTING = """
 import json, sys, jax
-from actsearch import bilevel, cli, loop
+from actsearch import cli
+from actsearch.strategies import bilevel
+from actsearch.train import loop
 compiles, at_end, traces = [0], [], [0]
 def listener(event, duration, **kwargs):
   compiles[0] += event == "/jax/core/compile/backend_compile_duration"
@@ -86,7 +88,7 @@ def test_twenty_steps_agree_and_compile_once_on_one_two_and_four_devices(tmp_pat
 
 def test_replica_check_catches_diverged_devices(tmp_path):
   code = ("import numpy as np, jax, pytest\n"
-          "from actsearch.parallel import assert_replicated, replicate\n"
+          "from actsearch.train.parallel import assert_replicated, replicate\n"
           "same = replicate({'a': np.ones(3)})\n"
           "assert_replicated(same, 'alpha')\n"
           "diverged = jax.pmap(lambda x: x)(np.array([[1.0], [2.0]]))\n"

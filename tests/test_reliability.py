@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from actsearch import health, hooks
-from actsearch.checkpoint import Checkpointer
-from actsearch.lock import WorkdirLock
+from actsearch.train import health, hooks
+from actsearch.train.checkpoint import Checkpointer
+from actsearch.train.lock import WorkdirLock
 
 from conftest import ROOT, arch_weights, assert_bad_input, checkpoint_state, run_cli
 

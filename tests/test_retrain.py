@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from actsearch import architecture, cli, configs, data, models, retrain
+from actsearch import architecture, cli, configs, data, models
+from actsearch.commands import retrain
 
 from conftest import ROOT, assert_bad_input, pause_and_kill, run_cli
 
@@ -99,10 +100,8 @@ def test_seeds_trained_together_equal_each_seed_alone(arch_path):
   slot = retrain.variants(arch, [])["found"]
   import tempfile
   with tempfile.TemporaryDirectory() as tmp:
-    both = retrain.train_variant(cfg, splits, slot, os.path.join(tmp, "b"), [0, 1],
-                                 progress=False)
-    alone = retrain.train_variant(cfg, splits, slot, os.path.join(tmp, "a"), [1],
-                                  progress=False)
+    both = retrain.train_variant(cfg, splits, slot, tmp, "b", [0, 1], progress=False)
+    alone = retrain.train_variant(cfg, splits, slot, tmp, "a", [1], progress=False)
   assert both["seeds"][0]["test_loss"] != pytest.approx(both["seeds"][1]["test_loss"], abs=1e-4)
   for key in ("test_loss", "train_loss", "test_accuracy"):
     assert both["seeds"][1][key] == pytest.approx(alone["seeds"][0][key], abs=1e-5), key

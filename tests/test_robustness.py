@@ -2,7 +2,7 @@
 
 
 
-from actsearch.checkpoint import Checkpointer
+from actsearch.train.checkpoint import Checkpointer
 
 from conftest import run_cli
 

@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from actsearch import architecture, cli, configs
-from actsearch.checkpoint import Checkpointer
+from actsearch.train.checkpoint import Checkpointer
 
 from conftest import arch_weights, checkpoint_state
 
@@ -140,7 +140,8 @@ def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, 
                                                                       order):
   import jax
 
-  from actsearch import search as search_mod
+  from actsearch.strategies import bilevel
+  from actsearch.train import loop
   compiles, at_end = [0], []
 
   def listener(event, duration, **kwargs):
@@ -148,18 +149,18 @@ def test_the_step_compiles_once_and_nothing_recompiles_between_epochs(tmp_path, 
       compiles[0] += 1
   jax.monitoring.register_event_duration_secs_listener(listener)
   traces = {"step": 0}
-  real_call = search_mod.bilevel.StepFn.__call__
+  real_call = bilevel.StepFn.__call__
 
   def counting_call(self, *args):
     traces["step"] += 1
     return real_call(self, *args)
-  monkeypatch.setattr(search_mod.bilevel.StepFn, "__call__", counting_call)
-  finished = search_mod.loop._Finished
+  monkeypatch.setattr(bilevel.StepFn, "__call__", counting_call)
+  finished = loop._Finished
 
   def recording(*args, **kwargs):  # an epoch's device work done (steps, checks, evaluation)
     at_end.append((compiles[0], traces["step"]))
     return finished(*args, **kwargs)
-  monkeypatch.setattr(search_mod.loop, "_Finished", recording)
+  monkeypatch.setattr(loop, "_Finished", recording)
   try:
     assert search(tmp_path / "c", "--set", "search.epochs=4", "--set", "search.eval_every=2",
                   "--set", f"search.order={order}") == 0

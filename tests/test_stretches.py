@@ -9,9 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from actsearch import configs, loop, parallel
-from actsearch.checkpoint import Checkpointer
+from actsearch import configs
+from actsearch.commands import workdirs
 from actsearch.errors import UserError
+from actsearch.train import loop, parallel
+from actsearch.train.checkpoint import Checkpointer
 
 
 @pytest.mark.parametrize("start, stop, spe, every, expected", [
@@ -75,7 +77,7 @@ def _prepare(tmp_path, **changes):
     for part in leaf[:-1]:
       node = node[part]
     node[leaf[-1]] = value
-  loop.prepare_workdir(str(tmp_path), cfg, primary=True)
+  workdirs.prepare(str(tmp_path), cfg, primary=True)
   return json.loads((tmp_path / "config.json").read_text())
 
 

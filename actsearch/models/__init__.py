@@ -1,97 +1,23 @@
-"""Backbones in a registry; their activation slots are mixed (search) or fixed (retrain).
+"""Backbones (what is searched): one module per backbone (``mlp``, ``cnn1d``), a registry
+(``registry``: ``register``, ``build``, the slot factories, ``slots``) and the layers the
+backbones share (``taps``: dense layers that record what the second-order hypergradient needs).
 
-A backbone is built from its config and a ``slot`` factory ``slot(name, channels)`` that
-returns a ``MixedActivation`` or a ``FixedActivation`` (``search_slots``, ``fixed_slots``,
-``uniform_slots``). Each module of this package defines one backbone and registers its
-builder with ``@register(name)``. Every backbone is called as ``model(x, key=None, *,
-train=True)``: ``key`` drives stochastic relaxations, ``train`` switches layers that
-behave differently in training (batch statistics, dropout).
-
-Slots are found by type (``slots``), not through an attribute of the backbone, and carry
-their own names; today's backbones name them ``block{i}/act``, the names that
-``architecture.json`` files and TensorBoard tags use.
+Every backbone is called as ``model(x, key=None, *, train=True)`` and holds its activation
+slots as modules (``MixedActivation`` while searching, ``FixedActivation`` when retrained),
+found by type and named by the backbone (``block{i}/act``).
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable, Mapping, Sequence
-
-import jax
-import ml_collections
-import numpy as np
-from flax import nnx
-
-from actsearch.errors import UserError
-from actsearch.mixed import FixedActivation, MixedActivation, Slot
-
-SlotFactory = Callable[[str, int], nnx.Module]
-Builder = Callable[[ml_collections.ConfigDict, Sequence[int], int, SlotFactory, nnx.Rngs],
-                   nnx.Module]
-BACKBONES: dict[str, Builder] = {}
-
-
-def register(name: str):
-  """Decorator: registers ``builder(model_cfg, input_shape, num_outputs, slot, rngs)``."""
-  def wrap(builder: Builder) -> Builder:
-    BACKBONES[name] = builder
-    return builder
-  return wrap
-
-
-def slot_name(i: int) -> str:
-  return f"block{i}/act"
-
-
-def search_slots(candidates: Sequence[str], relaxation: str, granularity: str,
-                 rngs: nnx.Rngs, temperature: float = 1.0, use_fused: bool = True,
-                 normalize: bool = False, clamp: float = 0.0) -> SlotFactory:
-  def make(name: str, channels: int) -> nnx.Module:
-    return MixedActivation(candidates, channels=channels, granularity=granularity,
-                           relaxation=relaxation, temperature=temperature,
-                           use_fused=use_fused, rngs=rngs, name=name, normalize=normalize,
-                           clamp=clamp)
-  return make
-
-
-def fixed_slots(layers: Mapping[str, Mapping]) -> SlotFactory:
-  """Factory from architecture layers ``{name: {"choice", "params", ["channel_choices"]}}``."""
-  def make(name: str, channels: int) -> nnx.Module:
-    if name not in layers:
-      raise UserError(f"the architecture has no slot {name!r} (it has {', '.join(layers)})")
-    layer = layers[name]
-    choice = layer.get("channel_choices") or layer["choice"]
-    return FixedActivation(choice, channels=channels, params=layer.get("params"), name=name)
-  return make
-
-
-def uniform_slots(candidate: str) -> SlotFactory:
-  """Every slot fixed to one candidate (the baselines)."""
-  return lambda name, channels: FixedActivation(candidate, channels=channels, name=name)
-
-
-def build(model_cfg: ml_collections.ConfigDict, input_shape: Sequence[int], num_outputs: int,
-          slot: SlotFactory, rngs: nnx.Rngs) -> nnx.Module:
-  """Builds ``model_cfg.name`` for inputs of shape ``input_shape`` (no batch axis)."""
-  widths = [int(w) for w in model_cfg.widths]
-  if not widths or min(widths) < 1:
-    raise UserError(f"model.widths must be a non-empty list of positive integers, got {widths}")
-  builder = BACKBONES.get(model_cfg.name)
-  if builder is None:
-    raise UserError(f"unknown model.name {model_cfg.name!r}; known: {', '.join(BACKBONES)}")
-  return builder(model_cfg, tuple(input_shape), num_outputs, slot, rngs)
-
-
-def slots(model: nnx.Module) -> list[tuple[str, Slot]]:
-  """The activation slots of a backbone with their names, in the order of the module tree."""
-  found = []
-  for path, node in nnx.iter_graph(model):
-    if isinstance(node, Slot):
-      found.append((node.slot_name or "/".join(map(str, path)), node))
-  return found
-
-
-def param_count(model: nnx.Module) -> int:
-  return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
-from actsearch.models import cnn1d, mlp  # noqa: E402,F401  (each registers its backbone)
+from actsearch.models import cnn1d, mlp  # noqa: E402,F401,I001  (each registers its backbone)
+from actsearch.models.registry import (  # noqa: F401  (the family's names, as before the move)
+  BACKBONES,
+  Builder,
+  SlotFactory,
+  build,
+  fixed_slots,
+  param_count,
+  register,
+  search_slots,
+  slot_name,
+  slots,
+  uniform_slots,
+)

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from actsearch import models
 from actsearch.errors import UserError
-from actsearch.taps import Dense
+from actsearch.models import registry as models
+from actsearch.models.taps import Dense
 
 
 class CNN1D(nnx.Module):

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from actsearch import models
-from actsearch.taps import Dense
+from actsearch.models import registry as models
+from actsearch.models.taps import Dense
 
 
 class MLP(nnx.Module):

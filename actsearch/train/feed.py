@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from actsearch import parallel
+from actsearch.train import parallel
 
 
 def fits(arrays: Sequence[np.ndarray], limit_mb: float) -> bool:

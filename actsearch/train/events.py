@@ -104,7 +104,7 @@ class RunLogger:
       lines = f.readlines()
     kept = [line for line in lines if _step_of(line) <= step]
     if len(kept) != len(lines):
-      from actsearch.architecture import write_text_atomic
+      from actsearch.train.files import write_text_atomic
       write_text_atomic(path, "".join(kept))
 
   @property

@@ -42,10 +42,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from actsearch import taps
 from actsearch.errors import UserError
-from actsearch.objective import Batch, Objective, split_model
-from actsearch.parallel import pmean, pmean_floats
+from actsearch.models import taps
+from actsearch.train.objective import Batch, Objective, split_model
+from actsearch.train.parallel import pmean, pmean_floats
 
 ORDERS = ("first", "second", "second_fd")
 

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from actsearch.objective import Batch, Objective, split_model
-from actsearch.parallel import pmean, pmean_floats
+from actsearch.train.objective import Batch, Objective, split_model
+from actsearch.train.parallel import pmean, pmean_floats
 
 
 @struct.dataclass

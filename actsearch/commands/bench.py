@@ -24,11 +24,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from actsearch import bilevel, configs, kernels, models, optim, train_step
-from actsearch.objective import Objective, split_model
+from actsearch import configs, models
+from actsearch.space import kernels
+from actsearch.strategies import bilevel
+from actsearch.train import optim, trainer
+from actsearch.train import step as train_step
+from actsearch.train.objective import Objective, split_model
 
 BENCH_CANDIDATES = ["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus"]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _median_ms(fns: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
@@ -55,7 +58,7 @@ def _case(name: str):
     model_cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [1024, 1024, 1024]})
     return model_cfg, (784,), 10, 256, BENCH_CANDIDATES, configs.base_config()
   if name == "mnist1d_cnn":
-    cfg = configs.load_config(os.path.join(ROOT, "experiments", "mnist1d_cnn.py"))
+    cfg = configs.load_config(configs.experiment("mnist1d_cnn"))
     return cfg.model, (40,), 10, cfg.search.batch_size, list(cfg.search.candidates), cfg
   raise ValueError(name)
 
@@ -211,7 +214,7 @@ def _step_ms(step, state, batches, repeats: int) -> float:
 
 
 def _default_cnn(epochs: int | None) -> ml_collections.ConfigDict:
-  cfg = configs.load_config(os.path.join(ROOT, "experiments", "mnist1d_cnn.py"))
+  cfg = configs.load_config(configs.experiment("mnist1d_cnn"))
   if epochs is not None:
     cfg.search.epochs = cfg.retrain.epochs = epochs
   return cfg
@@ -228,11 +231,12 @@ def run_loop(repeats: int = 30, epochs: int | None = None, rounds: int = 5) -> d
   the median over the rounds."""
   import tempfile
 
-  from actsearch import search
+  from actsearch.commands import search
+  from actsearch.strategies import darts
 
   cfg = _default_cnn(epochs)
   cfg.search.discretize = "argmax"
-  su = search.setup(cfg)
+  su = darts.setup(cfg)
   batch = cfg.search.batch_size
   take = lambda x, y: {"x": jnp.asarray(x[:batch]), "y": jnp.asarray(y[:batch])}
   alone = dataclasses.replace(su.step_fn, axis_name=None)
@@ -256,26 +260,25 @@ def run_loop(repeats: int = 30, epochs: int | None = None, rounds: int = 5) -> d
 
 
 def _retrain_setup(cfg, seeds):
-  from actsearch import data, retrain
+  from actsearch import data
+  from actsearch.commands import retrain
 
   splits = data.load(cfg.data, retrain.SPLIT_SEED)
   x = np.concatenate([splits.x_train, splits.x_val])
   y = np.concatenate([splits.y_train, splits.y_val])
-  built = [models.build(cfg.model, splits.input_shape, splits.num_outputs,
-                        models.uniform_slots("relu"), nnx.Rngs(params=s)) for s in seeds]
-  state = retrain.stack([train_step.init_state(m, None)[1] for m in built])
-  return Objective(split_model(built[0])[0], splits.task), state, x, y, splits
+  graphdef, state = trainer.stack_models([
+      models.build(cfg.model, splits.input_shape, splits.num_outputs,
+                   models.uniform_slots("relu"), nnx.Rngs(params=s)) for s in seeds])
+  return Objective(graphdef, splits.task), state, x, y, splits
 
 
 def _retrain_loop(cfg, seeds, workdir: str):
   """The retrain loop of a ReLU CNN over ``seeds``: (final state, timeline, seconds)."""
-  from actsearch import retrain
-
   objective, state, x, y, splits = _retrain_setup(cfg, seeds)
   timeline: list = []
-  state, seconds = retrain.fit(cfg.retrain, objective, state, x, y, workdir, seeds,
+  state, seconds = trainer.fit(cfg.retrain, objective, state, x, y, workdir, seeds,
                                [f"seed{s}" for s in seeds], progress=False, timeline=timeline)
-  test = retrain.score(objective, state, splits.x_test, splits.y_test,
+  test = trainer.score(objective, state, splits.x_test, splits.y_test,
                        cfg.retrain.eval_batch_size, "test")
   return state, timeline, seconds, len(x) // cfg.retrain.batch_size, test
 

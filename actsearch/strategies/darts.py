@@ -1,5 +1,12 @@
-"""``actsearch search`` and ``export``: config -> data -> supernet -> bilevel steps on the
-shared loop -> discretize -> ``architecture.json``.
+"""DARTS (Liu et al. 2019) over activations: a supernet whose slots mix every candidate, its
+weights and alpha trained by the bilevel step (``bilevel``: first order, exact second order,
+DARTS' finite difference) on the shared loop, then one choice per slot by a discretization
+method (``discretize``).
+
+Its stabilisers are its own: a warm start (``search.warmup_epochs``: weights only), candidate
+normalisation and output clamping (in the slots, ``space.mixed``), temperature annealing
+(``bilevel.temperature_schedule``), progressive shrinking (``selection.shrink``), and the
+stochastic relaxations.
 
 ``search.epochs`` fixes the length of the search (the lr schedule spans it); ``stop_epoch``
 only says where this invocation stops, so a run stopped at epoch 1 and continued to epoch 2
@@ -9,7 +16,6 @@ takes exactly the steps of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -17,27 +23,14 @@ import jax
 import ml_collections
 from flax import nnx
 
-from actsearch import (
-  architecture,
-  bilevel,
-  configs,
-  data,
-  discretize,
-  evaluate,
-  health,
-  loop,
-  models,
-  optim,
-  parallel,
-  plots,
-  relaxations,
-  selection,
-)
+from actsearch import data, models, plots
 from actsearch.errors import UserError
-from actsearch.feed import Feed
-from actsearch.lock import WorkdirLock
-from actsearch.logging import RunLogger
-from actsearch.objective import Objective
+from actsearch.space import mixed, relaxations
+from actsearch.strategies import bilevel, discretize, selection
+from actsearch.strategies.base import Found, Run, Strategy
+from actsearch.train import evaluate, health, loop, optim, parallel
+from actsearch.train.feed import Feed
+from actsearch.train.objective import Objective
 
 AXIS = parallel.AXIS
 
@@ -55,6 +48,31 @@ class Setup:
   step_fn: bilevel.StepFn
 
 
+def check(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects values of DARTS' own keys that no search can run with, naming the key."""
+  s = cfg.search
+  relaxations.get(s.relaxation)
+  if s.order not in bilevel.ORDERS:
+    raise UserError(f"search.order is {s.order!r}; known: {', '.join(bilevel.ORDERS)}")
+  if s.granularity not in mixed.GRANULARITIES:
+    raise UserError(f"search.granularity is {s.granularity!r}; known: "
+                    f"{', '.join(mixed.GRANULARITIES)}")
+  if not isinstance(s.warmup_epochs, int) or not 0 <= s.warmup_epochs < s.epochs:
+    raise UserError(f"search.warmup_epochs must be an integer in [0, search.epochs), "
+                    f"got {s.warmup_epochs!r}")
+  if s.temperature <= 0 or (s.temperature_final is not None and s.temperature_final <= 0):
+    raise UserError(f"search.temperature and search.temperature_final must be positive, got "
+                    f"{s.temperature} and {s.temperature_final}")
+  if cfg.optim.weights.lr <= 0 or cfg.optim.weights.lr_min <= 0:
+    raise UserError("optim.weights.lr and optim.weights.lr_min must be positive")
+  discretize.get(s.discretize)
+  if not 0.0 < s.shrink_until <= 1.0:
+    raise UserError(f"search.shrink_until must lie in (0, 1], got {s.shrink_until}")
+  for key in ("shortlist_k", "shortlist_max", "shortlist_epochs", "shortlist_seeds"):
+    if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
+      raise UserError(f"search.{key} must be a positive integer, got {s[key]!r}")
+
+
 def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
                    plain: bool = False, seed: int | None = None) -> nnx.Module:
   """The supernet, initialised with ``seed`` (default: the config's); ``plain`` leaves out the
@@ -69,9 +87,10 @@ def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
   return models.build(cfg.model, splits.input_shape, splits.num_outputs, slot, rngs)
 
 
-def setup(cfg: ml_collections.ConfigDict, data_path: str | None = None) -> Setup:
-  configs.check(cfg)
-  splits = data.load(cfg.data, cfg.seed, data_path)
+def setup(cfg: ml_collections.ConfigDict, splits: data.Splits | None = None) -> Setup:
+  """The supernet, its state at step 0 and the bilevel step; ``splits`` default to the
+  config's data split with its seed."""
+  splits = data.load(cfg.data, cfg.seed) if splits is None else splits
   global_batch = cfg.search.batch_size
   devices = jax.device_count()
   if global_batch % devices:
@@ -101,18 +120,16 @@ def _supernet(su: Setup, state) -> nnx.Module:
   return nnx.merge(su.graphdef, state.params, state.arch, state.rest)
 
 
-def discretized(su: Setup, state, metrics: dict[str, float], workdir: str) -> dict:
-  """The architecture record of a state, by the method of ``search.discretize``."""
+def discretized(su: Setup, state, metrics: dict[str, float], workdir: str,
+                step: int = 0) -> Found:
+  """One choice per slot of a state, by the method of ``search.discretize``."""
   s = su.cfg.search
   ctx = selection.context(su, state, workdir,
                           lambda seed: build_supernet(su.cfg, su.splits, plain=True, seed=seed))
   layers, info = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)), ctx)
-  return architecture.make(
-      layers, candidates=list(s.candidates), relaxation=s.relaxation, granularity=s.granularity,
-      model=configs.to_json(su.cfg.model), data={**configs.to_json(su.cfg.data),
-                                                  **su.splits.describe()},
-      metrics=metrics, seed=su.cfg.seed, discretize=s.discretize, selection=info,
-      retrain=configs.to_json(su.cfg.retrain))
+  return Found(layers=layers, metrics=metrics, step=step,
+               fields={"relaxation": s.relaxation, "granularity": s.granularity,
+                       "discretize": s.discretize, "selection": info})
 
 
 def arch_scalars(su: Setup):
@@ -150,38 +167,21 @@ def _shrinker(su: Setup):
   return after_epoch
 
 
-def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None = None,
-        data_path: str | None = None, progress: bool = True,
-        timeline: list | None = None) -> dict:
-  """Searches, resuming from ``workdir`` if it holds a checkpoint; returns the architecture."""
-  if data_path:
-    cfg.data.name, cfg.data.path = "npz", os.path.abspath(data_path)
-  su = setup(cfg, None)
-  stop = cfg.search.epochs if stop_epoch is None else stop_epoch
-  if stop < 1:
-    raise UserError(f"--epochs must be a positive integer, got {stop}")
-  primary = jax.process_index() == 0
-  with WorkdirLock(workdir, enabled=primary):  # one run per workdir
-    return _search(su, workdir, stop, primary, progress, timeline)
-
-
-def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool,
-            timeline: list | None) -> dict:
-  cfg = su.cfg
-  loop.prepare_workdir(workdir, cfg, primary)
-  splits, batch = su.splits, cfg.search.batch_size
-
+def task(su: Setup, stop_epoch: int) -> loop.Task:
+  """The search as the shared loop runs it: the bilevel step on a train and a val batch,
+  the supernet evaluated on the val split, alpha's weights logged after each epoch."""
+  cfg, splits, batch = su.cfg, su.splits, su.cfg.search.batch_size
   feed = Feed([(splits.x_train, splits.y_train), (splits.x_val, splits.y_val)],
               lambda epoch: [
                   data.epoch_order(len(splits.x_train), batch, cfg.seed, 2 * epoch),
                   data.epoch_order(len(splits.x_val), batch, cfg.seed, 2 * epoch + 1)],
               su.steps_per_epoch, cfg.data.resident_mb, what="train and val splits")
   step = loop.packed(feed.wrap(health.guard(su.step_fn, cfg.search.on_nonfinite)))
-  task = loop.Task(
+  return loop.Task(
       step=parallel.pmapped(step), metric_keys=step.keys,
       batches=feed.batches, steps_per_epoch=su.steps_per_epoch,
       on_nonfinite=cfg.search.on_nonfinite, max_skipped=cfg.search.max_skipped,
-      stop_epoch=stop, epochs=cfg.search.epochs,
+      stop_epoch=stop_epoch, epochs=cfg.search.epochs,
       evaluate=evaluate.Evaluator(su.objective, splits.x_val, splits.y_val,
                                   cfg.search.eval_batch_size, prefix="val"),
       eval_every=cfg.search.eval_every, checkpoint_every=cfg.search.checkpoint_every,
@@ -190,35 +190,23 @@ def _search(su: Setup, workdir: str, stop: int, primary: bool, progress: bool,
       check=lambda state_r: parallel.assert_replicated(state_r.arch, "alpha"),
       after_epoch=_shrinker(su) if cfg.search.shrink else None,
       hint="lower optim.weights.lr or optim.arch.lr", desc="search epochs")
-  logger = RunLogger(workdir, enabled=primary)
-  try:
-    slot_names = [n for n, _ in models.slots(su.model)]
-    logger.at_open(  # one chart per slot with all its candidates' weights
-        lambda writer: plots.add_layout(writer, slot_names, list(cfg.search.candidates)))
-    state, record = loop.run(task, su.state, workdir, logger, progress=progress,
-                             timeline=timeline)
-    arch = discretized(su, state, record.get("metrics", {}), workdir)
-    if primary:
-      architecture.save(os.path.join(workdir, "architecture.json"), arch)
-      plots.write(workdir, arch, writer=logger.writer, step=int(state.step))
-  finally:
-    logger.close()
-  return arch
 
 
-def export(run_dir: str, out: str | None = None) -> dict:
-  """Discretizes the newest checkpoint of a run and writes the architecture."""
-  from actsearch.checkpoint import Checkpointer
+def run(r: Run) -> Found:
+  """Searches (resuming from the workdir's newest checkpoint), then discretizes."""
+  su = r.setup
+  slot_names = [n for n, _ in models.slots(su.model)]
+  r.logger.at_open(  # one chart per slot with all its candidates' weights
+      lambda writer: plots.add_layout(writer, slot_names, list(su.cfg.search.candidates)))
+  state, record = loop.run(task(su, r.stop_epoch), su.state, r.workdir, r.logger,
+                           progress=r.progress, timeline=r.timeline)
+  return discretized(su, state, record.get("metrics", {}), r.workdir, int(state.step))
 
-  cfg_path = os.path.join(run_dir, "config.json")
-  if not os.path.isfile(cfg_path):
-    raise UserError(f"{run_dir} is not a search run (no config.json)")
-  try:
-    with open(cfg_path, encoding="utf-8") as f:
-      cfg = configs.from_json(json.load(f))
-  except json.JSONDecodeError as e:
-    raise UserError(f"{cfg_path}: malformed JSON ({e.msg})") from None
-  su = setup(cfg)
+
+def export(su: Setup, run_dir: str) -> Found:
+  """Discretizes the newest checkpoint of the search in ``run_dir``."""
+  from actsearch.train.checkpoint import Checkpointer
+
   ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), read_only=True)
   try:
     if ckpt.latest() is None:
@@ -226,10 +214,8 @@ def export(run_dir: str, out: str | None = None) -> dict:
     state, record = ckpt.restore(su.state)
   finally:
     ckpt.close()
-  arch = discretized(su, state, record.get("metrics", {}), run_dir)
-  out = out or os.path.join(run_dir, "architecture.json")
-  architecture.save(out, arch)
-  plots.write(os.path.dirname(os.path.abspath(out)), arch)
-  return arch
+  return discretized(su, state, record.get("metrics", {}), run_dir, int(state.step))
 
 
+STRATEGY = Strategy(setup=setup, run=run, check=check, export=export,
+                    doc="DARTS: a supernet of mixed slots, bilevel steps, discretization")

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from actsearch import kernels
+from actsearch.space import kernels
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
@@ -198,7 +198,7 @@ RULES: dict[str, Rule] = {
 
 def supports(candidates: Sequence) -> bool:
   """Whether every candidate (objects with ``name`` and ``params``) has a fused rule."""
-  from actsearch import activations
+  from actsearch.space import activations
 
   return all(not c.params and c.name in RULES and activations.get(c.name) is c
              for c in candidates)

@@ -28,26 +28,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from actsearch import (
-  __version__,
-  activations,
-  architecture,
-  configs,
-  data,
-  evaluate,
-  health,
-  loop,
-  models,
-  optim,
-  parallel,
-  stats,
-  train_step,
-)
+from actsearch import architecture, configs, data, models, stats
+from actsearch.commands import workdirs
 from actsearch.errors import UserError
-from actsearch.feed import Feed
-from actsearch.lock import WorkdirLock
-from actsearch.logging import SeedLoggers
-from actsearch.objective import Objective, split_model
+from actsearch.space import activations
+from actsearch.train import files, trainer
+from actsearch.train.lock import WorkdirLock
+from actsearch.train.objective import Objective
+from actsearch.version import __version__
 
 FOUND = "found"
 SPLIT_SEED = 0
@@ -94,85 +82,22 @@ def _fit_split(splits: data.Splits) -> tuple[np.ndarray, np.ndarray]:
           np.concatenate([splits.y_train, splits.y_val]))
 
 
-def stack(trees):
-  """Pytrees of equal structure stacked on a new leading axis (members trained together)."""
-  return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
-
-
-def fit(r: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray,
-        y: np.ndarray, run_dir: str, seeds: Sequence[int], names: Sequence[str], *,
-        progress: bool = True, desc: str = "retrain", test=None, timeline: list | None = None,
-        resident_mb: float = 1024):
-  """Trains the members of a stacked ``TrainState`` (leading axis) together on ``x, y`` with
-  the recipe ``r``; member ``i`` sees the batch order of ``seeds[i]`` and logs to
-  ``run_dir/names[i]``. Resumes from ``run_dir``. ``test = (x, y)``: scored and logged
-  (``test/...``) after the last epoch, before the last checkpoint, so that a resumed run
-  logs it once. ``resident_mb``: ``feed.Feed``'s limit. Returns the state and the wall
-  time."""
-  if r.batch_size % jax.device_count():
-    raise UserError(f"retrain.batch_size {r.batch_size} is not divisible by the "
-                    f"{jax.device_count()} devices")
-  steps = len(x) // r.batch_size
-  if steps < 1:
-    raise UserError(f"retrain.batch_size {r.batch_size} exceeds the {len(x)} training examples")
-  schedule = optim.weight_schedule(r, r.epochs * steps)
-  tx = optim.weight_optimizer(r, schedule)
-  state = jax.vmap(lambda st: st.replace(opt=tx.init(st.params)))(state) \
-      if state.opt is None else state
-  feed = Feed([(x, y)], lambda epoch: [np.stack([
-      data.epoch_order(len(x), r.batch_size, s, epoch) for s in seeds])], steps, resident_mb,
-      members=True, what="training data")
-  step = loop.packed(jax.vmap(feed.wrap(health.guard(
-      train_step.TrainStep(objective, tx, schedule, axis_name=parallel.AXIS),
-      r.get("on_nonfinite", "stop"))), in_axes=feed.in_axes()))
-
-  evaluate = None if test is None else evaluator(objective, *test, r.eval_batch_size, "test")
-  task = loop.Task(step=parallel.pmapped(step), metric_keys=step.keys, batches=feed.batches,
-                   steps_per_epoch=steps, stop_epoch=r.epochs,
-                   evaluate=evaluate, eval_every=r.epochs,
-                   checkpoint_every=r.get("checkpoint_every", 0),
-                   async_checkpoints=r.get("async_checkpoints"),
-                   on_nonfinite=r.get("on_nonfinite", "stop"),
-                   max_skipped=r.get("max_skipped", 10), hint="lower retrain.lr",
-                   desc=f"{desc} {os.path.basename(run_dir)} epochs")
-  loggers = SeedLoggers(run_dir, list(names), jax.process_index() == 0)
-  start = time.perf_counter()
-  try:
-    state, _ = loop.run(task, state, run_dir, loggers, progress=progress, timeline=timeline)
-  finally:
-    loggers.close()
-  return state, time.perf_counter() - start
-
-
-def evaluator(objective: Objective, x: np.ndarray, y: np.ndarray, batch_size: int,
-              prefix: str):
-  """Replicated stacked state -> loss (and accuracy) of each member on ``x, y``."""
-  return evaluate.Evaluator(objective, x, y, batch_size, prefix=prefix, seed_axis=True)
-
-
-def score(objective: Objective, state, x: np.ndarray, y: np.ndarray, batch_size: int,
-          prefix: str) -> dict[str, np.ndarray]:
-  """Loss (and accuracy) of each member of a stacked state on ``x, y``."""
-  return evaluator(objective, x, y, batch_size, prefix)(parallel.replicate(state))
-
-
 def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: models.SlotFactory,
-                  run_dir: str, seeds: Sequence[int], *, progress: bool = True) -> dict:
-  """Trains one variant over ``seeds`` (together) on train + val and scores it on the test
-  split; resumes from ``run_dir``."""
+                  workdir: str, name: str, seeds: Sequence[int], *, progress: bool = True) -> dict:
+  """Trains one variant over ``seeds`` (together, with the shared trainer) on train + val in
+  ``workdir/name`` and scores it on the test split; resumes from there."""
   r = cfg.retrain
   x_fit, y_fit = _fit_split(splits)
   built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
                         nnx.Rngs(params=s)) for s in seeds]
-  graphdef = split_model(built[0])[0]
-  state = stack([train_step.init_state(m, None)[1] for m in built])
+  graphdef, state = trainer.stack_models(built)
   objective = Objective(graphdef, splits.task)
-  names = [f"seed{s}" for s in seeds]
-  state, seconds = fit(r, objective, state, x_fit, y_fit, run_dir, seeds, names,
-                       progress=progress, test=(splits.x_test, splits.y_test),
-                       resident_mb=cfg.data.resident_mb)
-  test = score(objective, state, splits.x_test, splits.y_test, r.eval_batch_size, "test")
-  train = score(objective, state, x_fit, y_fit, r.eval_batch_size, "train")
+  state, seconds = trainer.fit(r, objective, state, x_fit, y_fit, workdir, seeds,
+                               [f"seed{s}" for s in seeds], key=name, progress=progress,
+                               desc="retrain", test=(splits.x_test, splits.y_test),
+                               resident_mb=cfg.data.resident_mb)
+  test = trainer.score(objective, state, splits.x_test, splits.y_test, r.eval_batch_size, "test")
+  train = trainer.score(objective, state, x_fit, y_fit, r.eval_batch_size, "train")
   params = models.param_count(built[0])
   per_seed = []
   for i, s in enumerate(seeds):
@@ -219,13 +144,12 @@ def validate_result(result, path: str) -> dict:
 
 def read_result(path: str) -> dict:
   """A variant's ``result.json``, validated; any problem is one ``UserError`` line."""
-  return validate_result(architecture.read_json(path), path)
+  return validate_result(files.read_json(path), path)
 
 
 def _git_commit() -> str | None:
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   try:
-    out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+    out = subprocess.run(["git", "-C", configs.ROOT, "rev-parse", "HEAD"], capture_output=True,
                          text=True, timeout=10)
   except (OSError, subprocess.SubprocessError):
     return None
@@ -289,20 +213,20 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
 
 
 def _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary, progress) -> dict:
-  loop.prepare_workdir(workdir, resolved, primary)
+  workdirs.prepare(workdir, resolved, primary)
   seed_list = list(range(cfg.retrain.seeds))
   results = {}
   for name, slot in slots.items():
-    run_dir = os.path.join(workdir, name)
-    done = os.path.join(run_dir, "result.json")
+    done = os.path.join(workdir, name, "result.json")
     if os.path.exists(done):
       results[name] = read_result(done)
       print(f"{name}: finished earlier, kept ({done})")
       continue
-    results[name] = train_variant(cfg, splits, slot, run_dir, seed_list, progress=progress)
+    results[name] = train_variant(cfg, splits, slot, workdir, name, seed_list,
+                                  progress=progress)
     results[name]["description"] = describe(arch) if name == FOUND else f"{name} everywhere"
     if primary:
-      architecture.write_json_atomic(done, results[name])
+      files.write_json_atomic(done, results[name])
   metric, higher = metric_of(splits.task)
   report = {"schema": RESULTS_SCHEMA, "architecture": os.path.abspath(arch_path),
             "found": describe(arch), "layers": resolved.architecture.to_dict(),
@@ -311,8 +235,8 @@ def _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary, pr
                          "test_examples": len(splits.x_test), "seeds": seed_list},
             "config": configs.to_json(cfg), "provenance": provenance()}
   if primary:
-    architecture.write_json_atomic(os.path.join(workdir, "results.json"), report)
-    architecture.write_text_atomic(os.path.join(workdir, "results.md"), markdown(report))
+    files.write_json_atomic(os.path.join(workdir, "results.json"), report)
+    files.write_text_atomic(os.path.join(workdir, "results.md"), markdown(report))
   return report
 
 

@@ -19,7 +19,6 @@ a save or inside one, so that a test kills it at a moment it names.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -27,13 +26,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from actsearch import architecture, configs, health, hooks, parallel
-from actsearch.checkpoint import Checkpointer
 from actsearch.errors import UserError
-from actsearch.evaluate import Evaluator
+from actsearch.train import health, hooks, parallel
+from actsearch.train.checkpoint import Checkpointer
+from actsearch.train.evaluate import Evaluator
 
 
 @dataclasses.dataclass
@@ -59,30 +57,6 @@ class Task:
   max_skipped: int = 10                       # skip: stop after this many in a row
   desc: str = "epochs"                        # progress bar label
   metric_keys: list[str] | None = None        # the step's metrics come packed (``packed``)
-
-
-def prepare_workdir(workdir: str, cfg: ml_collections.ConfigDict, primary: bool) -> None:
-  """Writes ``config.json``, or refuses a workdir that holds a run with another config."""
-  path = os.path.join(workdir, "config.json")
-  resolved = configs.to_json(cfg)
-  if os.path.exists(path):
-    try:
-      with open(path, encoding="utf-8") as f:
-        stored = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise UserError(f"{path} is unreadable ({e}); use a new --workdir") from None
-    # Keys added to the defaults since the run began, at their defaults, are no difference.
-    diff = [k for k in configs.diff_keys(stored, resolved)
-            if not configs.new_default(stored, resolved, k)]
-    refused = [k for k in diff if k not in configs.RUN_ONLY]
-    if refused:
-      raise UserError(f"{workdir} holds a run with a different config ({', '.join(refused)}); "
-                      "use a new --workdir or the same settings to resume")
-    if diff and primary:  # only the cadence changed: the file says how the run goes on
-      architecture.write_json_atomic(path, resolved)
-  elif primary:
-    os.makedirs(workdir, exist_ok=True)
-    architecture.write_json_atomic(path, resolved)
 
 
 def background_saves(setting: bool | None) -> bool:

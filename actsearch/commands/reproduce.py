@@ -15,17 +15,14 @@ from collections.abc import Sequence
 
 import jax
 
-from actsearch import architecture, configs, retrain, search
+from actsearch import configs
+from actsearch.commands import retrain, search
 from actsearch.errors import UserError
+from actsearch.train import files
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = {"mnist1d_cnn": "MNIST-1D, 1-D CNN (3 x 25 channels)",
          "mnist1d_mlp": "MNIST-1D, MLP (100, 100)",
          "digits_mlp": "sklearn digits 8x8, MLP (64, 64)"}
-
-
-def _experiment(task: str) -> str:
-  return os.path.join(ROOT, "experiments", f"{task}.py")
 
 
 def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict:
@@ -35,13 +32,13 @@ def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict
   arch_path = os.path.join(search_dir, "architecture.json")
   cost_path = os.path.join(task_dir, "search_cost.json")
   if not (os.path.exists(arch_path) and os.path.exists(cost_path)):
-    cfg = configs.load_config(_experiment(task))
+    cfg = configs.load_config(configs.experiment(task))
     start = time.perf_counter()
     search.run(cfg, search_dir, progress=progress)
     cost = {"search_seconds": time.perf_counter() - start}
     if jax.process_index() == 0:
-      architecture.write_json_atomic(cost_path, cost)
-  cost = architecture.read_json(cost_path)
+      files.write_json_atomic(cost_path, cost)
+  cost = files.read_json(cost_path)
   if "retrain_one_seed_seconds" not in cost:
     # The yardstick of the search's cost: one seed of the found network retrained alone with
     # the recipe, data loading and compilation included, as the search's time includes them.
@@ -50,7 +47,7 @@ def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict
                 progress=progress)
     cost["retrain_one_seed_seconds"] = time.perf_counter() - start
     if jax.process_index() == 0:
-      architecture.write_json_atomic(cost_path, cost)
+      files.write_json_atomic(cost_path, cost)
   report = retrain.run(arch_path, os.path.join(task_dir, "retrain"), seeds=seeds,
                        progress=progress)
   return {"task": task, "title": TASKS[task], "search_seconds": cost["search_seconds"],
@@ -67,8 +64,8 @@ def run(tasks: Sequence[str], workdir: str, seeds: int = 5, progress: bool = Tru
   out = {"tasks": rows, "seeds": seeds, "seconds": time.perf_counter() - start,
          "provenance": retrain.provenance()}
   if jax.process_index() == 0:
-    architecture.write_json_atomic(os.path.join(workdir, "reproduce.json"), out)
-    architecture.write_text_atomic(os.path.join(workdir, "reproduce.md"), markdown(out))
+    files.write_json_atomic(os.path.join(workdir, "reproduce.json"), out)
+    files.write_text_atomic(os.path.join(workdir, "reproduce.md"), markdown(out))
   return out
 
 

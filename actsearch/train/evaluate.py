@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from actsearch import parallel
-from actsearch.objective import Objective, finish
+from actsearch.train import parallel
+from actsearch.train.objective import Objective, finish
 
 
 class Evaluator:

@@ -7,9 +7,9 @@
   on the val split. Each is the supernet with every slot pinned to one candidate (alpha
   ``+PIN`` for it, ``-PIN`` for the others: weight exactly 1 and 0 under every relaxation;
   without normalisation or clamping), so all share one compiled step and train together under
-  ``jax.vmap``, from the search's initial weights, with the retrain recipe for
-  ``search.shortlist_epochs`` epochs. Checkpoints go to
-  ``WORKDIR/selection``, so an interrupted selection resumes.
+  ``jax.vmap`` (the shared trainer), from the search's initial weights, with the retrain
+  recipe for ``search.shortlist_epochs`` epochs. Checkpoints go to ``WORKDIR/selection/KEY``
+  (keyed by the networks trained), so an interrupted selection resumes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from actsearch import data, discretize, models, retrain, train_step
-from actsearch.objective import Objective, split_model
+from actsearch import data, models
+from actsearch.strategies import discretize
+from actsearch.train import step as train_step
+from actsearch.train import trainer
+from actsearch.train.objective import Objective, split_model
 
 PIN = 1e4
 
@@ -76,7 +79,7 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
 
   def removal_loss(removed: dict[str, str]) -> float:
     arch = _with_alpha(su.graphdef, state, {s: {c: -PIN} for s, c in removed.items()})
-    out = retrain.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
+    out = trainer.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
                         splits.y_val, cfg.search.eval_batch_size, "val")
     return float(out["val/loss"][0])
 
@@ -90,16 +93,15 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
       pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
       members += [init.replace(arch=_with_alpha(graphdef, init, pins)) for _, init in inits]
     objective = Objective(graphdef, splits.task)
-    stacked = retrain.stack(members)
+    stacked = trainer.stack(members)
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs
-    run_dir = os.path.join(workdir, "selection")
-    trained, seconds = retrain.fit(r, objective, stacked, splits.x_train, splits.y_train,
-                                   run_dir, seeds * len(nets),
+    trained, seconds = trainer.fit(r, objective, stacked, splits.x_train, splits.y_train,
+                                   os.path.join(workdir, "selection"), seeds * len(nets),
                                    [f"net{i}/seed{s}" for i in range(len(nets)) for s in seeds],
                                    progress=progress, desc="shortlist",
                                    resident_mb=cfg.data.resident_mb)
-    out = retrain.score(objective, trained, splits.x_val, splits.y_val,
+    out = trainer.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]
     scores = np.asarray(scores).reshape(len(nets), len(seeds)).mean(1)  # mean over seeds
@@ -115,6 +117,6 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
 
 
 def _stacked(state):
-  """A one-member stack of a search state's model variables, for ``retrain.score``."""
-  return retrain.stack([train_step.TrainState(step=state.step, params=state.params,
+  """A one-member stack of a search state's model variables, for ``trainer.score``."""
+  return trainer.stack([train_step.TrainState(step=state.step, params=state.params,
                                               arch=state.arch, rest=state.rest, opt=None)])

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from actsearch import taps
-from actsearch.mixed import ArchParam
+from actsearch.models import taps
+from actsearch.space.mixed import ArchParam
 
 Batch = dict[str, jax.Array]
 CLASSIFICATION = "classification"

@@ -1,0 +1,88 @@
+"""``actsearch search`` and ``export``: config -> data -> the strategy of ``search.strategy``
+(``strategies.table``; DARTS by default) -> ``architecture.json`` and its pictures.
+
+The command owns what every strategy shares: the config checks, the data, one run per
+workdir (the lock), ``config.json`` (a workdir holding another config is refused), the run's
+logger, and the record. Everything that can refuse bad input runs before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+
+from actsearch import architecture, configs, data, plots
+from actsearch.commands import workdirs
+from actsearch.errors import UserError
+from actsearch.strategies import table
+from actsearch.strategies.base import Found, Run
+from actsearch.train.events import RunLogger
+from actsearch.train.lock import WorkdirLock
+
+
+def record(cfg: ml_collections.ConfigDict, splits: data.Splits, found: Found) -> dict:
+  """The ``architecture.json`` record of what a strategy found."""
+  fields = {"relaxation": cfg.search.relaxation, "granularity": cfg.search.granularity,
+            **found.fields}
+  return architecture.make(
+      found.layers, candidates=list(cfg.search.candidates), model=configs.to_json(cfg.model),
+      data={**configs.to_json(cfg.data), **splits.describe()}, metrics=found.metrics,
+      seed=cfg.seed, retrain=configs.to_json(cfg.retrain), strategy=cfg.search.strategy,
+      **fields)
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None = None,
+        data_path: str | None = None, progress: bool = True,
+        timeline: list | None = None) -> dict:
+  """Searches, resuming from ``workdir`` if it holds a checkpoint; returns the architecture."""
+  if data_path:
+    cfg.data.name, cfg.data.path = "npz", os.path.abspath(data_path)
+  configs.check(cfg)
+  stop = cfg.search.epochs if stop_epoch is None else stop_epoch
+  if stop < 1:
+    raise UserError(f"--epochs must be a positive integer, got {stop}")
+  strategy = table.get(cfg.search.strategy)
+  splits = data.load(cfg.data, cfg.seed)
+  prepared = strategy.setup(cfg, splits)
+  primary = jax.process_index() == 0
+  with WorkdirLock(workdir, enabled=primary):  # one run per workdir
+    workdirs.prepare(workdir, cfg, primary)
+    logger = RunLogger(workdir, enabled=primary)
+    try:
+      found = strategy.run(Run(setup=prepared, cfg=cfg, splits=splits, workdir=workdir,
+                               stop_epoch=stop, primary=primary, logger=logger,
+                               progress=progress, timeline=timeline))
+      arch = record(cfg, splits, found)
+      if primary:
+        architecture.save(os.path.join(workdir, "architecture.json"), arch)
+        plots.write(workdir, arch, writer=logger.writer, step=found.step)
+    finally:
+      logger.close()
+  return arch
+
+
+def export(run_dir: str, out: str | None = None) -> dict:
+  """Discretizes the newest checkpoint of a run and writes the architecture."""
+  cfg_path = os.path.join(run_dir, "config.json")
+  if not os.path.isfile(cfg_path):
+    raise UserError(f"{run_dir} is not a search run (no config.json)")
+  try:
+    with open(cfg_path, encoding="utf-8") as f:
+      cfg = configs.from_json(json.load(f))
+  except json.JSONDecodeError as e:
+    raise UserError(f"{cfg_path}: malformed JSON ({e.msg})") from None
+  configs.check(cfg)
+  strategy = table.get(cfg.search.strategy)
+  if strategy.export is None:
+    raise UserError(f"search.strategy {cfg.search.strategy!r} has no export; its run "
+                    "writes architecture.json at its end")
+  splits = data.load(cfg.data, cfg.seed)
+  arch = record(cfg, splits, strategy.export(strategy.setup(cfg, splits), run_dir))
+  out = out or os.path.join(run_dir, "architecture.json")
+  architecture.save(out, arch)
+  plots.write(os.path.dirname(os.path.abspath(out)), arch)
+  return arch

@@ -1,0 +1,28 @@
+"""The table of search strategies: ``search.strategy`` names an entry.
+
+Like ``discretize.METHODS``, a strategy is one entry: ``darts`` is built in, and
+``register("name", Strategy(run=...))`` (in an experiment file, say) makes
+``--set search.strategy=name`` run another. ``base`` says what a strategy is given and returns.
+"""
+
+from __future__ import annotations
+
+from actsearch.errors import UserError
+from actsearch.strategies import darts
+from actsearch.strategies.base import Strategy
+
+STRATEGIES: dict[str, Strategy] = {"darts": darts.STRATEGY}
+
+
+def register(name: str, strategy: Strategy) -> Strategy:
+  """Adds (or replaces) the strategy ``name``; returns it."""
+  if not isinstance(strategy, Strategy):
+    raise UserError(f"strategy {name!r} must be a strategies.base.Strategy")
+  STRATEGIES[name] = strategy
+  return strategy
+
+
+def get(name: str) -> Strategy:
+  if name not in STRATEGIES:
+    raise UserError(f"search.strategy is {name!r}; known: {', '.join(STRATEGIES)}")
+  return STRATEGIES[name]
