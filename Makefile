@@ -9,7 +9,7 @@ RUN ?=
 ARCH ?=
 LOGDIR ?= runs
 
-.PHONY: setup search test test-all export show retrain reproduce tensorboard bench lint \
+.PHONY: setup search test test-slow test-all export show retrain reproduce tensorboard bench lint \
 	candidates clean
 
 $(STAMP): pyproject.toml
@@ -25,6 +25,10 @@ search: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q $(ARGS)
+
+# The slow tier alone (CI runs it after make test).
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow $(ARGS)
 
 test-all: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q -m '' $(ARGS)

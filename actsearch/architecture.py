@@ -1,8 +1,10 @@
-"""The ``architecture.json`` record: schema, validation, reading and writing, the ``show`` table.
+"""The ``architecture.json`` record: a table of readers by schema version, validation, reading
+and writing, the ``show`` table.
 
-Schema ``actsearch.architecture/v1`` (see DESIGN.md). Each layer holds the ``choice``
-(made by a method of ``discretize``), the ``weights`` of all candidates, and ``params``, the
-learned parameters of the chosen parametric candidates as ``{candidate: {param: value}}``.
+``make`` writes schema ``actsearch.architecture/v1`` (see DESIGN.md); ``load`` reads every
+version in ``READERS``. Each layer holds the ``choice`` (made by a method of ``discretize``),
+the ``weights`` of all candidates, and ``params``, the learned parameters of the chosen
+parametric candidates as ``{candidate: {param: value}}``.
 With per-channel granularity a layer also holds ``channel_choices`` (one per channel);
 then ``choice`` and ``weights`` describe the mean over channels.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from actsearch.errors import UserError
@@ -42,12 +44,9 @@ def _fail(path: str, what: str):
   raise UserError(f"{path}: {what}")
 
 
-def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
-  """Checks a parsed architecture against the schema; returns it or raises ``UserError``."""
-  if not isinstance(arch, dict):
-    _fail(path, "expected a JSON object at the top level")
-  if arch.get("schema") != SCHEMA:
-    _fail(path, f"schema is {arch.get('schema')!r}, expected {SCHEMA!r}")
+def _read_v1(arch: dict, path: str) -> dict[str, Any]:
+  """Schema v1: every layer holds a ``choice`` among ``candidates`` and a relaxed weight of
+  every candidate."""
   for key, kind in (("candidates", list), ("layers", list), ("relaxation", str),
                     ("granularity", str), ("model", dict), ("data", dict), ("metrics", dict),
                     ("seed", int)):
@@ -84,6 +83,26 @@ def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
     if chans is not None and (not isinstance(chans, list) or not all(c in cands for c in chans)):
       _fail(path, f"{where} ({layer['name']}): 'channel_choices' must list candidates")
   return arch
+
+
+# The readers, one per schema version: each checks a record of its version and returns it in
+# the form the commands use. A new version is one entry (and ``SCHEMA``, if it is the one
+# ``make`` writes); a record of a version not listed is refused with one line.
+READERS: dict[str, Callable[[dict, str], dict[str, Any]]] = {
+    "actsearch.architecture/v1": _read_v1,
+}
+
+
+def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
+  """Checks a parsed architecture against the reader of its schema version; returns it in the
+  commands' form or raises ``UserError``."""
+  if not isinstance(arch, dict):
+    _fail(path, "expected a JSON object at the top level")
+  reader = READERS.get(arch.get("schema")) if isinstance(arch.get("schema"), str) else None
+  if reader is None:
+    _fail(path, f"schema is {arch.get('schema')!r}; this actsearch reads "
+          f"{', '.join(map(repr, READERS))}")
+  return reader(arch, path)
 
 
 def load(path: str) -> dict[str, Any]:

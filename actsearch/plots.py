@@ -20,14 +20,14 @@ import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from actsearch.train import files
+
+if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run that draws none
+  from matplotlib.figure import Figure  # (killed, or show) does not pay its 0.7 s import
 
 WEIGHTS_PNG = "arch_weights.png"
 ACTIVATIONS_PNG = "chosen_activations.png"
@@ -108,6 +108,10 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
   lo, hi = min(0.0, float(w.min())), max(1.0, float(w.max()))
   width = min(3.0 + 1.0 * len(cands), 30.0)
   height = min(1.8 + 0.6 * len(layers), 40.0)
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  from matplotlib.patches import Rectangle
+
   fig = Figure(figsize=(max(width, 6.5), max(height, 3.2)), dpi=_DPI, layout="constrained")
   FigureCanvasAgg(fig)
   ax = fig.add_subplot()
@@ -196,6 +200,9 @@ def activations_figure(arch: Mapping[str, Any]) -> Figure:
   layers = list(arch["layers"])
   ncols = min(len(layers), 3)
   nrows = math.ceil(len(layers) / ncols)
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
   fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), dpi=_DPI, layout="constrained")
   FigureCanvasAgg(fig)
   axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
@@ -254,6 +261,8 @@ def activations_figure(arch: Mapping[str, Any]) -> Figure:
 
 def to_png_bytes(fig: Figure) -> bytes:
   """The figure as PNG file contents (Agg canvas, the figure's own size and dpi)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+
   buf = io.BytesIO()
   FigureCanvasAgg(fig).print_png(buf)
   return buf.getvalue()
@@ -261,6 +270,8 @@ def to_png_bytes(fig: Figure) -> bytes:
 
 def to_rgb(fig: Figure) -> np.ndarray:
   """The figure rendered by the Agg canvas as an ``[H, W, 3]`` uint8 array."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+
   canvas = FigureCanvasAgg(fig)
   canvas.draw()
   return np.array(canvas.buffer_rgba(), dtype=np.uint8)[..., :3].copy()

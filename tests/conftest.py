@@ -1,8 +1,24 @@
+"""What the whole suite shares: one cache per run, subprocess helpers, small data fixtures.
+
+The suite compiles the same small programs again and again: each test builds its steps anew
+and each subprocess of the kill, resume and multi-process tests compiles them from scratch.
+JAX's persistent compilation cache, in a temporary directory made for this run (never the
+user's home) and inherited by every subprocess through the environment, compiles each of them
+once; its thresholds are set to zero so that the suite's small programs are cached too.
+actsearch's own cache (the CPU kernel, generated MNIST-1D) is likewise a directory of this
+run, so a run depends on nothing left on the machine; the kernel is built once at the start,
+before any subprocess could print its build line on a stderr a test reads. Tests that count
+compilations count a program loaded from the cache as one.
+"""
+
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -10,6 +26,22 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# Set before JAX is imported anywhere in this process; subprocesses inherit them.
+_RUN_CACHE = tempfile.mkdtemp(prefix="actsearch-tests-")
+atexit.register(shutil.rmtree, _RUN_CACHE, ignore_errors=True)
+os.environ.update({
+    "JAX_COMPILATION_CACHE_DIR": os.path.join(_RUN_CACHE, "jax"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    "ACTSEARCH_CACHE_DIR": os.path.join(_RUN_CACHE, "actsearch"),
+})
+
+
+def pytest_sessionstart(session):
+  from actsearch.space import kernels
+
+  kernels.available()  # builds the kernel into this run's cache (where a compiler exists)
 
 
 def run_cli(*args, cwd=ROOT, env=None, timeout=600):

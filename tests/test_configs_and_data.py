@@ -154,3 +154,33 @@ def test_mnist1d_with_a_test_size_keeps_the_training_size_and_adds_the_test_exam
   assert set(np.unique(arrays["y_test"])) == set(range(10))
   default = data.mnist1d(num_samples=300, seed=3)
   assert len(default["x_train"]) == 240 and len(default["x_test"]) == 60
+
+
+def test_mnist1d_is_generated_once_per_machine_and_a_damaged_cache_is_generated_again(
+    tmp_path, monkeypatch):
+  monkeypatch.setenv("ACTSEARCH_CACHE_DIR", str(tmp_path))
+  calls = []
+  real = data._cached
+
+  def counting(kind, key, generate):
+    return real(kind, key, lambda: calls.append(1) or generate())
+  monkeypatch.setattr(data, "_cached", counting)
+  data._mnist1d.cache_clear()  # as a new process: nothing held in memory
+  first = data.mnist1d(num_samples=120, seed=5)
+  cached = list(tmp_path.glob("mnist1d-*.npz"))
+  assert calls == [1] and len(cached) == 1
+  data._mnist1d.cache_clear()
+  second = data.mnist1d(num_samples=120, seed=5)  # read back, not generated
+  assert calls == [1]
+  for k in first:
+    np.testing.assert_array_equal(first[k], second[k])
+    assert first[k].dtype == second[k].dtype
+  data._mnist1d.cache_clear()
+  data.mnist1d(num_samples=121, seed=5)  # other arguments: another file
+  assert calls == [1, 1] and len(list(tmp_path.glob("mnist1d-*.npz"))) == 2
+  cached[0].write_bytes(b"PK\x03\x04 not a zip file")  # damaged
+  data._mnist1d.cache_clear()
+  again = data.mnist1d(num_samples=120, seed=5)
+  assert calls == [1, 1, 1]
+  np.testing.assert_array_equal(again["x_train"], first["x_train"])
+  data._mnist1d.cache_clear()

@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "actsearch"
 
 # Low to high: a module may import its own floor and the floors below it, never above.
 FLOORS = [
-    {"errors", "version", "data"},                      # leaves: no actsearch imports but these
+    {"errors", "version", "cache", "data"},             # leaves: no actsearch imports but these
     {"space"},                                          # what can be chosen
     {"models"},                                         # backbones and their slots
     {"train"},                                          # the engine every command shares

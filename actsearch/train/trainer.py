@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from actsearch import data
+from actsearch import data, models
 from actsearch.errors import UserError
 from actsearch.train import evaluate, files, health, loop, optim, parallel, step
 from actsearch.train.events import SeedLoggers
@@ -65,13 +65,25 @@ def _digest(*arrays) -> str:
   return h.hexdigest()
 
 
-def fingerprint(recipe: ml_collections.ConfigDict, state, x: np.ndarray, y: np.ndarray,
-                seeds: Sequence[int], names: Sequence[str]) -> dict:
+def structure(objective: Objective, state) -> list[str]:
+  """The networks' structure, member 0's: each module's path and type in the module tree, and
+  each activation slot's candidates (fixed slots differ by these alone, not by any array)."""
+  first = jax.tree.map(lambda a: np.asarray(a)[0], (state.params, state.arch, state.rest))
+  model = nnx.merge(objective.graphdef, *first)
+  out = [f"{'/'.join(map(str, path))}:{type(node).__name__}"
+         for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)]
+  return out + [f"{name}:{','.join(c.name for c in slot.candidates)}"
+                for name, slot in models.slots(model)]
+
+
+def fingerprint(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray,
+                y: np.ndarray, seeds: Sequence[int], names: Sequence[str]) -> dict:
   """What a training trains: the recipe (without the keys that do not change the training),
-  the members' names and seeds,
-  a digest of their initial variables (weights, alpha pins, constants) and of the data."""
+  the members' names, seeds and ``structure``, a digest of their initial variables (weights,
+  alpha pins, constants) and of the data."""
   r = {k: v for k, v in json.loads(recipe.to_json()).items() if k not in _NOT_TRAINED}
   return {"recipe": r, "names": list(names), "seeds": [int(s) for s in seeds],
+          "task": objective.task, "structure": structure(objective, state),
           "state": _digest(*jax.tree.leaves((state.params, state.arch, state.rest))),
           "data": _digest(x, y)}
 
@@ -112,7 +124,7 @@ def fit(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.nd
   if steps < 1:
     raise UserError(f"retrain.batch_size {r.batch_size} exceeds the {len(x)} training examples")
   primary = jax.process_index() == 0
-  fp = fingerprint(r, state, x, y, seeds, names)
+  fp = fingerprint(r, objective, state, x, y, seeds, names)
   run_dir = os.path.join(workdir, key or _key(fp))
   if primary:
     os.makedirs(run_dir, exist_ok=True)

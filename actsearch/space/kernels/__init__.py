@@ -2,8 +2,9 @@ r"""The CPU kernel of the fused mixed activation: built on first use, loaded thr
 
 ``mixture.cc`` (handlers) and ``mixture_core.h`` (math) are compiled with the machine's C++
 compiler (``$CXX``, else ``c++``; ``-O3 -march=native``) against the FFI headers that jaxlib
-ships, into a cache directory (``$ACTSEARCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/actsearch``,
-else ``~/.cache/actsearch``; a per-user temporary directory if that cannot be written). The
+ships, into actsearch's cache directory (``actsearch/cache.py``: ``$ACTSEARCH_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/actsearch``, else ``~/.cache/actsearch``; a per-user temporary directory
+if that cannot be written). The
 file name hashes the sources, the flags, the compiler's version, jaxlib's version and the CPU
 (model and instruction set flags): a change to any of them builds anew, and a cache shared
 between machines never loads another CPU's build. The build writes a temporary file and
@@ -39,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from actsearch import cache
+
 # Candidate ids of the kernel, in the order of the enum Cand in mixture_core.h.
 NAMES = ("identity", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "tanh", "sigmoid",
          "sin", "cos", "gaussian", "square", "abs", "relu6", "hard_tanh", "softsign")
@@ -58,17 +61,6 @@ _HANDLERS = {
     "dx_curvature": ("actsearch_mix_dx_curvature", "ActsearchMixDxCurvature", False, 2, True),
 }
 MAX_COLS = 1024  # the longest row a per-layer slot is cut into
-
-
-def cache_dirs() -> list[Path]:
-  """Where the library is looked for and built, in order: the user's cache directory, then
-  (when that cannot be written, e.g. a read-only home) a per-user temporary one."""
-  if os.environ.get("ACTSEARCH_CACHE_DIR"):
-    first = Path(os.environ["ACTSEARCH_CACHE_DIR"])
-  else:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    first = Path(base) / "actsearch"
-  return [first, Path(tempfile.gettempdir()) / f"actsearch-{os.getuid()}"]
 
 
 def _compiler() -> str | None:
@@ -115,37 +107,16 @@ def _build(cxx: str, out: Path) -> None:
       os.unlink(tmp)
 
 
-def _private(directory: Path) -> bool:
-  """Whether a directory is this user's alone: no one else can have put a library there. The
-  temporary fallback sits in a directory that every user can write to."""
-  st = directory.stat()
-  return st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
 def _find_or_build(cxx: str) -> Path:
   name = _library_name(cxx)
-  first, temporary = cache_dirs()
-  if (first / name).exists():
-    return first / name
-  if temporary.is_dir() and _private(temporary) and (temporary / name).exists():
-    return temporary / name
-  unwritable = []
-  for directory in (first, temporary):
-    try:
-      directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-      if not os.access(directory, os.W_OK):
-        raise PermissionError(f"{directory} is not writable")
-      if directory == temporary and not _private(directory):
-        raise PermissionError(f"{directory} belongs to someone else or is shared")
-    except OSError as err:
-      unwritable.append(str(err))
-      continue
-    path = directory / name
-    print(f"actsearch: building the CPU kernel of the mixture (once): {path}", file=sys.stderr,
-          flush=True)
-    _build(cxx, path)
-    return path
-  raise OSError("no writable cache directory: " + "; ".join(unwritable))
+  found = cache.find(name)
+  if found is not None:
+    return found
+  path = cache.writable_dir() / name
+  print(f"actsearch: building the CPU kernel of the mixture (once): {path}", file=sys.stderr,
+        flush=True)
+  _build(cxx, path)
+  return path
 
 
 @functools.cache

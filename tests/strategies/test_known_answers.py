@@ -14,9 +14,9 @@ import pytest
 
 from actsearch import cli, configs
 
+from conftest import ROOT
 from teacher import teacher_data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = range(5)
 
 

@@ -1,11 +1,9 @@
 """`actsearch bench` runs and writes every figure the issue asks for (no timing asserted)."""
 
 import json
-import os
 
 from actsearch import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = {"fixed_fwd_bwd_ms", "mixed_fwd_bwd_ms", "fixed_train_step_ms", "search_step_first_ms",
         "search_step_second_ms", "compile_s", "fixed_step_temp_mb", "search_step_temp_mb",
         "mixed_over_fixed_fwd_bwd", "second_over_first_step", "search_over_fixed_temp_mb"}

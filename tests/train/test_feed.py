@@ -12,9 +12,8 @@ from actsearch import cli
 from actsearch.train import feed
 from actsearch.train import step as train_step
 
-from conftest import checkpoint_state
+from conftest import ROOT, checkpoint_state
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["data.num_samples=600", "data.num_test=0", "search.discretize=argmax",
         "model.widths=[16,12]", "search.batch_size=32", "search.epochs=2"]
 

@@ -126,7 +126,9 @@ def test_each_method_through_the_search_records_scores_and_shows_them(method, tm
     assert len(evaluated) == 4
     best = max(evaluated, key=lambda e: e["score"])
     assert {layer["name"]: layer["choice"] for layer in arch["layers"]} == best["choices"]
-    assert (workdir / "selection" / "net0").is_dir()
+    # the shortlist's training, in a run directory of the trainer keyed by what it trains
+    runs = list((workdir / "selection").iterdir())
+    assert len(runs) == 1 and (runs[0] / "net0").is_dir()
   out = capsys.readouterr().out
   assert f"discretize: {method}, score = " in out
   assert {"arch_weights.png", "chosen_activations.png"} <= set(os.listdir(workdir))

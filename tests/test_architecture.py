@@ -1,0 +1,68 @@
+"""The record's reader table, and what users have on disk from before the folders: a search
+workdir and its ``architecture.json`` written by actsearch at b4767c4 (``fixtures/``) load,
+show, retrain and resume."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from actsearch import architecture, cli
+from actsearch.errors import UserError
+
+from conftest import ROOT, run_cli
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "legacy_b4767c4")
+LEGACY_SETS = ["data.num_samples=600", "model.widths=[8,8]", "search.epochs=2",
+               "search.batch_size=50", "search.discretize=argmax", "search.eval_every=1"]
+
+
+@pytest.fixture
+def legacy_run(tmp_path):
+  path = tmp_path / "search"
+  shutil.copytree(os.path.join(FIXTURES, "search_epoch1"), path)
+  return path
+
+
+def test_every_version_is_one_entry_of_the_reader_table():
+  assert architecture.SCHEMA in architecture.READERS
+  with pytest.raises(UserError, match=r"schema is 'actsearch.architecture/v0'; this actsearch "
+                                      r"reads 'actsearch.architecture/v1'"):
+    architecture.validate({"schema": "actsearch.architecture/v0"}, "x.json")
+  with pytest.raises(UserError, match="schema is None"):
+    architecture.validate({}, "x.json")
+
+
+def test_a_record_of_the_old_code_loads_and_shows(legacy_run):
+  arch = architecture.load(str(legacy_run / "architecture.json"))
+  assert arch["schema"] == "actsearch.architecture/v1" and "strategy" not in arch
+  proc = run_cli("show", str(legacy_run / "architecture.json"))
+  assert proc.returncode == 0, proc.stderr
+  assert "block0/act" in proc.stdout and "gumbel relaxation" in proc.stdout
+
+
+def test_a_record_of_the_old_code_retrains(legacy_run, capsys):
+  assert cli.main(["retrain", str(legacy_run / "architecture.json"), "--seeds", "1",
+                   "--epochs", "1", "--baselines", "relu", "--no-progress"]) == 0
+  results = json.loads((legacy_run / "retrain" / "results.json").read_text())
+  assert set(results["variants"]) == {"found", "relu"}
+
+
+def test_a_workdir_of_the_old_code_resumes_and_ends_as_the_old_code_did(legacy_run):
+  args = ["search", "--config", os.path.join(ROOT, "experiments", "mnist1d_mlp.py"),
+          "--workdir", str(legacy_run), "--epochs", "2", "--no-progress"]
+  for s in LEGACY_SETS:
+    args += ["--set", s]
+  assert cli.main(args) == 0
+  steps = [json.loads(line)["step"] for line in (legacy_run / "metrics.jsonl").read_text()
+           .splitlines() if "train/loss" in line]
+  assert steps == list(range(1, 13))  # epoch 1's six steps kept, epoch 2's six appended
+  new = architecture.load(str(legacy_run / "architecture.json"))
+  old = architecture.load(os.path.join(FIXTURES, "expected_epoch2_architecture.json"))
+  assert [x["choice"] for x in new["layers"]] == [x["choice"] for x in old["layers"]]
+  for a, b in zip(new["layers"], old["layers"]):
+    np.testing.assert_allclose([a["weights"][c] for c in new["candidates"]],
+                               [b["weights"][c] for c in old["candidates"]], rtol=0, atol=1e-6)
+  assert new["metrics"] == pytest.approx(old["metrics"], abs=1e-6)
