@@ -23,12 +23,13 @@ setup: $(STAMP)
 search: $(STAMP)
 	$(BIN)/actsearch search --config experiments/$(EXP).py --workdir runs/$(EXP) $(ARGS)
 
+# The fast tier, on both cores (pytest-xdist; worksteal keeps the long tests from ending last).
 test: $(STAMP)
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/pytest -q -n 2 --dist worksteal $(ARGS)
 
 # The slow tier alone (CI runs it after make test).
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m slow $(ARGS)
+	$(BIN)/pytest -q -n 2 --dist worksteal -m slow $(ARGS)
 
 test-all: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q -m '' $(ARGS)

@@ -61,16 +61,17 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, num_test: int = 0) -> dict[
 @functools.lru_cache(maxsize=4)
 def _mnist1d(num_samples: int, seed: int, num_test: int) -> dict[str, np.ndarray]:
   """The generated arrays, from the machine's cache when an earlier process generated them
-  (``_cached``)."""
-  from mnist1d import data as m1d  # imported lazily: it pulls in requests and pickle helpers
-
-  args = m1d.get_dataset_args()
-  args.num_samples = int(num_samples) + int(num_test)
-  args.seed = int(seed)
-  if num_test:
-    args.train_split = 1.0
+  (``_cached``; the key is the arguments and the package's version, whose generator defaults
+  are fixed: importing ``mnist1d`` alone takes 2 s, so it is imported only to generate)."""
 
   def generate():
+    from mnist1d import data as m1d  # it pulls in requests and pickle helpers
+
+    args = m1d.get_dataset_args()
+    args.num_samples = int(num_samples) + int(num_test)
+    args.seed = int(seed)
+    if num_test:
+      args.train_split = 1.0
     state = np.random.get_state()  # make_dataset reseeds numpy's global generator
     try:
       ds = m1d.make_dataset(args)
@@ -82,7 +83,8 @@ def _mnist1d(num_samples: int, seed: int, num_test: int) -> dict[str, np.ndarray
               "y_test": ds["y"][n:]}
     return {"x_train": ds["x"], "y_train": ds["y"], "x_test": ds["x_test"],
             "y_test": ds["y_test"]}
-  return _cached("mnist1d", {**vars(args), "num_test": int(num_test)}, generate)
+  return _cached("mnist1d", {"num_samples": num_samples, "seed": seed, "num_test": num_test},
+                 generate)
 
 
 def _cached(kind: str, key: dict, generate) -> dict[str, np.ndarray]:

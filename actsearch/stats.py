@@ -27,7 +27,6 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as _st
 
 __all__ = ["summary", "paired", "verdict", "best_variant"]
 
@@ -55,7 +54,9 @@ def _check_confidence(confidence: float) -> float:
 
 def _t_quantile(confidence: float, n: int) -> float:
   r"""The two-sided critical value :math:`t_{(1 + c)/2,\, n - 1}` (``n >= 2``)."""
-  return float(_st.t.ppf((1.0 + confidence) / 2.0, n - 1))
+  from scipy import stats as st  # imported when needed: 1 s that a process may not spend
+
+  return float(st.t.ppf((1.0 + confidence) / 2.0, n - 1))
 
 
 def summary(values: Sequence[float], confidence: float = 0.95) -> dict:
@@ -145,7 +146,9 @@ def paired(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> 
   mean = float(np.mean(d))
   std = float(np.std(d, ddof=1))
   half = _t_quantile(confidence, n) * std / math.sqrt(n)
-  p_value = float(_st.ttest_rel(x, y).pvalue)
+  from scipy import stats as st
+
+  p_value = float(st.ttest_rel(x, y).pvalue)
   return {"n": n, "mean_diff": mean, "std_diff": std, "ci_low": mean - half,
           "ci_high": mean + half, "p_value": p_value}
 

@@ -27,9 +27,13 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# Set before JAX is imported anywhere in this process; subprocesses inherit them.
-_RUN_CACHE = tempfile.mkdtemp(prefix="actsearch-tests-")
-atexit.register(shutil.rmtree, _RUN_CACHE, ignore_errors=True)
+# Set before JAX is imported anywhere in this process; subprocesses inherit them, and so do
+# pytest-xdist's workers, which share the run's cache with the process that started them.
+_SHARED = "ACTSEARCH_TEST_RUN_CACHE"
+if _SHARED not in os.environ:
+  os.environ[_SHARED] = tempfile.mkdtemp(prefix="actsearch-tests-")
+  atexit.register(shutil.rmtree, os.environ[_SHARED], ignore_errors=True)
+_RUN_CACHE = os.environ[_SHARED]
 os.environ.update({
     "JAX_COMPILATION_CACHE_DIR": os.path.join(_RUN_CACHE, "jax"),
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",

@@ -200,10 +200,10 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
     cfg.retrain.baselines = list(baselines)
   configs.check_retrain(cfg.retrain)
   workdir = workdir or os.path.join(os.path.dirname(os.path.abspath(arch_path)), "retrain")
+  slots = variants(arch, list(cfg.retrain.baselines))  # unknown names refused before the data
   # Train + val is the same set whatever seed split it; split with a fixed one, so that the
   # same architecture retrains alike whichever search seed found it.
   splits = data.load(cfg.data, SPLIT_SEED)
-  slots = variants(arch, list(cfg.retrain.baselines))
   primary = jax.process_index() == 0
   resolved = configs.from_json(configs.to_json(cfg))
   resolved.architecture = {layer["name"]: layer.get("channel_choices") or layer["choice"]
