@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
   b = sub.add_parser("bench", help="time and size the mixed activation and the search step")
   b.add_argument("--out", help="write the results as JSON")
   b.add_argument("--repeats", type=int, default=30, help="timed calls per measurement")
-  b.add_argument("--cases", default="mlp,mnist1d_cnn,loop,retrain",
-                 help="comma-separated: mlp, mnist1d_cnn, loop, retrain")
+  b.add_argument("--cases", default="mlp,mnist1d_cnn,loop,retrain,peer",
+                 help="comma-separated: mlp, mnist1d_cnn, loop, retrain, peer (PyTorch)")
   b.add_argument("--epochs", type=int, help="loop and retrain: epochs of the runs (default: "
                  "the experiment's)")
   b.add_argument("--rounds", type=int, default=5, help="loop and retrain: whole runs, each "
@@ -167,6 +167,7 @@ def _bench(args) -> None:
                     "--repeats >= 1; --rounds >= 1; --epochs >= 2")
   report = bench.run(cases, args.repeats, fused=not args.no_fused, epochs=args.epochs,
                      rounds=args.rounds)
+  print(bench.header(report))
   print(bench.table(report["results"]))
   if args.out:
     files.write_json_atomic(args.out, report)

@@ -16,7 +16,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from actsearch.errors import UserError
-from actsearch.space import activations
+from actsearch.space import activations, implementation
 from actsearch.strategies import table as strategies
 from actsearch.train import health, optim, trainer
 
@@ -63,6 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.temperature_final = config_dict.placeholder(float)  # set: T anneals to it (GDAS)
   c.search.granularity = "layer"   # layer | channel
   c.search.fused = True            # fused mixed-activation kernel where candidates allow it
+  # which passes of the fused mixture take the C++ kernel on CPU: auto (measured once per
+  # machine), kernel, xla, or per pass (space/implementation.py); a run records what it used
+  c.search.implementation = "auto"
   c.search.normalize = False       # candidates scaled to zero mean, unit variance under N(0, 1)
   c.search.clamp = 0.0             # > 0: each slot's output clipped to [-clamp, clamp]
   c.search.shrink = False          # progressive shrinking: drop the weakest candidates per epoch
@@ -207,6 +210,7 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   here, the strategy's own keys by the strategy (``Strategy.check``)."""
   s = cfg.search
   activations.resolve(list(s.candidates))
+  implementation.check(s.implementation)
   for key, value in (("search.epochs", s.epochs), ("search.batch_size", s.batch_size),
                      ("search.eval_batch_size", s.eval_batch_size)):
     if not isinstance(value, int) or value < 1:
@@ -305,8 +309,22 @@ def _lookup(tree: dict, dotted: str):
   return tree
 
 
+# Keys whose default is resolved when a run starts, with the value that runs written before
+# the key existed computed with: those runs took the CPU kernel wherever it could be built.
+BEFORE_RECORDED = {"search.implementation": "kernel"}
+
+
+def recorded(stored: dict, key: str):
+  """The value of dotted ``key`` in a stored config: for a config written before the key
+  existed, ``BEFORE_RECORDED``'s value, else None."""
+  value = _lookup(stored, key)
+  return BEFORE_RECORDED.get(key) if value is KeyError else value
+
+
 def new_default(stored: dict, resolved: dict, key: str) -> bool:
   """Whether dotted ``key`` is missing from ``stored`` (written before the key existed) and
-  ``resolved`` holds the default value of it."""
+  ``resolved`` holds the default value of it, or the value such runs computed with."""
+  value = _lookup(resolved, key)
   return (_lookup(stored, key) is KeyError
-          and _lookup(to_json(base_config()), key) == _lookup(resolved, key))
+          and (_lookup(to_json(base_config()), key) == value
+               or (key in BEFORE_RECORDED and BEFORE_RECORDED[key] == value)))

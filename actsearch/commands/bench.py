@@ -9,6 +9,12 @@ Cases:
 
 Each time is the median over ``repeats`` calls after warm-up; memory is XLA's
 ``memory_analysis()`` of the compiled step (temporary buffers, not arguments or outputs).
+
+The step cases run with the implementation a search on this machine takes (``search.
+implementation=auto``: the measured plan of ``space/implementation.py``), then again with the
+other one (XLA code where the default takes the kernel anywhere, else the kernel), each with
+its own fixed step, so both ratios stand in one report beside the CPU's model and instruction
+sets.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 from flax import nnx
 
 from actsearch import configs, models
-from actsearch.space import kernels
+from actsearch.space import implementation, kernels
 from actsearch.strategies import bilevel
 from actsearch.train import optim, trainer
 from actsearch.train import step as train_step
@@ -53,7 +59,7 @@ def _temp_mb(compiled) -> float:
   return compiled.memory_analysis().temp_size_in_bytes / 2 ** 20
 
 
-def _case(name: str):
+def _spec(name: str):
   if name == "mlp":
     model_cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [1024, 1024, 1024]})
     return model_cfg, (784,), 10, 256, BENCH_CANDIDATES, configs.base_config()
@@ -63,8 +69,9 @@ def _case(name: str):
   raise ValueError(name)
 
 
-def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, float]:
-  model_cfg, in_shape, n_out, batch, cands, cfg = _case(name)
+def _timed_case(name: str, fused: bool, plan: str) -> tuple[dict, dict]:
+  """A step case's sizes (``out``) and its timed callables (``calls``), not yet timed."""
+  model_cfg, in_shape, n_out, batch, cands, cfg = _spec(name)
 
   def batch_of(seed):
     r = np.random.default_rng(seed)
@@ -86,7 +93,8 @@ def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, floa
 
   # Mixed network: the supernet.
   rngs = nnx.Rngs(0)
-  slot = models.search_slots(cands, "softmax", "layer", rngs, use_fused=fused)
+  slot = models.search_slots(cands, "softmax", "layer", rngs, use_fused=fused,
+                             implementation=plan)
   mixed = models.build(model_cfg, in_shape, n_out, slot, rngs)
   m_graph, m_params, m_arch, m_rest = split_model(mixed)
   m_obj = Objective(m_graph, "classification")
@@ -122,7 +130,10 @@ def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, floa
       holder["s"], metrics = compiled(holder["s"], train, val)
       return metrics
     calls[f"search_step_{order}_ms"] = call_step
-  out.update(_median_ms(calls, repeats))
+  return out, calls
+
+
+def _ratios(out: dict) -> dict:
   out["search_step_temp_mb"] = out["search_step_first_temp_mb"]
   out["mixed_over_fixed_fwd_bwd"] = out["mixed_fwd_bwd_ms"] / out["fixed_fwd_bwd_ms"]
   out["second_over_first_step"] = out["search_step_second_ms"] / out["search_step_first_ms"]
@@ -131,12 +142,25 @@ def run_case(name: str, repeats: int = 30, fused: bool = True) -> dict[str, floa
   return out
 
 
+def run_case(name: str, repeats: int = 30, fused: bool = True,
+             plans: tuple[str, ...] = ("auto",)) -> list[dict[str, float]]:
+  """The figures of a step case once per implementation plan. The plans' calls are timed in
+  one round-robin, so that the machine's drift touches every plan alike and their ratios
+  compare."""
+  cases = [_timed_case(name, fused, plan) for plan in plans]
+  calls = {(i, key): fn for i, (_, fns) in enumerate(cases) for key, fn in fns.items()}
+  times = _median_ms(calls, repeats)
+  return [_ratios({**out, **{key: times[(i, key)] for key in fns}})
+          for i, (out, fns) in enumerate(cases)]
+
+
 TARGETS = {"mixed_over_fixed_fwd_bwd": 1.25, "second_over_first_step": 2.0,
            "search_over_fixed_temp_mb": 1.3}
 # The loop cases: whole-run step rate against the step alone (higher is better), per-seed
 # time of seeds trained together against one seed alone (lower is better).
 LOOP_TARGETS = {"search_loop_over_alone_rate": ">= 0.9", "retrain_loop_over_alone_rate": ">= 0.9",
-                "retrain_per_seed_over_one": "<= 1.0"}
+                "retrain_per_seed_over_one": "<= 1.0", "speedup_over_torch_eager": ">= 1.6",
+                "speedup_over_torch_compile": ">= 1.3"}
 
 
 def _markdown(rows) -> str:
@@ -146,41 +170,74 @@ def _markdown(rows) -> str:
   return "\n".join(lines)
 
 
+def header(report: dict) -> str:
+  """One line: the CPU, and which implementation of the mixture the figures are of."""
+  cpu = report["cpu"]
+  other = report.get("other_implementation")
+  beside = f"; beside it, columns '(… ({other})': {other}" if other else ""
+  return (f"CPU: {cpu['model']} ({', '.join(cpu['isa']) or 'no listed instruction sets'}; "
+          f"{cpu['cores']} cores); fused mixture: {report['implementation']}{beside}")
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
   """One table of the step cases side by side, then one per loop case."""
   out = []
-  steps = [n for n in results if n not in ("loop", "retrain")]
+  steps = [n for n in results if n not in ("loop", "retrain", "peer")]
   if steps:
     rows = [("metric", *steps, "target (mlp)")]
     for k in results[steps[0]]:
       rows.append((k, *(f"{results[n][k]:.3f}" for n in steps),
                    f"<= {TARGETS[k]}" if k in TARGETS else ""))
     out.append(_markdown(rows))
-  for name in ("loop", "retrain"):
+  for name in ("loop", "retrain", "peer"):
     if name in results:
       rows = [(f"{name}: metric", "value", "target")]
-      rows += [(k, f"{v:.4g}", LOOP_TARGETS.get(k, "")) for k, v in results[name].items()]
+      rows += [(k, f"{v:.4g}" if isinstance(v, float) else str(v), LOOP_TARGETS.get(k, ""))
+               for k, v in results[name].items()]
       out.append(_markdown(rows))
   return "\n\n".join(out)
 
 
-CASES = ("mlp", "mnist1d_cnn", "loop", "retrain")
+CASES = ("mlp", "mnist1d_cnn", "loop", "retrain", "peer")
+
+
+def other_plan(default: str) -> str | None:
+  """The implementation set beside the default in the step cases: the XLA code where the
+  default takes the kernel for any pass, else the kernel (None where it cannot be built)."""
+  if default != "xla":
+    return "xla"
+  return "kernel" if kernels.available() else None
 
 
 def run(cases=CASES, repeats: int = 30, fused: bool = True, epochs: int | None = None,
         rounds: int = 5) -> dict:
   kernel = fused and kernels.available()  # built before anything is timed (compile_s)
+  default = implementation.machine_plan().spec()  # measured once per machine, if not yet
+  other = other_plan(default) if fused else None
   results = {}
   for name in cases:
     if name == "loop":
       results[name] = run_loop(repeats, epochs, rounds)
     elif name == "retrain":
       results[name] = run_retrain(repeats, epochs, rounds)
+    elif name == "peer":
+      from actsearch.commands import peer
+
+      results[name] = peer.run(repeats)
+      if "mlp" in cases:  # the same step: actsearch's first-order search step of the mlp case
+        ours = results["mlp"]["search_step_first_ms"]
+        for key, mode in (("torch_eager_step_ms", "eager"), ("torch_compile_step_ms", "compile")):
+          if key in results[name]:
+            results[name][f"speedup_over_torch_{mode}"] = results[name][key] / ours
     else:
-      results[name] = run_case(name, repeats, fused)
+      figures = run_case(name, repeats, fused, (default,) if other is None else (default, other))
+      results[name] = figures[0]
+      if other is not None:
+        results[f"{name} ({other})"] = figures[1]
   return {"results": results, "devices": [str(d) for d in jax.devices()],
           "jax": jax.__version__, "repeats": repeats, "rounds": rounds, "fused": fused,
-          "kernel": kernel}
+          "kernel": kernel, "implementation": default if fused else "plain sum",
+          "other_implementation": other, "cpu": kernels.cpu()}
 
 
 def _rate_after(timeline: list, start_step: int) -> float:

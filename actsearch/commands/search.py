@@ -46,6 +46,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
   if stop < 1:
     raise UserError(f"--epochs must be a positive integer, got {stop}")
   strategy = table.get(cfg.search.strategy)
+  workdirs.implementation(workdir, cfg)  # the kernel or XLA code, as recorded on resume
   splits = data.load(cfg.data, cfg.seed)
   prepared = strategy.setup(cfg, splits)
   primary = jax.process_index() == 0
@@ -76,6 +77,7 @@ def export(run_dir: str, out: str | None = None) -> dict:
   except json.JSONDecodeError as e:
     raise UserError(f"{cfg_path}: malformed JSON ({e.msg})") from None
   configs.check(cfg)
+  workdirs.implementation(run_dir, cfg)
   strategy = table.get(cfg.search.strategy)
   if strategy.export is None:
     raise UserError(f"search.strategy {cfg.search.strategy!r} has no export; its run "

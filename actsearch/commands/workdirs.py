@@ -11,23 +11,52 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import ml_collections
+import numpy as np
 
 from actsearch import configs
 from actsearch.errors import UserError
+from actsearch.space import implementation as impl
 from actsearch.train import files
+
+
+def _stored(workdir: str) -> dict | None:
+  """The workdir's ``config.json``, or None if it has none."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise UserError(f"{path} is unreadable ({e}); use a new --workdir") from None
+
+
+def implementation(workdir: str, cfg: ml_collections.ConfigDict) -> None:
+  """Sets ``search.implementation`` to the concrete plan the run in ``workdir`` computes with
+  (``space/implementation.py``): the one its ``config.json`` recorded, so that a resumed run
+  computes what it began with whatever this machine would choose now; for a new run, the
+  requested plan, ``auto`` being the machine's. In a multi-process run every process takes
+  process 0's, so that all compute alike."""
+  stored = _stored(workdir)
+  before = None if stored is None else configs.recorded(stored, "search.implementation")
+  plan = impl.resolve(cfg.search.implementation, before)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    bits = np.asarray([(p, s) in impl.parse(plan).kernel for p, s in impl.ENTRIES], np.int32)
+    bits = np.asarray(multihost_utils.broadcast_one_to_all(bits))
+    plan = impl.Plan(frozenset(e for e, b in zip(impl.ENTRIES, bits) if b)).spec()
+  cfg.search.implementation = plan
 
 
 def prepare(workdir: str, cfg: ml_collections.ConfigDict, primary: bool) -> None:
   """Writes ``config.json``, or refuses a workdir that holds a run with another config."""
   path = os.path.join(workdir, "config.json")
   resolved = configs.to_json(cfg)
-  if os.path.exists(path):
-    try:
-      with open(path, encoding="utf-8") as f:
-        stored = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise UserError(f"{path} is unreadable ({e}); use a new --workdir") from None
+  stored = _stored(workdir)
+  if stored is not None:
     # Keys added to the defaults since the run began, at their defaults, are no difference.
     diff = [k for k in configs.diff_keys(stored, resolved)
             if not configs.new_default(stored, resolved, k)]

@@ -44,12 +44,13 @@ def slot_name(i: int) -> str:
 
 def search_slots(candidates: Sequence[str], relaxation: str, granularity: str,
                  rngs: nnx.Rngs, temperature: float = 1.0, use_fused: bool = True,
-                 normalize: bool = False, clamp: float = 0.0) -> SlotFactory:
+                 normalize: bool = False, clamp: float = 0.0,
+                 implementation: str = "auto") -> SlotFactory:
   def make(name: str, channels: int) -> nnx.Module:
     return MixedActivation(candidates, channels=channels, granularity=granularity,
                            relaxation=relaxation, temperature=temperature,
                            use_fused=use_fused, rngs=rngs, name=name, normalize=normalize,
-                           clamp=clamp)
+                           clamp=clamp, implementation=implementation)
   return make
 
 

@@ -19,7 +19,9 @@ computes :math:`\partial L/\partial x` alone, in one elementwise pass.
 Each pass exists twice: on CPU in float32 it is the C++ kernel of ``actsearch.kernels``
 (same formulas, one vectorized loop per candidate over blocks that stay in L1, rows spread
 over XLA's thread pool); elsewhere, or where the kernel cannot be built, it is the XLA code
-below. ``jax.lax.platform_dependent`` picks between them when the step is lowered.
+below. A plan (``implementation``) says which passes take the kernel, per pass and size
+class, as measured on the machine; for those, ``jax.lax.platform_dependent`` picks the kernel
+on CPU and the XLA code on other platforms when the step is lowered.
 
 Candidates without a rule here (user-registered ones, parametric ones) use the plain sum in
 ``mixed.mix_reference``; results agree with it to float32 precision (tested for every rule).
@@ -231,26 +233,37 @@ def _forward(x, w, names):
   return _weighted_sum(w, [f for f, _, _ in _values(x, names)])
 
 
-def _use_kernel(x, names) -> bool:
-  return (x.dtype == jnp.float32 and x.size > 0 and all(n in kernels.IDS for n in names)
-          and kernels.available())
+class _Mixture(tuple):
+  """The static part of a fused mixture: ``(names, plan)``, the candidates and the
+  ``implementation.Plan`` that says which passes use the kernel, None for all of them
+  (hashable, as custom VJPs' static arguments must be)."""
+
+  names = property(lambda self: self[0])
+  plan = property(lambda self: self[1])
 
 
-def _either(names, kind, xla_fn, *args):
-  """The kernel's pass ``kind`` on ``args`` (``kernels.call``) where the computation runs on
-  CPU in float32 and the kernel could be built; ``xla_fn(*args)`` otherwise."""
-  if not _use_kernel(args[0], names):
+def _use_kernel(x, m: _Mixture, kind: str) -> bool:
+  return (x.dtype == jnp.float32 and x.size > 0
+          and (m.plan is None or m.plan.uses_kernel(kind, x.size))
+          and all(n in kernels.IDS for n in m.names) and kernels.available())
+
+
+def _either(m: _Mixture, kind, xla_fn, *args):
+  """The kernel's pass ``kind`` on ``args`` (``kernels.call``) where the plan takes the kernel
+  for this pass and size, the computation runs on CPU in float32 and the kernel could be
+  built; ``xla_fn(*args)`` otherwise."""
+  if not _use_kernel(args[0], m, kind):
     return xla_fn(*args)
   return jax.lax.platform_dependent(
-      *args, cpu=functools.partial(kernels.call, kind, names), default=xla_fn)
+      *args, cpu=functools.partial(kernels.call, kind, m.names), default=xla_fn)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _mix(x, w, names):
-  return _either(names, "forward", functools.partial(_forward, names=names), x, w)
+def _mix(x, w, m):
+  return _either(m, "forward", functools.partial(_forward, names=m.names), x, w)
 
 
-def _mix_fwd(x, w, names):
+def _mix_fwd(x, w, m):
   # symbolic_zeros: x and w arrive as CustomVJPPrimal and say whether they are perturbed.
   # A weight step differentiates the weights only, not the mixture weights: then the backward
   # pass needs dL/dx alone, one elementwise pass with no reductions. The flag travels in the
@@ -258,7 +271,7 @@ def _mix_fwd(x, w, names):
   flag = (jnp.zeros((), x.value.dtype),) if w.perturbed else ()
   # _mix itself, not _forward: differentiated again (second-order hypergradients), the
   # forward pass then keeps x alone instead of the K slopes that autodiff would keep.
-  return _mix(x.value, w.value, names), (x.value, w.value, flag)
+  return _mix(x.value, w.value, m), (x.value, w.value, flag)
 
 
 BLOCK_ELEMENTS = 1 << 16  # 256 KiB of float32: a block's intermediates stay in cache
@@ -316,17 +329,17 @@ def _bwd_blocked(names, x, w, g):
   return dx, dw.astype(w.dtype)
 
 
-def _bwd_any(names, x, w, g):
-  return _either(names, "backward", functools.partial(_bwd_blocked, names), x, w, g)
+def _bwd_any(m, x, w, g):
+  return _either(m, "backward", functools.partial(_bwd_blocked, m.names), x, w, g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _bwd(x, w, g, names):
-  return _bwd_any(names, x, w, g)
+def _bwd(x, w, g, m):
+  return _bwd_any(m, x, w, g)
 
 
-def _bwd_fwd(x, w, g, names):
-  return _bwd_any(names, x, w, g), (x, w, g)
+def _bwd_fwd(x, w, g, m):
+  return _bwd_any(m, x, w, g), (x, w, g)
 
 
 def _curvature_block(names, wb, x, g, a):
@@ -342,7 +355,7 @@ def _curvature_block(names, wb, x, g, a):
   return (xbar, gbar), (wbar,)
 
 
-def _curvature(names, x, w, g, a, b=None):
+def _curvature(m, x, w, g, a, b=None):
   r"""The VJP of the backward rule, for second-order hypergradients. With cotangents
   :math:`a` (of :math:`\partial L/\partial x`) and :math:`b` (of :math:`\partial L/\partial w`,
   absent for the weight step's backward rule):
@@ -351,7 +364,7 @@ def _curvature(names, x, w, g, a, b=None):
   The kernel's ``curvature`` passes on CPU, else XLA code in blocks of rows, like the
   backward rule itself."""
   kind, extra = ("dx_curvature", ()) if b is None else ("curvature", (b.astype(w.dtype),))
-  xbar, gbar, wbar = _either(names, kind, functools.partial(_curvature_xla, names), x, w, g, a,
+  xbar, gbar, wbar = _either(m, kind, functools.partial(_curvature_xla, m.names), x, w, g, a,
                              *extra)
   return xbar, wbar, gbar
 
@@ -363,20 +376,20 @@ def _curvature_xla(names, x, w, g, a, b=None):
   return xbar, gbar, wbar.astype(w.dtype)
 
 
-def _bwd_bwd(names, res, cts):
+def _bwd_bwd(m, res, cts):
   x, w, g = res
   a, b = cts
-  return _curvature(names, x, w, g, a, b)
+  return _curvature(m, x, w, g, a, b)
 
 
 _bwd.defvjp(_bwd_fwd, _bwd_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _dx_only(x, w, g, names):
+def _dx_only(x, w, g, m):
   r""":math:`\partial L/\partial x = g \sum_k w_k f_k'(x)` alone, in one elementwise pass: the
   backward rule of a weight step, which needs no alpha gradient."""
-  return _either(names, "dx", functools.partial(_dx_xla, names), x, w, g)
+  return _either(m, "dx", functools.partial(_dx_xla, m.names), x, w, g)
 
 
 def _dx_xla(names, x, w, g):
@@ -386,31 +399,33 @@ def _dx_xla(names, x, w, g):
   return g * _weighted_sum(w, [df for _, df, _ in _values(x, names)])
 
 
-def _dx_only_fwd(x, w, g, names):
+def _dx_only_fwd(x, w, g, m):
   # Differentiated again only by the exact second-order hypergradient (through the train
   # gradient): keep the inputs, not the K slopes and curvatures that autodiff would keep.
-  return _dx_only(x, w, g, names), (x, w, g)
+  return _dx_only(x, w, g, m), (x, w, g)
 
 
-def _dx_only_bwd(names, res, a):
-  return _curvature(names, *res, a)
+def _dx_only_bwd(m, res, a):
+  return _curvature(m, *res, a)
 
 
 _dx_only.defvjp(_dx_only_fwd, _dx_only_bwd)
 
 
-def _mix_bwd(names, res, g):
+def _mix_bwd(m, res, g):
   x, w, w_perturbed = res
   if isinstance(g, jax.custom_derivatives.SymbolicZero):
     return jnp.zeros_like(x), jnp.zeros_like(w)
   if not w_perturbed:
-    return _dx_only(x, w, g, names), jnp.zeros_like(w)
-  return _bwd(x, w, g, names)
+    return _dx_only(x, w, g, m), jnp.zeros_like(w)
+  return _bwd(x, w, g, m)
 
 
 _mix.defvjp(_mix_fwd, _mix_bwd, symbolic_zeros=True)
 
 
-def mix(x: jax.Array, weights: jax.Array, names: tuple[str, ...]) -> jax.Array:
-  """The fused mixture of the candidates ``names`` (all of which must have a rule)."""
-  return _mix(x, weights.astype(x.dtype), tuple(names))
+def mix(x: jax.Array, weights: jax.Array, names: tuple[str, ...], plan=None) -> jax.Array:
+  """The fused mixture of the candidates ``names`` (all of which must have a rule); ``plan``
+  (an ``implementation.Plan``; None: every pass) says which passes take the C++ kernel where
+  it applies."""
+  return _mix(x, weights.astype(x.dtype), _Mixture((tuple(names), plan)))

@@ -21,6 +21,7 @@ from flax import nnx
 
 from actsearch.errors import UserError
 from actsearch.space import activations, fused, relaxations
+from actsearch.space import implementation as impl
 
 GRANULARITIES = ("layer", "channel")
 
@@ -39,11 +40,14 @@ def mix_reference(x: jax.Array, weights: jax.Array, candidates: Sequence[activat
 
 
 def mix(x: jax.Array, weights: jax.Array, candidates: Sequence[activations.Candidate],
-        params: Mapping[str, Mapping[str, jax.Array]], use_fused: bool = True) -> jax.Array:
+        params: Mapping[str, Mapping[str, jax.Array]], use_fused: bool = True,
+        plan: str = "kernel") -> jax.Array:
   """The mixture of a slot: one fused pass with a custom VJP where every candidate has a
-  fused rule (``fused.RULES``), otherwise the plain sum."""
+  fused rule (``fused.RULES``; ``plan`` says which of its passes take the C++ kernel),
+  otherwise the plain sum."""
   if use_fused and fused.supports(candidates):
-    return fused.mix(x, weights, tuple(c.name for c in candidates))
+    chosen = impl.machine_plan() if plan == "auto" else impl.parse(plan)
+    return fused.mix(x, weights, tuple(c.name for c in candidates), chosen)
   return mix_reference(x, weights, candidates, params)
 
 
@@ -97,13 +101,16 @@ class MixedActivation(Slot):
     - \sum_k w_k \mu_k / \sigma_k`, which keeps the fused pass.
   * ``clamp`` (output clamping, as GRAFS, Strack et al. 2024): :math:`y \to
     \mathrm{clip}(y, -c, c)`, so that an unbounded candidate cannot blow up the supernet.
+
+  ``implementation`` (``auto``: the machine's plan, or a plan of ``space/implementation.py``)
+  says which passes of the fused mixture take the C++ kernel; the slot keeps it resolved.
   """
 
   def __init__(self, candidate_names: Sequence[str], *, channels: int,
                granularity: str = "layer", relaxation: str = "softmax",
                temperature: float = 1.0, use_fused: bool = True, alpha_init_std: float = 1e-3,
                rngs: nnx.Rngs, name: str | None = None, normalize: bool = False,
-               clamp: float = 0.0):
+               clamp: float = 0.0, implementation: str = "auto"):
     self.slot_name = name
     self.normalize = bool(normalize)
     self.clamp = float(clamp)
@@ -116,6 +123,7 @@ class MixedActivation(Slot):
     self.tau = nnx.Variable(jnp.asarray(temperature, jnp.float32))
     self.granularity = granularity
     self.use_fused = use_fused
+    self.implementation = impl.resolve(implementation)
     k = len(self.candidates)
     shape = (channels, k) if granularity == "channel" else (k,)
     # DARTS initialises alpha with 1e-3 * N(0, 1): near-uniform weights, symmetry broken.
@@ -131,10 +139,12 @@ class MixedActivation(Slot):
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
     w = self.weights(key)
     if not self.normalize:
-      y = mix(x, w, self.candidates, self.candidate_params(), self.use_fused)
+      y = mix(x, w, self.candidates, self.candidate_params(), self.use_fused,
+              self.implementation)
     else:
       mu, sigma = self.moments[...]
-      y = mix(x, w / sigma, self.candidates, self.candidate_params(), self.use_fused)
+      y = mix(x, w / sigma, self.candidates, self.candidate_params(), self.use_fused,
+              self.implementation)
       y = y - jnp.sum(w * mu / sigma, axis=-1)
     return jnp.clip(y, -self.clamp, self.clamp) if self.clamp > 0 else y
 

@@ -83,7 +83,7 @@ def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
   slot = models.search_slots(list(s.candidates), s.relaxation, s.granularity, rngs,
                              temperature=s.temperature, use_fused=s.fused,
                              normalize=s.normalize and not plain,
-                             clamp=0.0 if plain else s.clamp)
+                             clamp=0.0 if plain else s.clamp, implementation=s.implementation)
   return models.build(cfg.model, splits.input_shape, splits.num_outputs, slot, rngs)
 
 

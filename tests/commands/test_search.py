@@ -8,6 +8,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from actsearch import architecture, cli, configs
+from actsearch.space import implementation, kernels
 from actsearch.train.checkpoint import Checkpointer
 
 from conftest import ROOT, arch_weights, checkpoint_state
@@ -186,3 +187,42 @@ def test_the_val_split_is_evaluated_every_eval_every_epochs_and_after_the_last(t
   lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [x["step"] for x in lines if "val/loss" in x] == [14, 21]
   assert len([x for x in lines if "val_batch/loss" in x]) == 21
+
+
+def _leaves(workdir):
+  import jax
+  state, _ = _state(workdir)
+  return [np.asarray(a) for a in jax.tree.leaves((state.params, state.arch, state.opt_w))]
+
+
+@pytest.mark.skipif(not kernels.available(), reason="the CPU kernel could not be built here")
+def test_a_resumed_run_keeps_the_implementation_it_recorded(tmp_path, monkeypatch, request):
+  # The machine's plan is XLA code when the run begins and the kernel when it resumes (a new
+  # measurement, a wiped cache): the resumed run computes on as it began, exactly.
+  def machine(plan):
+    monkeypatch.setenv(implementation.ENV, plan)
+    implementation.machine_plan.cache_clear()
+  request.addfinalizer(implementation.machine_plan.cache_clear)
+  xla, kernel, resumed = tmp_path / "xla", tmp_path / "kernel", tmp_path / "resumed"
+  machine("0")
+  assert search(xla, "--epochs", "2") == 0
+  assert search(resumed, "--epochs", "1") == 0
+  assert json.loads((resumed / "config.json").read_text())["search"]["implementation"] == "xla"
+  machine("1")
+  assert search(kernel, "--epochs", "2") == 0
+  assert search(resumed, "--epochs", "2") == 0
+  assert json.loads((resumed / "config.json").read_text())["search"]["implementation"] == "xla"
+  for a, b in zip(_leaves(resumed), _leaves(xla)):
+    np.testing.assert_array_equal(a, b)
+  # ... which matters: the kernel's run differs from the XLA code's in the last bits.
+  assert any(np.any(a != b) for a, b in zip(_leaves(kernel), _leaves(xla)))
+
+
+def test_resuming_with_another_explicit_implementation_is_refused(run_dir, capsys):
+  recorded = json.loads((run_dir / "config.json").read_text())["search"]["implementation"]
+  other = "xla" if recorded != "xla" else "kernel"
+  before = (run_dir / "config.json").read_bytes()
+  assert search(run_dir, "--set", f"search.implementation={other}") == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "different config (search.implementation)" in err[0]
+  assert (run_dir / "config.json").read_bytes() == before

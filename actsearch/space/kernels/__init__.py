@@ -1,7 +1,8 @@
 r"""The CPU kernel of the fused mixed activation: built on first use, loaded through XLA's FFI.
 
 ``mixture.cc`` (handlers) and ``mixture_core.h`` (math) are compiled with the machine's C++
-compiler (``$CXX``, else ``c++``; ``-O3 -march=native``) against the FFI headers that jaxlib
+compiler (``$CXX``, else ``c++``; ``-O3 -march=native``, or the target that
+``$ACTSEARCH_KERNEL_MARCH`` names, e.g. ``x86-64-v2``) against the FFI headers that jaxlib
 ships, into actsearch's cache directory (``actsearch/cache.py``: ``$ACTSEARCH_CACHE_DIR``,
 else ``$XDG_CACHE_HOME/actsearch``, else ``~/.cache/actsearch``; a per-user temporary directory
 if that cannot be written). The
@@ -11,7 +12,8 @@ between machines never loads another CPU's build. The build writes a temporary f
 renames it, so concurrent first uses never load a half-written library.
 
 Without a compiler, or with ``ACTSEARCH_KERNELS=0``, ``available()`` is False and the fused
-mixture runs as XLA code instead (one warning says why). The kernel is for CPU float32 only.
+mixture runs as XLA code instead (one warning says why). The kernel is for CPU float32 only;
+which passes use it where it is available is ``space/implementation.py``'s choice.
 
 Passes (``fused`` calls them; the math is in ``mixture_core.h``):
 
@@ -48,8 +50,13 @@ NAMES = ("identity", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "t
 IDS = {name: i for i, name in enumerate(NAMES)}
 
 _SOURCES = ("mixture.cc", "mixture_core.h")
-_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fPIC",
-          "-shared")
+# -fno-trapping-math lets the compiler evaluate both sides of a select (x > 0 ? x : e - 1)
+# in vector lanes: without it, GCC vectorizes those loops only where the instruction set has
+# masked operations (AVX-512), and on AVX2 they ran one element at a time, 7x slower (the
+# kernel never reads the floating-point exception flags, so nothing else changes).
+_FLAGS = ("-std=c++17", "-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+          "-fPIC", "-shared")
+MARCH_ENV = "ACTSEARCH_KERNEL_MARCH"  # the compiler's -march target; default native
 # pass -> (XLA custom-call target, symbol in mixture.cc, whether its last operand is shaped
 # like the weights (a cotangent b), outputs shaped like x, whether a last output holds sums
 # over rows, [K, C])
@@ -80,13 +87,45 @@ def _cpu_signature() -> str:
     return platform.machine() + platform.processor()
 
 
+def _flags() -> tuple[str, ...]:
+  """The compiler flags: ``-march=native``, or the target ``$ACTSEARCH_KERNEL_MARCH`` names
+  (``x86-64-v2``, ``x86-64-v3``, ...), so that a machine can build and test the code path of
+  an older instruction set."""
+  march = os.environ.get(MARCH_ENV, "").strip() or "native"
+  if not all(c.isalnum() or c in "-_.+" for c in march):
+    raise RuntimeError(f"{MARCH_ENV}={march!r} is not a -march target")
+  return (*_FLAGS[:2], f"-march={march}", *_FLAGS[2:])
+
+
+# Instruction-set flags worth naming in a report (x86 and Arm spellings of /proc/cpuinfo).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
+             "amx_tile", "asimd", "sve", "sve2")
+
+
+def cpu() -> dict:
+  """The CPU's model, the instruction sets of ``ISA_FLAGS`` it has, and its logical cores."""
+  model, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+          model = value.strip()
+        elif key.strip() in ("flags", "Features"):
+          flags |= set(value.split())
+  except OSError:
+    pass
+  return {"model": model, "isa": [f for f in ISA_FLAGS if f in flags],
+          "cores": os.cpu_count(), "march": os.environ.get(MARCH_ENV, "").strip() or "native"}
+
+
 def _library_name(cxx: str) -> str:
   here = Path(__file__).parent
   h = hashlib.sha256()
   for name in _SOURCES:
     h.update((here / name).read_bytes())
   version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
-  for part in (" ".join(_FLAGS), version.stdout, jax.lib.__version__, _cpu_signature()):
+  for part in (" ".join(_flags()), version.stdout, jax.lib.__version__, _cpu_signature()):
     h.update(part.encode())
   return f"mixture-{h.hexdigest()[:16]}.so"
 
@@ -96,7 +135,7 @@ def _build(cxx: str, out: Path) -> None:
   fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=out.parent)
   os.close(fd)
   try:
-    cmd = [cxx, *_FLAGS, "-isystem", jax.ffi.include_dir(), str(here / "mixture.cc"), "-o", tmp]
+    cmd = [cxx, *_flags(), "-isystem", jax.ffi.include_dir(), str(here / "mixture.cc"), "-o", tmp]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
       raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
@@ -119,10 +158,18 @@ def _find_or_build(cxx: str) -> Path:
   return path
 
 
+_LOADED: list[Path] = []  # the library available() loaded
+
+
+def library() -> Path:
+  """The path of the library ``available()`` loaded (call that first)."""
+  return _LOADED[0]
+
+
 @functools.cache
 def available() -> bool:
   """Build (once per machine and version) and register the kernel; False if it cannot be."""
-  if os.environ.get("ACTSEARCH_KERNELS", "1") == "0":
+  if os.environ.get("ACTSEARCH_KERNELS", "").strip() == "0":
     return False
   cxx = _compiler()
   if cxx is None:
@@ -135,6 +182,7 @@ def available() -> bool:
     for target, symbol, *_ in _HANDLERS.values():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
                                   platform="cpu")
+    _LOADED.append(path)
   except (OSError, RuntimeError) as err:
     warnings.warn(f"actsearch: the CPU kernel of the fused mixture could not be built ({err}); "
                   "it runs as XLA code, which is slower", stacklevel=2)

@@ -1,0 +1,98 @@
+r"""The bench's PyTorch peer: the reference MLP's DARTS-style first-order step, written in PyTorch.
+
+The same step as the bench's ``mlp`` case: 784 -> 1024 x 3 -> 10, a train and a val batch of
+256 (random normal inputs, random labels), the benchmark's eight candidates mixed in every
+slot as a weighted sum :math:`\sum_k \mathrm{softmax}(\alpha)_k f_k(x)` per layer; the
+architecture step (Adam on alpha, learning rate 3e-4, betas 0.5 and 0.999, weight decay 1e-3)
+on the gradient of the val loss at the current weights (first order: the hypergradient has no
+virtual step), then the weight step (SGD, learning rate 0.025, momentum 0.9, weight decay 3e-4,
+gradients clipped to norm 5) on the train loss. Each gradient is taken with respect to what
+its step updates only (``torch.autograd.grad``), as the JAX step's are.
+
+Timed eagerly and under ``torch.compile``, on PyTorch's default CPU threads, as the median of
+``repeats`` steps after warm-up. PyTorch is optional: where it is not installed the case is
+skipped with a note (``pip install torch``; its CPU build is what the figures are about).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+CANDIDATES = ("relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus")
+WIDTHS = (1024, 1024, 1024)
+BATCH = 256
+
+
+def _step_fn(torch):
+  nn, F = torch.nn, torch.nn.functional
+  fns = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "sin": torch.sin,
+         "gelu": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu, "elu": F.elu,
+         "softplus": F.softplus}
+
+  class Supernet(nn.Module):
+    def __init__(self):
+      super().__init__()
+      dims = (784, *WIDTHS)
+      self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
+      self.head = nn.Linear(dims[-1], 10)
+      self.alphas = nn.ParameterList(nn.Parameter(1e-3 * torch.randn(len(CANDIDATES)))
+                                     for _ in WIDTHS)
+
+    def forward(self, x):
+      for layer, alpha in zip(self.layers, self.alphas):
+        h = layer(x)
+        w = torch.softmax(alpha, 0)
+        x = sum(w[k] * fns[name](h) for k, name in enumerate(CANDIDATES))
+      return self.head(x)
+
+  net = Supernet()
+  weights = [p for n, p in net.named_parameters() if not n.startswith("alphas")]
+  alphas = list(net.alphas)
+  opt_w = torch.optim.SGD(weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
+  opt_a = torch.optim.Adam(alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+
+  def step(xt, yt, xv, yv):
+    val_loss = F.cross_entropy(net(xv), yv)
+    for a, g in zip(alphas, torch.autograd.grad(val_loss, alphas)):
+      a.grad = g
+    opt_a.step()
+    train_loss = F.cross_entropy(net(xt), yt)
+    for p, g in zip(weights, torch.autograd.grad(train_loss, weights)):
+      p.grad = g
+    torch.nn.utils.clip_grad_norm_(weights, 5.0)
+    opt_w.step()
+    return train_loss.detach()
+  return step
+
+
+def _median_ms(step, args, repeats: int, warmup: int = 3) -> float:
+  for _ in range(warmup):
+    step(*args)
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    step(*args)
+    times.append((time.perf_counter() - t0) * 1e3)
+  return statistics.median(times)
+
+
+def run(repeats: int = 30) -> dict:
+  """``{"torch_eager_step_ms", "torch_compile_step_ms", ...}``, or ``{"note": ...}`` without
+  PyTorch."""
+  try:
+    import torch
+  except ImportError:
+    return {"note": "skipped: PyTorch is not installed (pip install torch, its CPU build)"}
+  torch.manual_seed(0)
+  gen = torch.Generator().manual_seed(1)
+  batches = (torch.randn(BATCH, 784, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen),
+             torch.randn(BATCH, 784, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen))
+  out = {"torch_version": torch.__version__, "torch_threads": float(torch.get_num_threads())}
+  out["torch_eager_step_ms"] = _median_ms(_step_fn(torch), batches, repeats)
+  try:
+    compiled = torch.compile(_step_fn(torch))
+    out["torch_compile_step_ms"] = _median_ms(compiled, batches, repeats, warmup=5)
+  except Exception as err:  # noqa: BLE001 - a compiler missing on this machine is a note
+    out["note"] = f"torch.compile failed here: {type(err).__name__}: {err}"[:200]
+  return out
