@@ -287,6 +287,18 @@ def to_rgb(fig: Figure) -> np.ndarray:
   return _rgba(fig)[..., :3].copy()
 
 
+def preload() -> None:
+  """Imports matplotlib in a background thread (about 1 s on a 2-core machine), so that a
+  search that ends with pictures has it loaded by then: the import runs while the search's
+  steps compile, which release the interpreter."""
+  import threading
+
+  def load():
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+  threading.Thread(target=load, name="actsearch-preload-matplotlib", daemon=True).start()
+
+
 def write(run_dir: str, arch: Mapping[str, Any], writer=None, step: int = 0) -> list[str]:
   """Writes ``run_dir/arch_weights.png`` (``weights_figure``) and
   ``run_dir/chosen_activations.png`` (``activations_figure``), each whole or not at all; with

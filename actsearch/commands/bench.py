@@ -69,8 +69,10 @@ def _spec(name: str):
   raise ValueError(name)
 
 
-def _timed_case(name: str, fused: bool, plan: str) -> tuple[dict, dict]:
-  """A step case's sizes (``out``) and its timed callables (``calls``), not yet timed."""
+def _timed_case(name: str, fused: bool, plan: str,
+                with_fixed: bool = True) -> tuple[dict, dict]:
+  """A step case's sizes (``out``) and its timed callables (``calls``), not yet timed; with
+  ``with_fixed`` False, those of the mixed network only."""
   model_cfg, in_shape, n_out, batch, cands, cfg = _spec(name)
 
   def batch_of(seed):
@@ -102,18 +104,18 @@ def _timed_case(name: str, fused: bool, plan: str) -> tuple[dict, dict]:
                                 argnums=(0, 1)))
 
   out: dict[str, float] = {}
-  calls = {"fixed_fwd_bwd_ms": lambda: fixed_grad(f_state.params),
-           "mixed_fwd_bwd_ms": lambda: mixed_grad(m_params, m_arch)}
-
+  calls = {"mixed_fwd_bwd_ms": lambda: mixed_grad(m_params, m_arch)}
   fresh = lambda tree: jax.tree.map(lambda a: jnp.asarray(np.array(a)), tree)  # donatable
-  fixed_compiled = fixed_step.lower(f_state, train).compile()
-  out["fixed_step_temp_mb"] = _temp_mb(fixed_compiled)
-  fixed_holder = {"s": fresh(f_state)}
+  if with_fixed:
+    calls["fixed_fwd_bwd_ms"] = lambda: fixed_grad(f_state.params)
+    fixed_compiled = fixed_step.lower(f_state, train).compile()
+    out["fixed_step_temp_mb"] = _temp_mb(fixed_compiled)
+    fixed_holder = {"s": fresh(f_state)}
 
-  def call_fixed():
-    fixed_holder["s"], metrics = fixed_compiled(fixed_holder["s"], train)
-    return metrics
-  calls["fixed_train_step_ms"] = call_fixed
+    def call_fixed():
+      fixed_holder["s"], metrics = fixed_compiled(fixed_holder["s"], train)
+      return metrics
+    calls["fixed_train_step_ms"] = call_fixed
 
   for order in ("first", "second"):
     step = jax.jit(bilevel.StepFn(m_obj, tx_w, tx_a, schedule, order=order),
@@ -145,12 +147,15 @@ def _ratios(out: dict) -> dict:
 def run_case(name: str, repeats: int = 30, fused: bool = True,
              plans: tuple[str, ...] = ("auto",)) -> list[dict[str, float]]:
   """The figures of a step case once per implementation plan. The plans' calls are timed in
-  one round-robin, so that the machine's drift touches every plan alike and their ratios
-  compare."""
-  cases = [_timed_case(name, fused, plan) for plan in plans]
+  one round-robin, so that the machine's drift touches every plan alike, and every plan is
+  set against the same fixed network's timings: their ratios compare."""
+  cases = [_timed_case(name, fused, plan, with_fixed=i == 0) for i, plan in enumerate(plans)]
   calls = {(i, key): fn for i, (_, fns) in enumerate(cases) for key, fn in fns.items()}
   times = _median_ms(calls, repeats)
-  return [_ratios({**out, **{key: times[(i, key)] for key in fns}})
+  fixed_keys = ("fixed_fwd_bwd_ms", "fixed_train_step_ms")
+  shared = {"fixed_step_temp_mb": cases[0][0]["fixed_step_temp_mb"],
+            **{key: times[(0, key)] for key in fixed_keys}}
+  return [_ratios({**out, **shared, **{key: times[(i, key)] for key in fns}})
           for i, (out, fns) in enumerate(cases)]
 
 

@@ -77,9 +77,9 @@ def _median_ms(step, args, repeats: int, warmup: int = 3) -> float:
   return statistics.median(times)
 
 
-def run(repeats: int = 30) -> dict:
-  """``{"torch_eager_step_ms", "torch_compile_step_ms", ...}``, or ``{"note": ...}`` without
-  PyTorch."""
+def run(repeats: int = 30, compiled: bool = True) -> dict:
+  """``{"torch_eager_step_ms", "torch_compile_step_ms", ...}`` (the latter with
+  ``compiled``), or ``{"note": ...}`` without PyTorch."""
   try:
     import torch
   except ImportError:
@@ -90,9 +90,11 @@ def run(repeats: int = 30) -> dict:
              torch.randn(BATCH, 784, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen))
   out = {"torch_version": torch.__version__, "torch_threads": float(torch.get_num_threads())}
   out["torch_eager_step_ms"] = _median_ms(_step_fn(torch), batches, repeats)
+  if not compiled:
+    return out
   try:
-    compiled = torch.compile(_step_fn(torch))
-    out["torch_compile_step_ms"] = _median_ms(compiled, batches, repeats, warmup=5)
+    step = torch.compile(_step_fn(torch))
+    out["torch_compile_step_ms"] = _median_ms(step, batches, repeats, warmup=5)
   except Exception as err:  # noqa: BLE001 - a compiler missing on this machine is a note
     out["note"] = f"torch.compile failed here: {type(err).__name__}: {err}"[:200]
   return out

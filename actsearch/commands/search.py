@@ -53,6 +53,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
   with WorkdirLock(workdir, enabled=primary):  # one run per workdir
     workdirs.prepare(workdir, cfg, primary)
     logger = RunLogger(workdir, enabled=primary)
+    if primary:
+      plots.preload()  # drawn at the end
     try:
       found = strategy.run(Run(setup=prepared, cfg=cfg, splits=splits, workdir=workdir,
                                stop_epoch=stop, primary=primary, logger=logger,

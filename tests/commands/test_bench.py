@@ -18,8 +18,26 @@ def test_bench_writes_all_figures_and_a_table(tmp_path, capsys):
   assert all(v > 0 for v in figures.values())
   assert figures["mixed_over_fixed_fwd_bwd"] == figures["mixed_fwd_bwd_ms"] / figures[
       "fixed_fwd_bwd_ms"]
+  # The other implementation beside the default, against the same fixed network's timings.
+  assert report["implementation"] == "kernel" and report["other_implementation"] == "xla"
+  other = report["results"]["mnist1d_cnn (xla)"]
+  assert KEYS <= set(other)
+  assert other["fixed_train_step_ms"] == figures["fixed_train_step_ms"]
+  assert report["cpu"]["model"] and report["cpu"]["cores"] >= 1
   table = capsys.readouterr().out
-  assert "| search_step_second_ms" in table and "mnist1d_cnn" in table
+  assert "| search_step_second_ms" in table and "mnist1d_cnn (xla)" in table
+  assert table.startswith(f"CPU: {report['cpu']['model']}") and "fused mixture: kernel" in table
+
+
+def test_the_peer_case_times_pytorch_or_says_why_not(tmp_path):
+  from actsearch.commands import peer
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    assert "not installed" in peer.run(repeats=1)["note"]
+    return
+  figures = peer.run(repeats=1, compiled=False)  # torch.compile's first call takes 10 s
+  assert figures["torch_eager_step_ms"] > 0 and figures["torch_version"] == torch.__version__
 
 
 def test_bench_rejects_unknown_cases(capsys):

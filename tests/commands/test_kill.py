@@ -88,6 +88,7 @@ def _assert_each_step_once(logged):
     assert len(steps) == len(set(steps)), f"{tag} logs a step twice: {steps}"
 
 
+@pytest.mark.slow  # a chain of 12 processes (make test-slow; CI runs it)
 def test_a_search_killed_at_ten_moments_ends_as_if_never_killed(tmp_path):
   killed = tmp_path / "killed"
   for i, (where, steps, newest) in enumerate(SEARCH_KILLS):
@@ -148,6 +149,7 @@ def _retrained_state(workdir, variant):
   return Checkpointer(str(workdir / variant / "checkpoints"), read_only=True).restore(None)
 
 
+@pytest.mark.slow  # a chain of 6 processes
 def test_a_retrain_killed_at_three_moments_ends_as_if_never_killed(searched, tmp_path):
   arch = tmp_path / "arch.json"
   arch.write_bytes(searched.read_bytes())
@@ -179,6 +181,7 @@ def test_a_retrain_killed_at_three_moments_ends_as_if_never_killed(searched, tmp
       assert logged_a == _logged(straight / variant / seed)
 
 
+@pytest.mark.slow  # a chain of 3 processes
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path):
   """The second invocation may write no file larger than 64 KiB (``RLIMIT_FSIZE``: the OS
   refuses the write with EFBIG, as a full disk refuses it with ENOSPC); its first checkpoint

@@ -40,6 +40,7 @@ def _paused(args, marker, step):
   return proc
 
 
+@pytest.mark.slow  # a chain of processes
 def test_a_live_run_holds_its_workdir_and_a_killed_one_does_not(tmp_path):
   workdir = tmp_path / "run"
   holder = _paused(_args(workdir), str(tmp_path / "paused"), step=15)
@@ -120,6 +121,7 @@ def test_retrain_skips_a_poisoned_step_for_each_seed(tmp_path):
     assert acc.Scalars("health/skipped_steps")[-1].value == 1.0
 
 
+@pytest.mark.slow  # a chain of processes
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
   damaged = tmp_path / "damaged"
   assert run_cli(*_args(damaged), "--epochs", "2").returncode == 0  # checkpoints 10 and 20

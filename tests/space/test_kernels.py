@@ -176,7 +176,7 @@ def _result(proc):
   return ok == "True", used == "True", float(total), out, err
 
 
-@pytest.mark.slow  # two fresh builds of the kernel (21 s); the unwritable-cache build stays
+@pytest.mark.slow  # two fresh builds of the kernel (21 s)
 def test_two_first_uses_at_once_build_one_library_and_leave_no_temporary(tmp_path):
   procs = [_probe(tmp_path / "cache") for _ in range(2)]
   results = [_result(p) for p in procs]
@@ -190,6 +190,7 @@ def test_two_first_uses_at_once_build_one_library_and_leave_no_temporary(tmp_pat
   assert again[2] == pytest.approx(results[0][2], rel=1e-6)
 
 
+@pytest.mark.slow  # a fresh build of the kernel (22 s)
 def test_an_unwritable_cache_directory_builds_in_a_temporary_one(tmp_path):
   blocker = tmp_path / "a-file"
   blocker.write_text("not a directory")
@@ -234,3 +235,24 @@ def test_without_the_kernel_the_mixture_runs_as_xla_code(tmp_path, setting):
     assert "WARNING" in out and "runs as XLA code" in out
   if setting == "failing_compiler":
     assert "cannot compile" in out
+
+
+@pytest.mark.parametrize("chosen", BENCH)
+def test_a_pinned_slot_computes_its_candidate_alone(chosen):
+  # The shortlist pins a slot (weight 1 for one candidate, 0 for the others): its forward
+  # pass and its weight step's dx leave the others out and equal the candidate alone
+  # exactly; the full backward pass still gives every candidate's weight gradient.
+  x = jax.random.normal(jax.random.key(0), (64, 300)) * 3
+  g = jax.random.normal(jax.random.key(1), x.shape)
+  onehot = jnp.asarray([1.0 if n == chosen else 0.0 for n in BENCH])
+
+  def passes(w, names):
+    y, vjp = jax.vjp(lambda x: fused.mix(x, w, names), x)
+    return y, vjp(g)[0]
+  pinned = jax.jit(lambda w: passes(w, BENCH))(onehot)
+  alone = jax.jit(lambda w: passes(w, (chosen,)))(jnp.ones(1))
+  for a, b in zip(pinned, alone):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  dw = jax.grad(lambda w: jnp.sum(g * fused.mix(x, w, BENCH)))(onehot)
+  expected = [float(jnp.sum(g * fused.mix(x, jnp.ones(1), (n,)))) for n in BENCH]
+  np.testing.assert_allclose(np.asarray(dw), expected, rtol=1e-4, atol=1e-2)

@@ -63,6 +63,7 @@ sys.exit(rc)
 """
 
 
+@pytest.mark.slow  # one process per device count
 def test_twenty_steps_agree_and_compile_once_on_one_two_and_four_devices(tmp_path):
   import subprocess
   import sys
@@ -112,8 +113,8 @@ def _free_port():
     return s.getsockname()[1]
 
 
-# second (val factors gathered) runs with the slow tests (make test-all)
-@pytest.mark.parametrize("order", ["first", pytest.param("second", marks=pytest.mark.slow)])
+@pytest.mark.slow  # three processes: two over jax.distributed and the reference
+@pytest.mark.parametrize("order", ["first", "second"])
 def test_two_processes_match_one_process_with_two_devices(tmp_path, order):
   import subprocess
   import sys

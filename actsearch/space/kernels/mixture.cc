@@ -89,6 +89,27 @@ void run_summing(ffi::ThreadPool& pool, int64_t rows, int64_t cols, int k, float
   }
 }
 
+// The candidates that take part in a pass that sums w_k terms only (forward, dx): those with a
+// weight other than 0 in some column. A pinned slot (weight 1 for one candidate, 0 for the
+// others, as the shortlist trains) then costs one candidate, not K; 0 * f_k adds nothing
+// where f_k is finite.
+struct Active {
+  std::vector<int32_t> ids;
+  std::vector<float> wt;  // [k, C], the rows of the candidates in ids
+};
+
+Active active(const int32_t* ids, int k, const float* wt, int64_t cols) {
+  Active a;
+  for (int j = 0; j < k; ++j) {
+    const float* row = wt + j * cols;
+    if (std::any_of(row, row + cols, [](float v) { return v != 0.0f; })) {
+      a.ids.push_back(ids[j]);
+      a.wt.insert(a.wt.end(), row, row + cols);
+    }
+  }
+  return a;
+}
+
 ffi::Error MixForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wt,
                       Ids ids, ffi::ResultBuffer<ffi::F32> y) {
   if (ffi::Error e = check(x, wt, ids); e.failure()) return e;
@@ -96,10 +117,12 @@ ffi::Error MixForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
   const float* xp = x.typed_data();
   const float* wp = wt.typed_data();
   float* yp = y->typed_data();
-  const int32_t* idp = ids.begin();
-  int k = static_cast<int>(ids.size());
+  Active on = active(ids.begin(), static_cast<int>(ids.size()), wp, cols);
+  const int32_t* idp = on.ids.data();
+  const float* onp = on.wt.data();
+  int k = static_cast<int>(on.ids.size());
   run_summing(pool, rows, cols, k, nullptr, [=](int64_t r0, int64_t r1, float*) {
-    actsearch::forward_rows(xp, wp, idp, k, cols, r0, r1, yp);
+    actsearch::forward_rows(xp, onp, idp, k, cols, r0, r1, yp);
   });
   return ffi::Error::Success();
 }
@@ -123,6 +146,13 @@ ffi::Error Backward(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer
   const float* gp = g.typed_data();
   const float* wp = wt.typed_data();
   const int32_t* idp = ids.begin();
+  Active on;
+  if (!dwtp) {  // dx alone: only the candidates with a weight
+    on = active(idp, k, wp, cols);
+    idp = on.ids.data();
+    wp = on.wt.data();
+    k = static_cast<int>(on.ids.size());
+  }
   run_summing(pool, rows, cols, k, dwtp, [=](int64_t r0, int64_t r1, float* sums) {
     if (sums) {
       actsearch::backward_rows<true>(xp, gp, wp, idp, k, cols, r0, r1, dxp, sums);
