@@ -145,13 +145,18 @@ def _ratios(out: dict) -> dict:
 
 
 def run_case(name: str, repeats: int = 30, fused: bool = True,
-             plans: tuple[str, ...] = ("auto",)) -> list[dict[str, float]]:
+             plans: tuple[str, ...] = ("auto",), beside: dict | None = None
+             ) -> list[dict[str, float]]:
   """The figures of a step case once per implementation plan. The plans' calls are timed in
   one round-robin, so that the machine's drift touches every plan alike, and every plan is
-  set against the same fixed network's timings: their ratios compare."""
+  set against the same fixed network's timings: their ratios compare. ``beside``: more
+  callables timed in the same round-robin (the PyTorch peer), their times in the first
+  plan's figures."""
   cases = [_timed_case(name, fused, plan, with_fixed=i == 0) for i, plan in enumerate(plans)]
   calls = {(i, key): fn for i, (_, fns) in enumerate(cases) for key, fn in fns.items()}
+  calls.update({(0, key): fn for key, fn in (beside or {}).items()})
   times = _median_ms(calls, repeats)
+  cases[0][1].update(beside or {})
   fixed_keys = ("fixed_fwd_bwd_ms", "fixed_train_step_ms")
   shared = {"fixed_step_temp_mb": cases[0][0]["fixed_step_temp_mb"],
             **{key: times[(0, key)] for key in fixed_keys}}
@@ -220,22 +225,29 @@ def run(cases=CASES, repeats: int = 30, fused: bool = True, epochs: int | None =
   default = implementation.machine_plan().spec()  # measured once per machine, if not yet
   other = other_plan(default) if fused else None
   results = {}
-  for name in cases:
+  peer_info, peer_calls = {}, {}
+  if "peer" in cases:
+    from actsearch.commands import peer
+
+    peer_info, peer_calls = peer.steps()
+  for name in sorted(cases, key=lambda n: n == "peer"):  # the peer after the mlp it ran beside
     if name == "loop":
       results[name] = run_loop(repeats, epochs, rounds)
     elif name == "retrain":
       results[name] = run_retrain(repeats, epochs, rounds)
     elif name == "peer":
-      from actsearch.commands import peer
-
-      results[name] = peer.run(repeats)
-      if "mlp" in cases:  # the same step: actsearch's first-order search step of the mlp case
+      results[name] = dict(peer_info)
+      if "mlp" in cases:  # the same step, timed beside actsearch's mlp steps
         ours = results["mlp"]["search_step_first_ms"]
         for key, mode in (("torch_eager_step_ms", "eager"), ("torch_compile_step_ms", "compile")):
-          if key in results[name]:
+          if key in results["mlp"]:
+            results[name][key] = results["mlp"].pop(key)
             results[name][f"speedup_over_torch_{mode}"] = results[name][key] / ours
+      else:
+        results[name].update(_median_ms(peer_calls, repeats))
     else:
-      figures = run_case(name, repeats, fused, (default,) if other is None else (default, other))
+      figures = run_case(name, repeats, fused, (default,) if other is None else (default, other),
+                         beside=peer_calls if name == "mlp" else None)
       results[name] = figures[0]
       if other is not None:
         results[f"{name} ({other})"] = figures[1]

@@ -10,7 +10,8 @@ gradients clipped to norm 5) on the train loss. Each gradient is taken with resp
 its step updates only (``torch.autograd.grad``), as the JAX step's are.
 
 Timed eagerly and under ``torch.compile``, on PyTorch's default CPU threads, as the median of
-``repeats`` steps after warm-up. PyTorch is optional: where it is not installed the case is
+``repeats`` steps after warm-up; ``actsearch bench`` times them in one round-robin with its own
+mlp steps, so that the machine's drift touches both alike. PyTorch is optional: where it is not installed the case is
 skipped with a note (``pip install torch``; its CPU build is what the figures are about).
 """
 
@@ -66,35 +67,43 @@ def _step_fn(torch):
   return step
 
 
-def _median_ms(step, args, repeats: int, warmup: int = 3) -> float:
-  for _ in range(warmup):
-    step(*args)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    step(*args)
-    times.append((time.perf_counter() - t0) * 1e3)
-  return statistics.median(times)
-
-
-def run(repeats: int = 30, compiled: bool = True) -> dict:
-  """``{"torch_eager_step_ms", "torch_compile_step_ms", ...}`` (the latter with
-  ``compiled``), or ``{"note": ...}`` without PyTorch."""
+def steps(compiled: bool = True) -> tuple[dict, dict]:
+  """``(info, calls)``: the peer's version and threads, and its steps as callables that take
+  one step on fixed batches (``torch_eager_step_ms`` and, with ``compiled``,
+  ``torch_compile_step_ms``), warmed up and ready to time; ``({"note": ...}, {})`` without
+  PyTorch or where ``torch.compile`` fails."""
   try:
     import torch
   except ImportError:
-    return {"note": "skipped: PyTorch is not installed (pip install torch, its CPU build)"}
+    return {"note": "skipped: PyTorch is not installed (pip install torch, its CPU build)"}, {}
   torch.manual_seed(0)
   gen = torch.Generator().manual_seed(1)
   batches = (torch.randn(BATCH, 784, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen),
              torch.randn(BATCH, 784, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen))
-  out = {"torch_version": torch.__version__, "torch_threads": float(torch.get_num_threads())}
-  out["torch_eager_step_ms"] = _median_ms(_step_fn(torch), batches, repeats)
-  if not compiled:
-    return out
-  try:
-    step = torch.compile(_step_fn(torch))
-    out["torch_compile_step_ms"] = _median_ms(step, batches, repeats, warmup=5)
-  except Exception as err:  # noqa: BLE001 - a compiler missing on this machine is a note
-    out["note"] = f"torch.compile failed here: {type(err).__name__}: {err}"[:200]
-  return out
+  info = {"torch_version": torch.__version__, "torch_threads": float(torch.get_num_threads())}
+  eager = _step_fn(torch)
+  calls = {"torch_eager_step_ms": lambda: eager(*batches) and None}
+  if compiled:
+    try:
+      step = torch.compile(_step_fn(torch))
+      for _ in range(3):  # compiles on the first calls
+        step(*batches)
+      calls["torch_compile_step_ms"] = lambda: step(*batches) and None
+    except Exception as err:  # noqa: BLE001 - a compiler missing on this machine is a note
+      info["note"] = f"torch.compile failed here: {type(err).__name__}: {err}"[:200]
+  return info, calls
+
+
+def run(repeats: int = 30, compiled: bool = True) -> dict:
+  """The peer's steps timed alone: the median of ``repeats`` calls after warm-up, in turn."""
+  info, calls = steps(compiled)
+  for fn in calls.values():
+    for _ in range(3):
+      fn()
+  times = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, fn in calls.items():
+      t0 = time.perf_counter()
+      fn()
+      times[name].append((time.perf_counter() - t0) * 1e3)
+  return {**info, **{name: statistics.median(ts) for name, ts in times.items()}}

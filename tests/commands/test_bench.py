@@ -36,7 +36,7 @@ def test_the_peer_case_times_pytorch_or_says_why_not(tmp_path):
   except ImportError:
     assert "not installed" in peer.run(repeats=1)["note"]
     return
-  figures = peer.run(repeats=1, compiled=False)  # torch.compile's first call takes 10 s
+  figures = peer.run(repeats=1, compiled=False)  # torch.compile takes 10 s
   assert figures["torch_eager_step_ms"] > 0 and figures["torch_version"] == torch.__version__
 
 

@@ -54,8 +54,11 @@ _SOURCES = ("mixture.cc", "mixture_core.h")
 # in vector lanes: without it, GCC vectorizes those loops only where the instruction set has
 # masked operations (AVX-512), and on AVX2 they ran one element at a time, 7x slower (the
 # kernel never reads the floating-point exception flags, so nothing else changes).
+# -ffp-contract=fast fuses a * b + c into one FMA where the target has it (ISO C++ mode turns
+# that off): the polynomials of exp, sin and cos and the weighted sums run 15-40% faster per
+# pass on AVX2, and each fused operation rounds once instead of twice.
 _FLAGS = ("-std=c++17", "-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
-          "-fPIC", "-shared")
+          "-ffp-contract=fast", "-fPIC", "-shared")
 MARCH_ENV = "ACTSEARCH_KERNEL_MARCH"  # the compiler's -march target; default native
 # pass -> (XLA custom-call target, symbol in mixture.cc, whether its last operand is shaped
 # like the weights (a cotangent b), outputs shaped like x, whether a last output holds sums
