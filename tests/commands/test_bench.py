@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from actsearch import cli
 
 KEYS = {"fixed_fwd_bwd_ms", "mixed_fwd_bwd_ms", "fixed_train_step_ms", "search_step_first_ms",
@@ -9,6 +11,7 @@ KEYS = {"fixed_fwd_bwd_ms", "mixed_fwd_bwd_ms", "fixed_train_step_ms", "search_s
         "mixed_over_fixed_fwd_bwd", "second_over_first_step", "search_over_fixed_temp_mb"}
 
 
+@pytest.mark.slow  # compiles both implementations' four steps of the CNN (45-60 s)
 def test_bench_writes_all_figures_and_a_table(tmp_path, capsys):
   out = tmp_path / "bench.json"
   assert cli.main(["bench", "--cases", "mnist1d_cnn", "--repeats", "2", "--out", str(out)]) == 0
@@ -43,3 +46,11 @@ def test_the_peer_case_times_pytorch_or_says_why_not(tmp_path):
 def test_bench_rejects_unknown_cases(capsys):
   assert cli.main(["bench", "--cases", "resnet"]) == 2
   assert "--cases" in capsys.readouterr().err
+
+
+def test_the_other_implementation_is_the_xla_code_unless_the_default_is():
+  from actsearch.commands import bench
+  from actsearch.space import implementation, kernels
+  mixed = implementation.Plan(frozenset({("backward", "large")})).spec()
+  assert bench.other_plan("kernel") == bench.other_plan(mixed) == "xla"
+  assert bench.other_plan("xla") == ("kernel" if kernels.available() else None)

@@ -211,6 +211,7 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path):
   assert not [p for p in os.listdir(workdir / "checkpoints") if "tmp" in p]
 
 
+@pytest.mark.slow  # two processes
 def test_an_unwritable_workdir_is_one_line(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory\n")
