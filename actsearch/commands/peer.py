@@ -81,14 +81,18 @@ def steps(compiled: bool = True) -> tuple[dict, dict]:
   batches = (torch.randn(BATCH, 784, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen),
              torch.randn(BATCH, 784, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen))
   info = {"torch_version": torch.__version__, "torch_threads": float(torch.get_num_threads())}
-  eager = _step_fn(torch)
-  calls = {"torch_eager_step_ms": lambda: eager(*batches) and None}
+
+  def call(step):
+    def once() -> None:  # nothing returned: the timer has nothing of JAX's to wait for
+      step(*batches)
+    return once
+  calls = {"torch_eager_step_ms": call(_step_fn(torch))}
   if compiled:
     try:
       step = torch.compile(_step_fn(torch))
       for _ in range(3):  # compiles on the first calls
         step(*batches)
-      calls["torch_compile_step_ms"] = lambda: step(*batches) and None
+      calls["torch_compile_step_ms"] = call(step)
     except Exception as err:  # noqa: BLE001 - a compiler missing on this machine is a note
       info["note"] = f"torch.compile failed here: {type(err).__name__}: {err}"[:200]
   return info, calls
