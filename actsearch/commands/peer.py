@@ -9,16 +9,13 @@ virtual step), then the weight step (SGD, learning rate 0.025, momentum 0.9, wei
 gradients clipped to norm 5) on the train loss. Each gradient is taken with respect to what
 its step updates only (``torch.autograd.grad``), as the JAX step's are.
 
-Timed eagerly and under ``torch.compile``, on PyTorch's default CPU threads, as the median of
-``repeats`` steps after warm-up; ``actsearch bench`` times them in one round-robin with its own
-mlp steps, so that the machine's drift touches both alike. PyTorch is optional: where it is not installed the case is
-skipped with a note (``pip install torch``; its CPU build is what the figures are about).
+Timed eagerly and under ``torch.compile``, on PyTorch's default CPU threads: ``actsearch bench``
+times them in one round-robin with its own mlp steps, so that the machine's drift touches both
+alike. PyTorch is optional: where it is not installed the case is skipped with a note
+(``pip install torch``; its CPU build is what the figures are about).
 """
 
 from __future__ import annotations
-
-import statistics
-import time
 
 CANDIDATES = ("relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus")
 WIDTHS = (1024, 1024, 1024)
@@ -96,18 +93,3 @@ def steps(compiled: bool = True) -> tuple[dict, dict]:
     except Exception as err:  # noqa: BLE001 - a compiler missing on this machine is a note
       info["note"] = f"torch.compile failed here: {type(err).__name__}: {err}"[:200]
   return info, calls
-
-
-def run(repeats: int = 30, compiled: bool = True) -> dict:
-  """The peer's steps timed alone: the median of ``repeats`` calls after warm-up, in turn."""
-  info, calls = steps(compiled)
-  for fn in calls.values():
-    for _ in range(3):
-      fn()
-  times = {name: [] for name in calls}
-  for _ in range(repeats):
-    for name, fn in calls.items():
-      t0 = time.perf_counter()
-      fn()
-      times[name].append((time.perf_counter() - t0) * 1e3)
-  return {**info, **{name: statistics.median(ts) for name, ts in times.items()}}

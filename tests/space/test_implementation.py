@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import pytest
 
 from actsearch.errors import UserError
-from actsearch.space import fused, implementation as impl, kernels
+from actsearch.space import fused, kernels
+from actsearch.space import implementation as impl
 
 NAMES = ("relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus")
 
