@@ -1,12 +1,26 @@
 """The ``architecture.json`` record: a table of readers by schema version, validation, reading
 and writing, the ``show`` table.
 
-``make`` writes schema ``actsearch.architecture/v1`` (see DESIGN.md); ``load`` reads every
-version in ``READERS``. Each layer holds the ``choice`` (made by a method of ``discretize``),
-the ``weights`` of all candidates, and ``params``, the learned parameters of the chosen
-parametric candidates as ``{candidate: {param: value}}``.
-With per-channel granularity a layer also holds ``channel_choices`` (one per channel);
-then ``choice`` and ``weights`` describe the mean over channels.
+``make`` writes schema ``actsearch.architecture/v2``; ``load`` reads every version in
+``READERS`` (v1 and v2) and returns the v2 form, which the commands use. A v2 record:
+
+* ``candidates`` (the search's list), ``relaxation`` and ``granularity`` (null for strategies
+  without a relaxation), ``param_granularity``, ``model``, ``data``, ``metrics``, ``seed``,
+  ``retrain`` (the experiment's recipe), ``discretize`` and ``selection`` (what decided);
+* ``strategy``: ``{"name": "darts", "cost": {"seconds": ..., ...}}``, the strategy that
+  produced the record and what it spent (numbers by name);
+* ``code``: the user code (experiment files, modules) that registered candidates or backbones
+  the record names. **Nothing in a record is executed**: a command that needs them imports
+  what the user passes (``--import``/``--config``) and otherwise stops with a line naming
+  what to pass; ``show`` imports nothing;
+* ``layers``, one per slot: ``name`` (unique), ``choice`` and its ``formula``, the slot's
+  ``candidates`` (if absent: the record's), ``weights`` (relaxed weights of every candidate;
+  absent in records that hold only choices), ``scores`` (per candidate, by the method that
+  decided), ``params`` (learned parameters of the chosen candidates:
+  ``{candidate: {param: {"shape": [...], "value": nested lists}}}``), and with per-channel
+  choices ``channel_choices``.
+
+A v1 record (parameters as plain numbers or lists, ``strategy`` a name) is read into this form.
 """
 
 from __future__ import annotations
@@ -16,23 +30,33 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from actsearch.errors import UserError
+from actsearch.space import activations
 from actsearch.train.files import read_json, write_json_atomic
 from actsearch.version import __version__
 
-SCHEMA = "actsearch.architecture/v1"
+SCHEMA = "actsearch.architecture/v2"
+SCHEMA_V1 = "actsearch.architecture/v1"
 
 
-def make(layers: list[dict], *, candidates: Sequence[str], relaxation: str, granularity: str,
-         model: dict, data: dict, metrics: dict, seed: int, discretize: str = "argmax",
-         selection: dict | None = None, retrain: dict | None = None,
-         strategy: str = "darts") -> dict[str, Any]:
+def make(layers: list[dict], *, candidates: Sequence[str], relaxation: str | None,
+         granularity: str | None, model: dict, data: dict, metrics: dict, seed: int,
+         discretize: str = "argmax", selection: dict | None = None,
+         retrain: dict | None = None, strategy: str = "darts",
+         cost: dict | None = None, code: Sequence[str] = (),
+         param_granularity: str | None = None) -> dict[str, Any]:
   """The record; ``retrain`` is the experiment's retrain recipe, so that ``actsearch retrain``
   needs nothing but the file (records written before it existed fall back to the defaults)."""
   arch = {"schema": SCHEMA, "candidates": list(candidates), "relaxation": relaxation,
-          "granularity": granularity, "discretize": discretize, "layers": layers,
+          "granularity": granularity,
+          "param_granularity": param_granularity or granularity or "layer",
+          "discretize": discretize, "layers": layers,
           "model": model, "data": data, "metrics": {k: float(v) for k, v in metrics.items()},
-          "seed": int(seed), "strategy": strategy, "actsearch_version": __version__}
+          "seed": int(seed),
+          "strategy": {"name": strategy, "cost": {k: float(v) for k, v in (cost or {}).items()}},
+          "code": list(code), "actsearch_version": __version__}
   if selection is not None:
     arch["selection"] = selection
   if retrain is not None:
@@ -44,53 +68,170 @@ def _fail(path: str, what: str):
   raise UserError(f"{path}: {what}")
 
 
-def _read_v1(arch: dict, path: str) -> dict[str, Any]:
-  """Schema v1: every layer holds a ``choice`` among ``candidates`` and a relaxed weight of
-  every candidate."""
-  for key, kind in (("candidates", list), ("layers", list), ("relaxation", str),
-                    ("granularity", str), ("model", dict), ("data", dict), ("metrics", dict),
-                    ("seed", int)):
-    if not isinstance(arch.get(key), kind):
+def _number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _common(arch: dict, path: str, optional_kinds: tuple) -> None:
+  for key, kind in (("candidates", list), ("layers", list), ("model", dict), ("data", dict),
+                    ("metrics", dict), ("seed", int)):
+    if not isinstance(arch.get(key), kind) or (kind is int and isinstance(arch[key], bool)):
       _fail(path, f"field {key!r} is missing or not a {kind.__name__}")
-  for key, kind in (("discretize", str), ("selection", dict), ("retrain", dict),  # optional
-                    ("strategy", str)):
+  for key, kind in optional_kinds:
     if key in arch and not isinstance(arch[key], kind):
-      _fail(path, f"field {key!r} must be a {kind.__name__}")
+      names = kind.__name__ if isinstance(kind, type) else " or ".join(
+          "null" if k is type(None) else k.__name__ for k in kind)
+      _fail(path, f"field {key!r} must be a {names}")
   cands = arch["candidates"]
   if not cands or not all(isinstance(c, str) for c in cands):
     _fail(path, "'candidates' must be a non-empty list of names")
+  if not all(_number(v) for v in arch["metrics"].values()):
+    _fail(path, "'metrics' must map names to finite numbers")
   if not arch["layers"]:
     _fail(path, "'layers' is empty")
+  names = [layer.get("name") if isinstance(layer, dict) else None for layer in arch["layers"]]
+  for i, name in enumerate(names):
+    if not isinstance(name, str):
+      _fail(path, f"layers[{i}] must be an object with a 'name'")
+  dup = sorted({n for n in names if names.count(n) > 1})
+  if dup:
+    _fail(path, f"slot name {dup[0]!r} appears twice in 'layers'")
+
+
+def _check_layer(layer: dict, where: str, cands: list, path: str) -> None:
+  """A layer's choice, weights, scores and channel choices (both versions)."""
+  if layer.get("choice") not in cands:
+    _fail(path, f"{where}: choice {layer.get('choice')!r} is not one of the candidates")
+  weights = layer.get("weights")
+  if weights is not None and (not isinstance(weights, dict) or set(weights) != set(cands)
+                              or not all(_number(w) for w in weights.values())):
+    _fail(path, f"{where}: 'weights' must map every candidate to a number")
+  scores = layer.get("scores", {})
+  if not isinstance(scores, dict) or not set(scores) <= set(cands) or not all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+    _fail(path, f"{where}: 'scores' must map candidates to numbers")
+  if not isinstance(layer.get("params", {}), dict):
+    _fail(path, f"{where}: 'params' must be an object")
+  chans = layer.get("channel_choices")
+  if chans is not None and (not isinstance(chans, list) or not chans
+                            or not all(isinstance(c, str) and c in cands for c in chans)):
+    _fail(path, f"{where}: 'channel_choices' must list candidates")
+
+
+def _read_v1(arch: dict, path: str) -> dict[str, Any]:
+  """Schema v1: every layer holds a ``choice`` among ``candidates`` and a relaxed weight of
+  every candidate; parameters as numbers or lists. Returned in the v2 form."""
+  _common(arch, path, (("relaxation", str), ("granularity", str), ("discretize", str),
+                       ("selection", dict), ("retrain", dict), ("strategy", str)))
+  for key in ("relaxation", "granularity"):
+    if key not in arch:
+      _fail(path, f"field {key!r} is missing or not a str")
+  cands = arch["candidates"]
+  out = dict(arch)
+  layers = []
   for i, layer in enumerate(arch["layers"]):
-    where = f"layers[{i}]"
-    if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
-      _fail(path, f"{where} must be an object with a 'name'")
-    if layer.get("choice") not in cands:
-      _fail(path, f"{where} ({layer['name']}): choice {layer.get('choice')!r} is not one of "
-            "the candidates")
-    weights = layer.get("weights")
-    if not isinstance(weights, dict) or set(weights) != set(cands) or not all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
-        for w in weights.values()):
-      _fail(path, f"{where} ({layer['name']}): 'weights' must map every candidate to a number")
-    scores = layer.get("scores", {})
-    if not isinstance(scores, dict) or not set(scores) <= set(cands) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
-      _fail(path, f"{where} ({layer['name']}): 'scores' must map candidates to numbers")
-    if not isinstance(layer.get("params", {}), dict):
-      _fail(path, f"{where} ({layer['name']}): 'params' must be an object")
-    chans = layer.get("channel_choices")
-    if chans is not None and (not isinstance(chans, list) or not all(c in cands for c in chans)):
-      _fail(path, f"{where} ({layer['name']}): 'channel_choices' must list candidates")
+    where = f"layers[{i}] ({layer['name']})"
+    if not isinstance(layer.get("weights"), dict):
+      _fail(path, f"{where}: 'weights' must map every candidate to a number")
+    _check_layer(layer, where, cands, path)
+    params = {}
+    for cand, values in layer.get("params", {}).items():
+      if not isinstance(values, dict):
+        _fail(path, f"{where}: params of {cand!r} must be an object")
+      params[cand] = {}
+      for p, v in values.items():
+        arr = _array(v, f"{where}: parameter {cand}.{p}", path)
+        params[cand][p] = {"shape": list(arr.shape), "value": arr.tolist()}
+    layers.append({**layer, "candidates": list(cands), "params": params})
+  out["layers"] = layers
+  out["strategy"] = {"name": arch.get("strategy", "darts"), "cost": {}}
+  out["param_granularity"] = arch["granularity"]
+  out["code"] = []
+  return out
+
+
+def _array(value, what: str, path: str) -> np.ndarray:
+  """A number or nested lists of numbers, as a float64 array (rectangular, finite)."""
+  def ok(v):
+    return _number(v) if not isinstance(v, list) else all(ok(x) for x in v)
+  if not ok(value):
+    _fail(path, f"{what} must be a finite number or nested lists of them")
+  try:
+    arr = np.asarray(value, np.float64)
+  except ValueError:
+    _fail(path, f"{what} is not rectangular")
+  if arr.dtype == object:
+    _fail(path, f"{what} is not rectangular")
+  return arr
+
+
+def _read_v2(arch: dict, path: str) -> dict[str, Any]:
+  """Schema v2 (module docstring)."""
+  _common(arch, path, (("relaxation", (str, type(None))), ("granularity", (str, type(None))),
+                       ("param_granularity", str), ("discretize", str), ("selection", dict),
+                       ("retrain", dict), ("strategy", dict), ("code", list)))
+  strategy = arch.get("strategy", {"name": "darts"})
+  if not isinstance(strategy.get("name"), str) or not isinstance(strategy.get("cost", {}), dict) \
+      or not all(_number(v) for v in strategy.get("cost", {}).values()):
+    _fail(path, "'strategy' must be {\"name\": string, \"cost\": {name: number}}")
+  if not all(isinstance(c, str) and c for c in arch.get("code", [])):
+    _fail(path, "'code' must list files or modules")
+  for i, layer in enumerate(arch["layers"]):
+    where = f"layers[{i}] ({layer['name']})"
+    cands = layer.get("candidates", arch["candidates"])
+    if not isinstance(cands, list) or not cands or not all(isinstance(c, str) for c in cands):
+      _fail(path, f"{where}: 'candidates' must be a non-empty list of names")
+    if not isinstance(layer.get("formula", ""), str):
+      _fail(path, f"{where}: 'formula' must be a string")
+    _check_layer(layer, where, cands, path)
+    chosen = set(layer.get("channel_choices") or [layer["choice"]])
+    for cand, values in layer.get("params", {}).items():
+      if cand not in chosen:
+        _fail(path, f"{where}: params of {cand!r}, which is not chosen")
+      if not isinstance(values, dict):
+        _fail(path, f"{where}: params of {cand!r} must be an object")
+      for p, v in values.items():
+        what = f"{where}: parameter {cand}.{p}"
+        if not isinstance(v, dict) or set(v) != {"shape", "value"}:
+          _fail(path, f"{what} must be {{\"shape\": [...], \"value\": ...}}")
+        shape = v["shape"]
+        if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+          _fail(path, f"{what}: 'shape' must list sizes")
+        arr = _array(v["value"], what, path)
+        if list(arr.shape) != shape:
+          _fail(path, f"{what} has shape {list(arr.shape)}, the record says {shape}")
   return arch
 
 
 # The readers, one per schema version: each checks a record of its version and returns it in
-# the form the commands use. A new version is one entry (and ``SCHEMA``, if it is the one
-# ``make`` writes); a record of a version not listed is refused with one line.
+# the form the commands use (v2's). A new version is one entry (and ``SCHEMA``, if it is the
+# one ``make`` writes); a record of a version not listed is refused with one line.
 READERS: dict[str, Callable[[dict, str], dict[str, Any]]] = {
-    "actsearch.architecture/v1": _read_v1,
+    SCHEMA_V1: _read_v1,
+    SCHEMA: _read_v2,
 }
+
+
+def layer_candidates(arch: dict, layer: dict) -> list[str]:
+  return layer.get("candidates", arch["candidates"])
+
+
+def needed(arch: dict) -> list[str]:
+  """The candidates a record's network is built from (its choices)."""
+  out: list[str] = []
+  for layer in arch["layers"]:
+    for c in [layer["choice"], *layer.get("channel_choices", [])]:
+      if c not in out:
+        out.append(c)
+  return out
+
+
+def require(arch: dict, path: str, names: Sequence[str] | None = None) -> None:
+  """Every candidate the record needs (``names``; default: its choices) is registered here;
+  otherwise one line naming the user code the record says registered them, to pass with
+  ``--import`` (nothing is imported from the record itself)."""
+  activations.require(needed(arch) if names is None else names, arch.get("code") or [], path)
 
 
 def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:
@@ -116,22 +257,46 @@ def save(path: str, arch: dict[str, Any]) -> None:
   write_json_atomic(path, validate(arch, path))
 
 
+def _param_text(values: dict) -> str:
+  parts = []
+  for p, v in values.items():
+    arr = np.asarray(v["value"], np.float64)
+    parts.append(f"{p}={float(arr):.3g}" if arr.ndim == 0 else
+                 f"{p}[{'x'.join(map(str, arr.shape))}] mean {arr.mean():.3g}")
+  return ", ".join(parts)
+
+
 def table(arch: dict[str, Any]) -> str:
-  """Slot, choice and its weight, runner-up and its weight, and the margin between them."""
+  """Slot, choice and its weight, runner-up and its weight, and the margin between them; the
+  learned parameters of the choices; what decided."""
   rows = [("slot", "choice", "weight", "runner-up", "weight", "margin")]
   for layer in arch["layers"]:
-    ranked = sorted(layer["weights"].items(), key=lambda kv: -kv[1])
-    w_choice = layer["weights"][layer["choice"]]
+    weights = layer.get("weights")
+    if not weights:
+      rows.append((layer["name"], layer["choice"], "-", "-", "-", "-"))
+      continue
+    ranked = sorted(weights.items(), key=lambda kv: -kv[1])
+    w_choice = weights[layer["choice"]]
     runner = next(((c, w) for c, w in ranked if c != layer["choice"]), ("-", float("nan")))
     rows.append((layer["name"], layer["choice"], f"{w_choice:.3f}", runner[0],
                  f"{runner[1]:.3f}", f"{w_choice - runner[1]:.3f}"))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
   lines.insert(1, "  ".join("-" * w for w in widths))
-  head = (f"{len(arch['layers'])} slots, {len(arch['candidates'])} candidates, "
-          f"{arch['relaxation']} relaxation per {arch['granularity']}")
+  strategy = arch.get("strategy", {})
+  name = strategy.get("name", "darts") if isinstance(strategy, dict) else strategy
+  how = (f"{arch['relaxation']} relaxation per {arch['granularity']}"
+         if arch.get("relaxation") else f"strategy {name}")
+  head = f"{len(arch['layers'])} slots, {len(arch['candidates'])} candidates, {how}"
   metrics = ", ".join(f"{k} {v:.4g}" for k, v in arch["metrics"].items())
   out = [head, *lines] + ([f"supernet: {metrics}"] if metrics else [])
+  learned = [(layer["name"], c, vals) for layer in arch["layers"]
+             for c, vals in layer.get("params", {}).items() if vals]
+  if learned:
+    out.append(f"learned parameters (per {arch.get('param_granularity', 'layer')}):")
+    out += [f"  {slot}: {c} {_param_text(vals)}" for slot, c, vals in learned]
+  if arch.get("code"):
+    out.append("user code: " + ", ".join(arch["code"]) + " (not imported by show)")
   sel = arch.get("selection")
   if sel and sel.get("method", "argmax") != "argmax":
     count = sel.get("evaluated")

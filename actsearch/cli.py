@@ -22,6 +22,20 @@ class _Parser(argparse.ArgumentParser):
     raise UserError(f"{self.prog}: {message}")
 
 
+def _import_flag(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--import", dest="imports", action="append", default=[],
+                 metavar="FILE_OR_MODULE", help="user code that registers candidates or "
+                 "backbones (an experiment file or a module); repeatable")
+
+
+def _imports(args) -> None:
+  """Runs the user code named on the command line (and nothing a record names)."""
+  if getattr(args, "imports", None):
+    from actsearch import configs
+    for ref in args.imports:
+      configs.import_code(ref)
+
+
 def _parser() -> argparse.ArgumentParser:
   p = _Parser(prog="actsearch", description=__doc__.splitlines()[0])
   sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -40,15 +54,19 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument("--process-id", type=int, help="multi-host: this process's index")
   s.add_argument("--distributed", action="store_true",
                  help="multi-host as the cluster describes it (SLURM, MPI, TPU pods)")
+  _import_flag(s)
 
   e = sub.add_parser("export", help="discretize a run's newest checkpoint to JSON")
   e.add_argument("run_dir")
+  _import_flag(e)
   e.add_argument("--out", help="default: RUN_DIR/architecture.json")
 
   sh = sub.add_parser("show", help="print an architecture.json as a table")
   sh.add_argument("file")
 
-  sub.add_parser("candidates", help="list the registered candidate activations")
+  c = sub.add_parser("candidates", help="the registered candidate activations, grouped: "
+                     "fixed, parametric, learned")
+  _import_flag(c)
 
   r = sub.add_parser("retrain", help="train an architecture and baselines from scratch over "
                      "seeds; compare on the test split")
@@ -61,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
   r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                  help="override a field of the retrain config (retrain.*, model.*, data.*)")
   r.add_argument("--no-progress", action="store_true", help="no progress bar")
+  _import_flag(r)
 
   rp = sub.add_parser("reproduce", help="search, retrain and baselines for the headline tasks")
   rp.add_argument("--tasks", default="mnist1d_cnn,mnist1d_mlp,digits_mlp",
@@ -122,12 +141,9 @@ def _show(args) -> None:
 
 
 def _candidates(args) -> None:
-  from actsearch.space import activations
+  from actsearch.space import candidates_table
 
-  rows = [(c.name, c.formula) for c in activations.all_candidates()]
-  width = max(len(n) for n, _ in rows)
-  for name, formula in rows:
-    print(f"{name.ljust(width)}  {formula}")
+  print(candidates_table.text())
 
 
 def _retrain(args) -> None:
@@ -210,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
       from actsearch.train import allocator
       allocator.keep_freed_memory()
       _quiet_background_writers()
+    _imports(args)
     COMMANDS[args.command](args)
   except UserError as e:
     print(f"actsearch: error: {e}", file=sys.stderr)

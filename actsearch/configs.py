@@ -36,6 +36,9 @@ def base_config() -> ml_collections.ConfigDict:
   """Defaults shared by every search experiment (DARTS' optimizer settings)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # user code (experiment files, modules) that registered candidates or backbones this run
+  # names; filled in by the search, recorded in config.json and architecture.json
+  c.code = []
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "mnist1d"          # mnist1d | digits | npz (then data.path or --data)
@@ -62,6 +65,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.temperature = 1.0       # relaxation temperature T
   c.search.temperature_final = config_dict.placeholder(float)  # set: T anneals to it (GDAS)
   c.search.granularity = "layer"   # layer | channel
+  # candidate parameters (PReLU's slope, PAU's coefficients) per layer | channel; unset: as
+  # search.granularity
+  c.search.param_granularity = config_dict.placeholder(str)
+  # some slots' own candidates, by slot name: {"block1/act": ["relu", "nn_act"]}
+  c.search.slot_candidates = ml_collections.ConfigDict()
   c.search.fused = True            # fused mixed-activation kernel where candidates allow it
   # which passes of the fused mixture take the C++ kernel on CPU: auto (measured once per
   # machine), kernel, xla, or per pass (space/implementation.py); a run records what it used
@@ -98,6 +106,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrain.warmup_fraction = 0.05  # warmup_cosine: share of the steps spent rising to lr
   c.retrain.momentum = 0.9         # sgd only
   c.retrain.weight_decay = 0.0
+  c.retrain.act_weight_decay = 0.0  # decay of candidate activations' parameters (optim.py)
+  c.retrain.act_lr_scale = 1.0     # their lr, as a multiple of retrain.lr
+  # where the found network's activation parameters start: initial (the candidates' initial
+  # values, as the baselines' do: every variant trained from scratch) | searched (the record's)
+  c.retrain.init_params = "initial"
   c.retrain.grad_clip = 5.0
   c.retrain.epochs = 40
   c.retrain.batch_size = 100
@@ -116,6 +129,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.weights.lr_min = 0.001
   c.optim.weights.momentum = 0.9
   c.optim.weights.weight_decay = 3e-4
+  c.optim.weights.act_weight_decay = 0.0  # candidate activations' parameters: no decay
+  c.optim.weights.act_lr_scale = 1.0  # their lr, as a multiple of optim.weights.lr
   c.optim.weights.grad_clip = 5.0
   c.optim.arch = ml_collections.ConfigDict()
   c.optim.arch.lr = 3e-4           # Adam on alpha
@@ -125,19 +140,66 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+_IMPORTED: dict = {}  # user code loaded in this process: by path and content, or module
+
+
+def import_code(ref: str):
+  """Imports user code the user names (``--import``, ``--config``): a ``.py`` file, run once
+  per process, or an importable module. What it registers is recorded as coming from
+  ``ref``. Failures are one ``UserError`` line."""
+  is_file = ref.endswith(".py") or os.path.sep in ref
+  if is_file and not os.path.isfile(ref):
+    raise UserError(f"file not found: {ref}")
+  # a file again: once per content (a file rewritten in between runs again)
+  key = (os.path.abspath(ref), os.stat(ref).st_mtime_ns, os.path.getsize(ref)) if is_file \
+      else ref
+  if key in _IMPORTED:
+    return _IMPORTED[key]
+  with activations.loading(ref):
+    try:
+      if is_file:
+        spec = importlib.util.spec_from_file_location(
+            f"actsearch_experiment_{abs(hash(key[0]))}", ref)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+      else:
+        module = importlib.import_module(ref)
+    except SyntaxError as e:
+      raise UserError(f"{ref}: syntax error at line {e.lineno}: {e.msg}") from None
+    except UserError as e:
+      raise UserError(f"{ref}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any failure of user code is bad input
+      raise UserError(f"{ref}: failed to load ({type(e).__name__}: {e})") from None
+  _IMPORTED[key] = module
+  return module
+
+
+def code_of(cfg: ml_collections.ConfigDict) -> list[str]:
+  """The user code that registered the candidates and the backbone a config names."""
+  from actsearch.models import registry as models
+  s = cfg.search
+  names = list(s.candidates) + [n for v in (s.get("slot_candidates") or {}).values()
+                                for n in v]
+  refs = activations.code_refs(names)
+  backbone = models.SOURCES.get(cfg.model.name)
+  if backbone and backbone not in refs:
+    refs.append(backbone)
+  return refs
+
+
+def check_code(cfg: ml_collections.ConfigDict, where: str) -> None:
+  """The candidates a stored config names are registered; else one line naming its code."""
+  s = cfg.search
+  names = list(s.candidates) + [n for v in (s.get("slot_candidates") or {}).values()
+                                for n in v]
+  activations.require(activations.expand(names), list(cfg.get("code") or []), where)
+
+
 def load_config(path: str) -> ml_collections.ConfigDict:
-  """Runs ``get_config()`` of an experiment file."""
+  """Runs ``get_config()`` of an experiment file (``import_code``)."""
   if not os.path.isfile(path):
     raise UserError(f"config file not found: {path}")
-  spec = importlib.util.spec_from_file_location(
-      f"actsearch_experiment_{abs(hash(os.path.abspath(path)))}", path)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except SyntaxError as e:
-    raise UserError(f"{path}: syntax error at line {e.lineno}: {e.msg}") from None
-  except Exception as e:  # noqa: BLE001 - any failure of user code is bad input
-    raise UserError(f"{path}: failed to load ({type(e).__name__}: {e})") from None
+  module = import_code(path)
   if not hasattr(module, "get_config"):
     raise UserError(f"{path} defines no get_config()")
   cfg = module.get_config()
@@ -180,7 +242,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, sets: Sequence[str]) -> None
       raise UserError(f"--set expects key.path=value, got {item!r}")
     key, text = item.split("=", 1)
     key = key.strip()
-    keys = _leaf_keys(cfg)
+    keys = [k for k in _leaf_keys(cfg) if k != "code"]  # recorded by the run, not set
     if key not in keys:
       close = difflib.get_close_matches(key, keys, n=1)
       hint = f" (did you mean {close[0]}?)" if close else ""
@@ -209,7 +271,8 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   """Rejects values no search can run with, naming the key: the keys every search reads
   here, the strategy's own keys by the strategy (``Strategy.check``)."""
   s = cfg.search
-  activations.resolve(list(s.candidates))
+  check_candidates(s)
+  check_act(cfg.optim.weights, "optim.weights")
   implementation.check(s.implementation)
   for key, value in (("search.epochs", s.epochs), ("search.batch_size", s.batch_size),
                      ("search.eval_batch_size", s.eval_batch_size)):
@@ -223,7 +286,7 @@ def check(cfg: ml_collections.ConfigDict) -> None:
 
 
 # Keys that say how a run goes, not what it computes: a run may resume with other values.
-RUN_ONLY = ("search.eval_every", "search.eval_batch_size", "search.checkpoint_every",
+RUN_ONLY = ("code", "search.eval_every", "search.eval_batch_size", "search.checkpoint_every",
             "search.async_checkpoints", "data.resident_mb",
             *(f"retrain.{k}" for k in trainer.RUN_ONLY))
 
@@ -245,6 +308,41 @@ def check_run(node: ml_collections.ConfigDict, where: str) -> None:
     raise UserError(f"{where}.max_skipped must be a positive integer, got {node.max_skipped!r}")
 
 
+INIT_PARAMS = ("initial", "searched")
+
+
+def check_act(node: ml_collections.ConfigDict, where: str) -> None:
+  """``act_weight_decay`` (>= 0, or null) and ``act_lr_scale`` (> 0) of a weight optimizer."""
+  decay, scale = node.get("act_weight_decay"), node.get("act_lr_scale", 1.0)
+  if decay is not None and (not isinstance(decay, (int, float)) or decay < 0):
+    raise UserError(f"{where}.act_weight_decay must be a number >= 0, got {decay!r}")
+  if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+    raise UserError(f"{where}.act_lr_scale must be a positive number, got {scale!r}")
+
+
+def check_candidates(s: ml_collections.ConfigDict) -> None:
+  """``search.candidates`` (groups expanded), ``search.slot_candidates`` and
+  ``search.param_granularity``."""
+  activations.resolve(list(s.candidates))
+  per_slot = s.get("slot_candidates") or {}
+  for slot, names in per_slot.items():
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+      raise UserError(f"search.slot_candidates.{slot} must be a list of candidate names")
+    activations.resolve(list(names))
+  if s.get("param_granularity") not in (None, "layer", "channel"):
+    raise UserError(f"search.param_granularity is {s.param_granularity!r}; known: layer, "
+                    "channel (unset: as search.granularity)")
+
+
+def expand_candidates(cfg: ml_collections.ConfigDict) -> None:
+  """Replaces group names (``all``, ``fixed``, ...) in the config's candidate lists by their
+  members, so that ``config.json`` and the record name each candidate."""
+  s = cfg.search
+  s.candidates = activations.expand(list(s.candidates))
+  for slot in list((s.get("slot_candidates") or {}).keys()):
+    s.slot_candidates[slot] = activations.expand(list(s.slot_candidates[slot]))
+
+
 def check_retrain(r: ml_collections.ConfigDict) -> None:
   """Rejects retrain recipes no run can use, naming the key."""
   if r.optimizer not in optim.OPTIMIZERS:
@@ -261,6 +359,9 @@ def check_retrain(r: ml_collections.ConfigDict) -> None:
   if not 0.0 <= r.warmup_fraction < 1.0:
     raise UserError(f"retrain.warmup_fraction must lie in [0, 1), got {r.warmup_fraction}")
   check_run(r, "retrain")
+  if r.get("init_params", "initial") not in INIT_PARAMS:
+    raise UserError(f"retrain.init_params is {r.init_params!r}; known: {', '.join(INIT_PARAMS)}")
+  check_act(r, "retrain")
   if r.baselines:  # none: the found architecture alone
     activations.resolve(list(r.baselines))
 
@@ -301,7 +402,8 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
   return out
 
 
-def _lookup(tree: dict, dotted: str):
+def lookup(tree: dict, dotted: str):
+  """The value at dotted key ``dotted`` of a nested dict, ``KeyError`` (the class) if none."""
   for part in dotted.split("."):
     if not isinstance(tree, dict) or part not in tree:
       return KeyError
@@ -311,20 +413,23 @@ def _lookup(tree: dict, dotted: str):
 
 # Keys whose default is resolved when a run starts, with the value that runs written before
 # the key existed computed with: those runs took the CPU kernel wherever it could be built.
-BEFORE_RECORDED = {"search.implementation": "kernel"}
+# Candidate activations' parameters were decayed like every weight (None: as weight_decay),
+# and retrain started the found network from the record's parameters.
+BEFORE_RECORDED = {"search.implementation": "kernel", "optim.weights.act_weight_decay": None,
+                   "retrain.act_weight_decay": None, "retrain.init_params": "searched"}
 
 
 def recorded(stored: dict, key: str):
   """The value of dotted ``key`` in a stored config: for a config written before the key
   existed, ``BEFORE_RECORDED``'s value, else None."""
-  value = _lookup(stored, key)
+  value = lookup(stored, key)
   return BEFORE_RECORDED.get(key) if value is KeyError else value
 
 
 def new_default(stored: dict, resolved: dict, key: str) -> bool:
   """Whether dotted ``key`` is missing from ``stored`` (written before the key existed) and
   ``resolved`` holds the default value of it, or the value such runs computed with."""
-  value = _lookup(resolved, key)
-  return (_lookup(stored, key) is KeyError
-          and (_lookup(to_json(base_config()), key) == value
+  value = lookup(resolved, key)
+  return (lookup(stored, key) is KeyError
+          and (lookup(to_json(base_config()), key) == value
                or (key in BEFORE_RECORDED and BEFORE_RECORDED[key] == value)))

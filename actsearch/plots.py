@@ -102,10 +102,12 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
   clear win. Per-channel slots show the weights averaged over channels and, under the slot
   name, how many channels chose what. Layers' ``scores`` are not shown.
   """
-  cands = list(arch["candidates"])
   layers = list(arch["layers"])
-  w = np.array([[float(layer["weights"][c]) for c in cands] for layer in layers])
-  lo, hi = min(0.0, float(w.min())), max(1.0, float(w.max()))
+  cands = list(dict.fromkeys([*arch["candidates"],
+                              *(c for layer in layers for c in layer.get("candidates", []))]))
+  w = np.array([[float((layer.get("weights") or {}).get(c, np.nan)) for c in cands]
+                for layer in layers])
+  lo, hi = min(0.0, float(np.nanmin(w, initial=0.0))), max(1.0, float(np.nanmax(w, initial=1.0)))
   width = min(3.0 + 1.0 * len(cands), 30.0)
   height = min(1.8 + 0.6 * len(layers), 40.0)
   from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -127,6 +129,8 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
   font = 10 if len(cands) <= 10 else 8
   for i, layer in enumerate(layers):
     for j, value in enumerate(w[i]):
+      if not np.isfinite(value):
+        continue
       dark = (value - lo) / (hi - lo) > 0.55
       ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=font,
               color="white" if dark else "black",
@@ -147,43 +151,53 @@ def _candidate(name: str):
     return None
 
 
-def _params_for(layer: Mapping[str, Any], cand, picked_by: str | None) -> dict[str, float]:
-  """Learned parameters of ``cand`` in ``layer`` as scalars (defaults where none were saved).
+def _params_for(layer: Mapping[str, Any], cand, picked_by: str | None) -> dict[str, np.ndarray]:
+  """Learned parameters of ``cand`` in ``layer`` in their unit shapes (the initial values where
+  none were saved): the learned curve, not the initial one.
 
-  A per-channel parameter (a list) is averaged over the channels that chose ``picked_by``
-  (all channels when none did or the lengths do not match).
+  A per-channel parameter (a leading channel axis) is averaged over the channels that chose
+  ``picked_by`` (all channels when none did or the lengths do not match).
   """
-  saved = layer.get("params", {}).get(cand.name, {})
+  from actsearch.space import activations
+
+  saved = activations.params_from_record(
+      {cand.name: layer.get("params", {}).get(cand.name, {})}).get(cand.name, {})
   chans = layer.get("channel_choices")
   out = {}
   for pname, default in cand.params.items():
-    value = saved.get(pname, default)
-    arr = np.asarray(value, np.float64).reshape(-1)
-    if arr.size > 1 and chans is not None and len(chans) == arr.size:
-      mask = np.array([c == picked_by for c in chans])
-      if mask.any():
-        arr = arr[mask]
-    out[pname] = float(arr.mean())
+    unit = np.shape(default)
+    arr = np.asarray(saved.get(pname, default), np.float64)
+    if arr.ndim == len(unit) + 1:  # per channel
+      if chans is not None and len(chans) == arr.shape[0]:
+        mask = np.array([c == picked_by for c in chans])
+        if mask.any():
+          arr = arr[mask]
+      arr = arr.mean(0)
+    out[pname] = arr
   return out
 
 
-def _curve(cand, params: Mapping[str, float], x: np.ndarray) -> np.ndarray:
+def _curve(cand, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
   import jax.numpy as jnp
-  kwargs = {k: jnp.float32(v) for k, v in params.items()}
+  kwargs = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
   return np.asarray(cand.fn(jnp.asarray(x, jnp.float32), **kwargs), np.float64)
 
 
-def _label(name: str, params: Mapping[str, float], layer: Mapping[str, Any]) -> str:
+def _label(name: str, params: Mapping[str, np.ndarray], layer: Mapping[str, Any]) -> str:
   if not params:
     return name
   saved = layer.get("params", {}).get(name, {})
+  if any(np.ndim(v) for v in params.values()):
+    return f"{name} ({'learned' if saved else 'initial'} shape)"
   text = ", ".join(
-      f"{'mean ' if np.asarray(saved.get(p, 0.0)).size > 1 else ''}{p}={v:.2f}"
+      f"{'mean ' if len(saved.get(p, {}).get('shape', [])) else ''}{p}={float(v):.2f}"
       for p, v in params.items())
   return f"{name} ({text})"
 
 
 def _runner_up(layer: Mapping[str, Any]) -> tuple[str, float] | None:
+  if not layer.get("weights"):
+    return None
   ranked = sorted(layer["weights"].items(), key=lambda kv: -kv[1])
   return next(((c, float(w)) for c, w in ranked if c != layer["choice"]), None)
 
@@ -242,7 +256,7 @@ def activations_figure(arch: Mapping[str, Any]) -> Figure:
       ax.text(0.98, 0.03, "not registered here: " + ", ".join(missing), transform=ax.transAxes,
               ha="right", va="bottom", fontsize=8, color="crimson", zorder=4,
               bbox={"facecolor": "white", "edgecolor": "crimson", "alpha": 0.9})
-    w_choice = float(layer["weights"].get(layer["choice"], float("nan")))
+    w_choice = float((layer.get("weights") or {}).get(layer["choice"], float("nan")))
     ax.set_title(f"{layer['name']}: {layer['choice']}", fontsize=11)
     ax.set_xlim(*X_RANGE)
     ax.set_xlabel(f"x   (choice weight {w_choice:.2f})", fontsize=9)

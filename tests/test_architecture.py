@@ -29,7 +29,8 @@ def legacy_run(tmp_path):
 def test_every_version_is_one_entry_of_the_reader_table():
   assert architecture.SCHEMA in architecture.READERS
   with pytest.raises(UserError, match=r"schema is 'actsearch.architecture/v0'; this actsearch "
-                                      r"reads 'actsearch.architecture/v1'"):
+                                      r"reads 'actsearch.architecture/v1', "
+                                      r"'actsearch.architecture/v2'"):
     architecture.validate({"schema": "actsearch.architecture/v0"}, "x.json")
   with pytest.raises(UserError, match="schema is None"):
     architecture.validate({}, "x.json")
@@ -37,7 +38,9 @@ def test_every_version_is_one_entry_of_the_reader_table():
 
 def test_a_record_of_the_old_code_loads_and_shows(legacy_run):
   arch = architecture.load(str(legacy_run / "architecture.json"))
-  assert arch["schema"] == "actsearch.architecture/v1" and "strategy" not in arch
+  assert arch["schema"] == "actsearch.architecture/v1"
+  assert json.loads((legacy_run / "architecture.json").read_text()).get("strategy") is None
+  assert arch["strategy"] == {"name": "darts", "cost": {}}  # read into the v2 form
   proc = run_cli("show", str(legacy_run / "architecture.json"))
   assert proc.returncode == 0, proc.stderr
   assert "block0/act" in proc.stdout and "gumbel relaxation" in proc.stdout

@@ -29,7 +29,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 CANDS = ["relu", "gelu"]
 VALID_ARCH = {
-    "schema": architecture.SCHEMA, "candidates": CANDS, "relaxation": "softmax",
+    "schema": architecture.SCHEMA_V1, "candidates": CANDS, "relaxation": "softmax",
     "granularity": "layer",
     "layers": [{"name": "block0/act", "choice": "gelu", "weights": {"relu": 0.4, "gelu": 0.6},
                 "params": {}, "scores": {"relu": 0.4, "gelu": 0.6}}],
@@ -57,6 +57,46 @@ def _with(base, path, value):
 
 _DELETE = object()
 
+# Schema v2: parameter arrays with their shapes, formulas, the strategy and its cost, user code.
+VALID_V2 = {
+    "schema": architecture.SCHEMA, "candidates": ["relu", "pau", "prelu"],
+    "relaxation": "softmax", "granularity": "layer", "param_granularity": "layer",
+    "layers": [
+        {"name": "block0/act", "choice": "pau", "formula": "P(x) / Q(x)",
+         "candidates": ["relu", "pau"], "weights": {"relu": 0.3, "pau": 0.7},
+         "scores": {"pau": 0.7},
+         "params": {"pau": {"num": {"shape": [6], "value": [0.0, 1.0, 0.5, 0.1, 0.0, 0.0]},
+                            "den": {"shape": [4], "value": [0.1, 0.2, 0.0, 0.0]}}}},
+        {"name": "block1/act", "choice": "prelu", "formula": "x if x >= 0 else a x",
+         "params": {"prelu": {"slope": {"shape": [], "value": 0.3}}}}],
+    "model": {"name": "mlp", "widths": [4, 4]}, "data": {"name": "mnist1d"}, "metrics": {},
+    "seed": 0, "strategy": {"name": "darts", "cost": {"seconds": 1.5}},
+    "code": ["experiments/mine.py"]}
+_PAU = ["layers", 0, "params", "pau"]
+V2_CASES = {
+    "a parameter's value a string": _with(VALID_V2, [*_PAU, "num", "value"], "0.5"),
+    "a number a string inside a parameter": _with(VALID_V2, [*_PAU, "num", "value", 2], "0.5"),
+    "a parameter of the wrong shape": _with(VALID_V2, [*_PAU, "num", "shape"], [5]),
+    "a ragged parameter": _with(VALID_V2, [*_PAU, "num", "value"], [[1.0], [1.0, 2.0]]),
+    "a parameter without its shape": _with(VALID_V2, [*_PAU, "num", "shape"], _DELETE),
+    "a parameter as a bare list (v1 form)": _with(VALID_V2, [*_PAU, "num"], [0.0] * 6),
+    "a negative size": _with(VALID_V2, [*_PAU, "den", "shape"], [-4]),
+    "an infinite parameter": _with(VALID_V2, ["layers", 1, "params", "prelu", "slope", "value"],
+                                   float("inf")),
+    "params of a candidate not chosen": _with(VALID_V2, ["layers", 1, "params", "pau"],
+                                              {"num": {"shape": [], "value": 1.0}}),
+    "duplicate slot names": _with(VALID_V2, ["layers", 1, "name"], "block0/act"),
+    "choice outside the slot's candidates": _with(VALID_V2, ["layers", 0, "choice"], "prelu"),
+    "slot candidates a string": _with(VALID_V2, ["layers", 0, "candidates"], "relu"),
+    "formula a number": _with(VALID_V2, ["layers", 0, "formula"], 3),
+    "strategy a name (v1 form)": _with(VALID_V2, ["strategy"], "darts"),
+    "cost a string": _with(VALID_V2, ["strategy", "cost", "seconds"], "1.5"),
+    "code not a list": _with(VALID_V2, ["code"], "experiments/mine.py"),
+    "code holds a number": _with(VALID_V2, ["code"], [3]),
+    "seed a bool": _with(VALID_V2, ["seed"], True),
+    "metric a string": _with(VALID_V2, ["metrics"], {"val/loss": "low"}),
+    "weights miss a slot candidate": _with(VALID_V2, ["layers", 0, "weights"], {"pau": 1.0}),
+}
 ARCH_CASES = {
     "top level is a list": [],
     "top level is a string": "architecture",
@@ -80,6 +120,8 @@ ARCH_CASES = {
     "seed a string": _with(VALID_ARCH, ["seed"], "0"),
     "model a list": _with(VALID_ARCH, ["model"], ["mlp"]),
     "retrain a string": _with(VALID_ARCH, ["retrain"], "adam"),
+    "duplicate slot names": _with(VALID_ARCH, ["layers"], [VALID_ARCH["layers"][0]] * 2),
+    **V2_CASES,
 }
 ARCH_TEXTS = {
     "truncated JSON": '{"schema": "actsearch.architecture/v1", "layers": [',
@@ -108,8 +150,12 @@ def test_architecture_reader_refuses_text(case, tmp_path):
 
 def test_the_valid_record_of_the_tables_loads(tmp_path):
   path = tmp_path / "a.json"
+  path.write_text(json.dumps(VALID_V2))
+  assert architecture.load(str(path)) == VALID_V2  # v2 is the commands' form
   path.write_text(json.dumps(VALID_ARCH))
-  assert architecture.load(str(path)) == VALID_ARCH
+  v1 = architecture.load(str(path))  # v1 is read into it
+  assert v1["strategy"] == {"name": "darts", "cost": {}} and v1["code"] == []
+  assert v1["layers"][0]["choice"] == "gelu" and v1["layers"][0]["candidates"] == CANDS
   path.write_text(json.dumps(VALID_RESULT))
   assert retrain.read_result(str(path)) == VALID_RESULT
 
@@ -125,6 +171,7 @@ def _paths(tree, prefix=()):
 
 
 ARCH_PATHS = [p for p in _paths(VALID_ARCH) if p]
+V2_PATHS = [p for p in _paths(VALID_V2) if p]
 RESULT_PATHS = [p for p in _paths(VALID_RESULT) if p]
 
 
@@ -153,6 +200,7 @@ def test_results_reader_refuses(case, tmp_path):
 # it accepts, or refuses in one line (never another exception).
 FUZZED_READERS = {
     "architecture": (VALID_ARCH, ARCH_PATHS, lambda t: architecture.validate(t, "fuzz.json")),
+    "architecture v2": (VALID_V2, V2_PATHS, lambda t: architecture.validate(t, "fuzz.json")),
     "results": (VALID_RESULT, RESULT_PATHS,
                 lambda t: retrain.validate_result(t, "result.json")),
 }

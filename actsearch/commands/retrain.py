@@ -42,7 +42,8 @@ SPLIT_SEED = 0
 RESULTS_SCHEMA = "actsearch.results/v1"
 
 
-def config_from_architecture(arch: dict, sets: Sequence[str] = ()) -> ml_collections.ConfigDict:
+def config_from_architecture(arch: dict, sets: Sequence[str] = (),
+                             where: str = "architecture") -> ml_collections.ConfigDict:
   """The retrain config of a record: defaults, then the record's model, data and recipe, then
   ``--set`` overrides."""
   cfg = configs.base_config()
@@ -52,22 +53,29 @@ def config_from_architecture(arch: dict, sets: Sequence[str] = ()) -> ml_collect
             "retrain": arch.get("retrain", {})}
   cfg = configs.from_json(stored)
   configs.apply_overrides(cfg, sets)
+  # the record's user code named before any of its candidates is looked up
+  architecture.require(arch, where, architecture.needed(arch) + list(cfg.retrain.baselines))
   configs.check_retrain(cfg.retrain)
   return cfg
 
 
-def variants(arch: dict, baselines: Sequence[str]) -> dict[str, models.SlotFactory]:
+def variants(arch: dict, baselines: Sequence[str], init_params: str = "initial",
+             where: str = "architecture") -> dict[str, models.SlotFactory]:
   """``{"found": slots of the record, baseline: that candidate in every slot}``; every name
-  must be a registered candidate."""
-  for layer in arch["layers"]:
-    activations.resolve([layer["choice"], *layer.get("channel_choices", [])])
+  must be a registered candidate (a record's user code named if not). ``init_params``:
+  the found network's activation parameters start from the candidates' initial values
+  (``initial``, as the baselines') or from the record's learned ones (``searched``)."""
+  architecture.require(arch, where, architecture.needed(arch) + list(baselines or []))
   if baselines:
     activations.resolve(list(baselines))
-  out = {FOUND: models.fixed_slots({layer["name"]: layer for layer in arch["layers"]})}
+  layers = {layer["name"]: {**layer, "params": activations.params_from_record(
+      layer.get("params", {}))} for layer in arch["layers"]}
+  granularity = arch.get("param_granularity", "layer")
+  out = {FOUND: models.fixed_slots(layers, granularity, learned=init_params == "searched")}
   for name in baselines:
     if name == FOUND:
       raise UserError(f"--baselines: {FOUND!r} names the searched architecture, not a baseline")
-    out[name] = models.uniform_slots(name)
+    out[name] = models.uniform_slots(name, granularity)
   return out
 
 
@@ -191,7 +199,7 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
         sets: Sequence[str] = (), progress: bool = True) -> dict:
   """Retrains the record at ``arch_path`` and the baselines; writes and returns results."""
   arch = architecture.load(arch_path)
-  cfg = config_from_architecture(arch, sets)
+  cfg = config_from_architecture(arch, sets, arch_path)
   if seeds is not None:
     cfg.retrain.seeds = seeds
   if epochs is not None:
@@ -200,7 +208,9 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
     cfg.retrain.baselines = list(baselines)
   configs.check_retrain(cfg.retrain)
   workdir = workdir or os.path.join(os.path.dirname(os.path.abspath(arch_path)), "retrain")
-  slots = variants(arch, list(cfg.retrain.baselines))  # unknown names refused before the data
+  workdirs.recorded_defaults(workdir, cfg)  # a retrain begun before a key existed
+  slots = variants(arch, list(cfg.retrain.baselines), cfg.retrain.init_params,
+                   arch_path)  # unknown names refused before the data
   # Train + val is the same set whatever seed split it; split with a fixed one, so that the
   # same architecture retrains alike whichever search seed found it.
   splits = data.load(cfg.data, SPLIT_SEED)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import jax
 import ml_collections
@@ -24,15 +25,20 @@ from actsearch.train.events import RunLogger
 from actsearch.train.lock import WorkdirLock
 
 
-def record(cfg: ml_collections.ConfigDict, splits: data.Splits, found: Found) -> dict:
+def record(cfg: ml_collections.ConfigDict, splits: data.Splits, found: Found,
+           seconds: float | None = None) -> dict:
   """The ``architecture.json`` record of what a strategy found."""
-  fields = {"relaxation": cfg.search.relaxation, "granularity": cfg.search.granularity,
-            **found.fields}
+  s = cfg.search
+  fields = {"relaxation": s.relaxation, "granularity": s.granularity,
+            "param_granularity": s.get("param_granularity") or s.granularity, **found.fields}
+  cost = dict(found.cost)
+  if seconds is not None:
+    cost.setdefault("seconds", seconds)
   return architecture.make(
-      found.layers, candidates=list(cfg.search.candidates), model=configs.to_json(cfg.model),
+      found.layers, candidates=list(s.candidates), model=configs.to_json(cfg.model),
       data={**configs.to_json(cfg.data), **splits.describe()}, metrics=found.metrics,
-      seed=cfg.seed, retrain=configs.to_json(cfg.retrain), strategy=cfg.search.strategy,
-      **fields)
+      seed=cfg.seed, retrain=configs.to_json(cfg.retrain), strategy=s.strategy,
+      cost=cost, code=configs.code_of(cfg), **fields)
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None = None,
@@ -41,7 +47,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
   """Searches, resuming from ``workdir`` if it holds a checkpoint; returns the architecture."""
   if data_path:
     cfg.data.name, cfg.data.path = "npz", os.path.abspath(data_path)
+  configs.expand_candidates(cfg)
   configs.check(cfg)
+  cfg.code = configs.code_of(cfg)
   stop = cfg.search.epochs if stop_epoch is None else stop_epoch
   if stop < 1:
     raise UserError(f"--epochs must be a positive integer, got {stop}")
@@ -55,11 +63,12 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
     logger = RunLogger(workdir, enabled=primary)
     if primary:
       plots.preload()  # drawn at the end
+    start = time.perf_counter()
     try:
       found = strategy.run(Run(setup=prepared, cfg=cfg, splits=splits, workdir=workdir,
                                stop_epoch=stop, primary=primary, logger=logger,
                                progress=progress, timeline=timeline))
-      arch = record(cfg, splits, found)
+      arch = record(cfg, splits, found, time.perf_counter() - start)
       if primary:
         architecture.save(os.path.join(workdir, "architecture.json"), arch)
         plots.write(workdir, arch, writer=logger.writer, step=found.step)
@@ -78,6 +87,7 @@ def export(run_dir: str, out: str | None = None) -> dict:
       cfg = configs.from_json(json.load(f))
   except json.JSONDecodeError as e:
     raise UserError(f"{cfg_path}: malformed JSON ({e.msg})") from None
+  configs.check_code(cfg, cfg_path)
   configs.check(cfg)
   workdirs.implementation(run_dir, cfg)
   strategy = table.get(cfg.search.strategy)

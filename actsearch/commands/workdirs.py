@@ -39,6 +39,7 @@ def implementation(workdir: str, cfg: ml_collections.ConfigDict) -> None:
   computes what it began with whatever this machine would choose now; for a new run, the
   requested plan, ``auto`` being the machine's. In a multi-process run every process takes
   process 0's, so that all compute alike."""
+  recorded_defaults(workdir, cfg)
   stored = _stored(workdir)
   before = None if stored is None else configs.recorded(stored, "search.implementation")
   plan = impl.resolve(cfg.search.implementation, before)
@@ -49,6 +50,23 @@ def implementation(workdir: str, cfg: ml_collections.ConfigDict) -> None:
     bits = np.asarray(multihost_utils.broadcast_one_to_all(bits))
     plan = impl.Plan(frozenset(e for e, b in zip(impl.ENTRIES, bits) if b)).spec()
   cfg.search.implementation = plan
+
+
+def recorded_defaults(workdir: str, cfg: ml_collections.ConfigDict) -> None:
+  """A run in ``workdir`` recorded before a key of ``configs.BEFORE_RECORDED`` existed goes on
+  with the value it computed with (``search.implementation`` is ``implementation``'s)."""
+  stored = _stored(workdir)
+  if stored is None:
+    return
+  for key, before in configs.BEFORE_RECORDED.items():
+    if key == "search.implementation" or configs.lookup(stored, key) is not KeyError:
+      continue
+    *parents, leaf = key.split(".")
+    node = cfg
+    for p in parents:
+      node = node.get(p) if isinstance(node, ml_collections.ConfigDict) else None
+    if isinstance(node, ml_collections.ConfigDict) and leaf in node:
+      node[leaf] = before
 
 
 def prepare(workdir: str, cfg: ml_collections.ConfigDict, primary: bool) -> None:

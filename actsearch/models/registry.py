@@ -2,10 +2,13 @@
 
 A backbone is built from its config and a ``slot`` factory ``slot(name, channels)`` that
 returns a ``MixedActivation`` or a ``FixedActivation`` (``search_slots``, ``fixed_slots``,
-``uniform_slots``). Each module of this package defines one backbone and registers its
-builder with ``@register(name)``. Every backbone is called as ``model(x, key=None, *,
-train=True)``: ``key`` drives stochastic relaxations, ``train`` switches layers that
-behave differently in training (batch statistics, dropout).
+``uniform_slots``). ``build`` hands the backbone the factory bound to each slot's own random
+stream (``mixed.slot_key``: the seed folded with the slot's name), so that what one slot
+draws (a learned candidate's random start) changes nothing else. Each module of this
+package defines one backbone and registers its builder with ``@register(name)``. Every
+backbone is called as ``model(x, key=None, *, train=True)``: ``key`` drives stochastic
+relaxations, ``train`` switches layers that behave differently in training (batch
+statistics, dropout). Slot names are unique in a model (a duplicate is one ``UserError``).
 
 Slots are found by type (``slots``), not through an attribute of the backbone, and carry
 their own names; today's backbones name them ``block{i}/act``, the names that
@@ -22,18 +25,25 @@ import numpy as np
 from flax import nnx
 
 from actsearch.errors import UserError
-from actsearch.space.mixed import FixedActivation, MixedActivation, Slot
+from actsearch.space import activations
+from actsearch.space.mixed import FixedActivation, MixedActivation, Slot, rngs_key, slot_key
 
-SlotFactory = Callable[[str, int], nnx.Module]
+SlotFactory = Callable[..., nnx.Module]  # slot(name, channels, key=None)
 Builder = Callable[[ml_collections.ConfigDict, Sequence[int], int, SlotFactory, nnx.Rngs],
                    nnx.Module]
 BACKBONES: dict[str, Builder] = {}
+SOURCES: dict[str, str] = {}  # backbone -> the user code that registered it (not built-ins)
 
 
 def register(name: str):
   """Decorator: registers ``builder(model_cfg, input_shape, num_outputs, slot, rngs)``."""
   def wrap(builder: Builder) -> Builder:
     BACKBONES[name] = builder
+    code = activations.current_code()
+    if code is None and not builder.__module__.startswith("actsearch."):
+      code = builder.__module__
+    if code is not None:
+      SOURCES[name] = code
     return builder
   return wrap
 
@@ -45,29 +55,40 @@ def slot_name(i: int) -> str:
 def search_slots(candidates: Sequence[str], relaxation: str, granularity: str,
                  rngs: nnx.Rngs, temperature: float = 1.0, use_fused: bool = True,
                  normalize: bool = False, clamp: float = 0.0,
-                 implementation: str = "auto") -> SlotFactory:
-  def make(name: str, channels: int) -> nnx.Module:
-    return MixedActivation(candidates, channels=channels, granularity=granularity,
-                           relaxation=relaxation, temperature=temperature,
-                           use_fused=use_fused, rngs=rngs, name=name, normalize=normalize,
-                           clamp=clamp, implementation=implementation)
+                 implementation: str = "auto", param_granularity: str | None = None,
+                 slot_candidates: Mapping[str, Sequence[str]] | None = None) -> SlotFactory:
+  """Mixed slots; ``slot_candidates`` gives some slots (by name) their own candidates."""
+  per_slot = dict(slot_candidates or {})
+
+  def make(name: str, channels: int, key=None) -> nnx.Module:
+    return MixedActivation(per_slot.get(name, candidates), channels=channels,
+                           granularity=granularity, relaxation=relaxation,
+                           temperature=temperature, use_fused=use_fused, rngs=rngs, name=name,
+                           normalize=normalize, clamp=clamp, implementation=implementation,
+                           param_granularity=param_granularity, key=key)
   return make
 
 
-def fixed_slots(layers: Mapping[str, Mapping]) -> SlotFactory:
-  """Factory from architecture layers ``{name: {"choice", "params", ["channel_choices"]}}``."""
-  def make(name: str, channels: int) -> nnx.Module:
+def fixed_slots(layers: Mapping[str, Mapping], param_granularity: str = "layer",
+                learned: bool = True) -> SlotFactory:
+  """Factory from architecture layers ``{name: {"choice", "params", ["channel_choices"]}}``
+  (``params`` as ``{candidate: {param: array}}``); ``learned`` False starts every parameter
+  from its candidate's initial value instead of the record's."""
+  def make(name: str, channels: int, key=None) -> nnx.Module:
     if name not in layers:
       raise UserError(f"the architecture has no slot {name!r} (it has {', '.join(layers)})")
     layer = layers[name]
     choice = layer.get("channel_choices") or layer["choice"]
-    return FixedActivation(choice, channels=channels, params=layer.get("params"), name=name)
+    return FixedActivation(choice, channels=channels,
+                           params=layer.get("params") if learned else None, name=name,
+                           param_granularity=param_granularity, key=key)
   return make
 
 
-def uniform_slots(candidate: str) -> SlotFactory:
+def uniform_slots(candidate: str, param_granularity: str = "layer") -> SlotFactory:
   """Every slot fixed to one candidate (the baselines)."""
-  return lambda name, channels: FixedActivation(candidate, channels=channels, name=name)
+  return lambda name, channels, key=None: FixedActivation(
+      candidate, channels=channels, name=name, param_granularity=param_granularity, key=key)
 
 
 def build(model_cfg: ml_collections.ConfigDict, input_shape: Sequence[int], num_outputs: int,
@@ -79,7 +100,16 @@ def build(model_cfg: ml_collections.ConfigDict, input_shape: Sequence[int], num_
   builder = BACKBONES.get(model_cfg.name)
   if builder is None:
     raise UserError(f"unknown model.name {model_cfg.name!r}; known: {', '.join(BACKBONES)}")
-  return builder(model_cfg, tuple(input_shape), num_outputs, slot, rngs)
+  base = rngs_key(rngs)
+  seen: set[str] = set()
+
+  def keyed(name: str, channels: int) -> nnx.Module:
+    if name in seen:
+      raise UserError(f"model {model_cfg.name!r} names two slots {name!r}; slot names must be "
+                      "unique")
+    seen.add(name)
+    return slot(name, channels, key=slot_key(base, name))
+  return builder(model_cfg, tuple(input_shape), num_outputs, keyed, rngs)
 
 
 def slots(model: nnx.Module) -> list[tuple[str, Slot]]:

@@ -1,12 +1,23 @@
 r"""The candidate registry: stable name -> candidate activation.
 
-A candidate is a pure function ``fn(x, **params)`` with a formula for people and,
-for parametric candidates, the initial values of its learnable parameters (which
-are weights, trained on the train split like any other weight).
+A candidate is a pure elementwise function ``fn(x, **params)`` with a formula for people and,
+for parametric and learned candidates, a dict of named parameter arrays with their initial
+values (``init``). Parameters are weights of the slot, trained on the train split with the
+network's other weights (never with alpha).
 
-Every built-in candidate is listed in ``BUILTINS`` with its formula; ``register``
-adds a user's own, after which it can be named in ``search.candidates`` exactly like
-a built-in and joins every property test of the suite.
+Parameter shapes: each parameter has a *unit shape* (``()`` for PReLU's slope, ``(6,)`` for
+PAU's numerator). A slot holds it per layer (that shape) or per channel (``(C, *unit)``, the
+channel axis being the last axis of x). ``fn`` is written for both: it reads a parameter's
+entries from its trailing axes (``p[..., j]``) and broadcasts ``x[..., None]`` against vector
+parameters, so ``(C,)`` lines up with the channel axis of ``x``.
+
+The built-ins live in ``space/candidates`` (``fixed``, ``parametric``, ``learned``), each with
+its formula and source. ``register`` adds a user's own, after which it can be named in
+``search.candidates`` exactly like a built-in, is recorded in ``architecture.json`` with the
+code that registered it, and joins every property test of the suite. Names of groups
+(``GROUPS``: ``all``, ``fixed``, ``parametric``, ``learned``, ``default``) expand to their
+members in ``search.candidates``. Families with a size (``maxout`` pieces, ``apl`` hinges,
+``nn_act`` width) are named with it: ``maxout_k4``, ``apl_s3``, ``nn_act_w16``.
 
 Example::
 
@@ -18,15 +29,21 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from actsearch.errors import UserError
+
+KINDS = ("fixed", "parametric", "learned")
+
+Params = dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,20 +54,51 @@ class Candidate:
     name: stable registry key, used in configs and in ``architecture.json``.
     fn: ``fn(x, **params) -> y``, elementwise, shape preserving.
     formula: the formula in plain text, shown by ``actsearch candidates``.
-    params: learnable parameters and their initial values (empty if none).
+    params: initial values of the learnable parameters, by name, in their unit shapes (empty
+      if none); for a candidate with a random ``init``, its values under ``PRNGKey(0)``.
+    init: ``init(key) -> params`` for candidates whose parameters start random (one draw per
+      unit); None: every unit starts from ``params``.
+    kind: ``fixed``, ``parametric`` (a few parameters of a formula) or ``learned`` (a shape
+      learned from a general family: rational functions, pieces, a small network).
+    source: where the formula comes from (paper), shown by ``actsearch candidates``.
+    code: None for a built-in; else the user code that registered it (a file or a module).
+    family: for counting distinct families: the parametric family a fixed candidate is a
+      member of (``silu`` is ``swish_beta`` at beta = 1), else None.
   """
 
   name: str
   fn: Callable[..., jax.Array]
   formula: str
-  params: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  init: Callable[[jax.Array], Mapping[str, Any]] | None = None
+  kind: str = "fixed"
+  source: str = ""
+  code: str | None = None
+  family: str | None = None
 
   @property
   def parametric(self) -> bool:
     return bool(self.params)
 
+  def unit_shapes(self) -> dict[str, tuple[int, ...]]:
+    return {p: tuple(np.shape(v)) for p, v in self.params.items()}
+
+  def initial(self, key: jax.Array, channels: int | None = None) -> Params:
+    """The slot's parameters at the start: per layer (``channels`` None), or per channel with
+    a leading axis of ``channels`` (a random ``init`` draws each channel from its own key)."""
+    if self.init is None:
+      one = {p: jnp.asarray(v, jnp.float32) for p, v in self.params.items()}
+      if channels is None:
+        return one
+      return {p: jnp.broadcast_to(v, (channels, *v.shape)) + jnp.zeros((), jnp.float32)
+              for p, v in one.items()}
+    draw = lambda k: {p: jnp.asarray(v, jnp.float32) for p, v in self.init(k).items()}
+    if channels is None:
+      return draw(key)
+    return jax.vmap(draw)(jax.random.split(key, channels))
+
   def __call__(self, x: jax.Array, **params: Any) -> jax.Array:
-    return self.fn(x, **params)
+    return self.fn(x, **(params or self.params))
 
 
 class UnknownCandidateError(UserError):
@@ -58,25 +106,92 @@ class UnknownCandidateError(UserError):
 
 
 _REGISTRY: dict[str, Candidate] = {}
+_BUILTIN: list[str] = []          # in the order the catalogue registers them
+_LOADING: list[str] = []          # the user code being loaded now (``loading``)
+_CATALOGUE = [False]              # True while the built-in catalogue registers
+# Families with a size in their name: regex -> (size -> Candidate), added by the catalogue.
+SIZED: dict[str, Callable[[str, int], Candidate]] = {}
+
+
+@contextlib.contextmanager
+def loading(ref: str) -> Iterator[None]:
+  """Candidates registered while user code ``ref`` (a file or a module) loads are recorded
+  as coming from it, so that a record can say what to pass to rebuild them."""
+  _LOADING.append(ref)
+  try:
+    yield
+  finally:
+    _LOADING.pop()
+
+
+def _check_name(name: str) -> None:
+  if not name or not all(c.isalnum() or c == "_" for c in name) or name != name.lower():
+    raise UserError(f"candidate name {name!r} must be lowercase letters, digits and '_'")
+
+
+def _check_params(name: str, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  out = {}
+  for p, v in params.items():
+    if not isinstance(p, str) or not p.isidentifier():
+      raise UserError(f"candidate {name!r}: parameter name {p!r} must be an identifier")
+    arr = np.asarray(v, np.float32)
+    if not np.all(np.isfinite(arr)):
+      raise UserError(f"candidate {name!r}: initial value of {p!r} is not finite")
+    out[p] = arr
+  return out
+
+
+def candidate(name: str, fn: Callable[..., jax.Array], formula: str,
+              params: Mapping[str, Any] | None = None, *,
+              init: Callable[[jax.Array], Mapping[str, Any]] | None = None,
+              kind: str | None = None, source: str = "", family: str | None = None,
+              code: str | None = None, builtin: bool = False) -> Candidate:
+  """A checked ``Candidate``, not registered (arguments as ``register``; ``builtin`` for the
+  catalogue's own)."""
+  _check_name(name)
+  if init is not None:
+    params = init(jax.random.PRNGKey(0))
+  values = _check_params(name, params or {})
+  kind = kind or ("parametric" if values else "fixed")
+  if kind not in KINDS:
+    raise UserError(f"candidate {name!r}: kind must be one of {', '.join(KINDS)}")
+  builtin = builtin or (code is None and _CATALOGUE[0])
+  if code is None and not builtin:
+    code = _LOADING[-1] if _LOADING else getattr(fn, "__module__", None) or "__main__"
+  return Candidate(name, fn, formula, values, init, kind, source, None if builtin else code,
+                   family)
 
 
 def register(name: str, fn: Callable[..., jax.Array], formula: str,
-             params: Mapping[str, float] | None = None, *,
-             overwrite: bool = False) -> Candidate:
+             params: Mapping[str, Any] | None = None, *, overwrite: bool = False,
+             init: Callable[[jax.Array], Mapping[str, Any]] | None = None,
+             kind: str | None = None, source: str = "", family: str | None = None,
+             code: str | None = None) -> Candidate:
   """Adds a candidate to the registry and returns it.
 
   Args:
     name: the key used in configs; lowercase letters, digits and ``_``.
-    fn: ``fn(x, **params)``, elementwise and differentiable almost everywhere.
+    fn: ``fn(x, **params)``, elementwise and differentiable almost everywhere; a vector
+      parameter is read from its trailing axis (see the module docstring).
     formula: plain-text formula, e.g. ``"x * sigmoid(beta * x)"``.
-    params: initial values of learnable parameters, e.g. ``{"beta": 1.0}``.
+    params: initial values of learnable parameters, scalars or arrays, e.g. ``{"beta": 1.0}``.
     overwrite: replace an existing candidate of the same name.
+    init: ``init(key) -> params`` where parameters start random (``params`` is then taken
+      from ``init(PRNGKey(0))`` for shapes and pictures).
+    kind: ``fixed``, ``parametric`` or ``learned`` (default: fixed without parameters,
+      parametric with them).
+    source: the paper or page the formula comes from.
+    family: the parametric family a fixed candidate belongs to, if any.
+    code: the user code that registers it; default: the file or module being loaded by
+      ``--config``/``--import`` (``loading``), else ``fn``'s module.
   """
-  if not name or not all(c.isalnum() or c == "_" for c in name) or name != name.lower():
-    raise UserError(f"candidate name {name!r} must be lowercase letters, digits and '_'")
-  if name in _REGISTRY and not overwrite:
+  _check_name(name)
+  if (name in _REGISTRY or _sized(name, build=False)) and not overwrite:
     raise UserError(f"candidate {name!r} is already registered (pass overwrite=True)")
-  cand = Candidate(name, fn, formula, dict(params or {}))
+  cand = candidate(name, fn, formula, params, init=init, kind=kind, source=source,
+                   family=family, code=code)
+  if cand.code is None and name not in _BUILTIN:
+    _BUILTIN.append(name)
   _REGISTRY[name] = cand
   return cand
 
@@ -86,83 +201,140 @@ def unregister(name: str) -> None:
   _REGISTRY.pop(name, None)
 
 
+_MADE: dict[str, Candidate] = {}  # sized candidates built so far (one object per name)
+
+
+def _sized(name: str, build: bool = True) -> Candidate | bool | None:
+  """The member of a sized family named ``name`` (``maxout_k4``), built on first use; with
+  ``build`` False, whether the name is one."""
+  if name in _MADE:
+    return _MADE[name]
+  for pattern, make in SIZED.items():
+    m = re.fullmatch(pattern, name)
+    if m and not build:
+      return True
+    if m:
+      size = int(m.group(1))
+      if not 1 <= size <= 64:
+        raise UserError(f"candidate {name!r}: the size must lie in 1..64")
+      _MADE[name] = make(name, size)
+      return _MADE[name]
+  return None
+
+
 def get(name: str) -> Candidate:
   """The candidate called ``name``; an unknown name lists the known ones."""
-  try:
-    return _REGISTRY[name]
-  except KeyError:
+  cand = _REGISTRY.get(name) if isinstance(name, str) else None
+  if cand is None and isinstance(name, str):
+    cand = _sized(name)
+  if cand is None:
     raise UnknownCandidateError(
-        f"unknown candidate activation {name!r}; known: {', '.join(names())}") from None
+        f"unknown candidate activation {name!r}; known: {', '.join(names())} "
+        "(and the groups " + ", ".join(GROUPS) + ")")
+  return cand
+
+
+def known(name: str) -> bool:
+  try:
+    get(name)
+  except UserError:
+    return False
+  return True
+
+
+def group(name: str) -> list[str] | None:
+  """The members of group ``name`` (None if it is not a group): ``all`` is every registered
+  candidate; ``fixed``, ``parametric``, ``learned`` by kind; ``default`` the base config's
+  eight."""
+  if name not in GROUPS:
+    return None
+  if name == "default":
+    from actsearch.space.candidates import DEFAULT
+    return list(DEFAULT)
+  return [n for n in names() if name == "all" or _REGISTRY[n].kind == name]
+
+
+GROUPS = ("all", "fixed", "parametric", "learned", "default")
+
+
+def expand(candidate_names: Sequence[str]) -> list[str]:
+  """A candidate list with group names replaced by their members (first mention kept)."""
+  out: list[str] = []
+  for n in candidate_names:
+    members = group(n) if isinstance(n, str) else None
+    out += [m for m in (members if members is not None else [n]) if m not in out]
+  return out
 
 
 def resolve(candidate_names: Sequence[str]) -> tuple[Candidate, ...]:
-  """Looks up a candidate list, rejecting unknown names, duplicates and empty lists."""
+  """Looks up a candidate list (groups expanded), rejecting unknown names, duplicates and
+  empty lists."""
   if isinstance(candidate_names, str) or not candidate_names:
     raise UserError("search.candidates must be a non-empty list of candidate names")
   if len(set(candidate_names)) != len(candidate_names):
     raise UserError(f"search.candidates has duplicates: {list(candidate_names)}")
-  return tuple(get(n) for n in candidate_names)
+  return tuple(get(n) for n in expand(candidate_names))
 
 
 def names() -> list[str]:
-  return sorted(_REGISTRY)
+  """Registered names: the built-ins in catalogue order, then users' in registration order."""
+  return [n for n in _BUILTIN if n in _REGISTRY] + [n for n in _REGISTRY if n not in _BUILTIN]
+
+
+def builtin_names() -> list[str]:
+  """The catalogue's candidates (``space/candidates``), in its order."""
+  return list(_BUILTIN)
 
 
 def all_candidates() -> list[Candidate]:
   return [_REGISTRY[n] for n in names()]
 
 
-# ---------------------------------------------------------------------------
-# Built-ins. Formulas follow the papers (and jax.nn where it implements them).
-
-_SELU_ALPHA = 1.6732632423543772
-_SELU_SCALE = 1.0507009873554805
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
-
-def _gelu_tanh(x):
-  return 0.5 * x * (1.0 + jnp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
+def code_refs(candidate_names: Sequence[str]) -> list[str]:
+  """The user code (files, modules) that registered these candidates, in first-use order."""
+  refs: list[str] = []
+  for n in candidate_names:
+    cand = _REGISTRY.get(n)
+    if cand is not None and cand.code and cand.code not in refs:
+      refs.append(cand.code)
+  return refs
 
 
-def _prelu(x, slope):
-  return jnp.where(x >= 0, x, slope * x)
+# The catalogue registers the built-ins on import (after ``register`` exists).
+_CATALOGUE[0] = True
+from actsearch.space import candidates as _catalogue  # noqa: E402,F401
+
+_CATALOGUE[0] = False
 
 
-def _swish_beta(x, beta):
-  return x * jax.nn.sigmoid(beta * x)
+def params_to_record(params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict]]:
+  """``{candidate: {param: array}}`` -> the record's form, ``{candidate: {param: {"shape":
+  [...], "value": nested lists}}}`` (schema v2 of ``architecture.json``)."""
+  return {c: {p: {"shape": list(np.shape(v)), "value": np.asarray(v, np.float64).tolist()}
+              for p, v in ps.items()} for c, ps in params.items() if ps}
 
 
-BUILTINS: tuple[tuple[str, Callable[..., jax.Array], str, dict[str, float]], ...] = (
-    ("identity", lambda x: x, "x", {}),
-    ("relu", jax.nn.relu, "max(x, 0)", {}),
-    ("leaky_relu", lambda x: jnp.where(x >= 0, x, 0.01 * x), "x if x >= 0 else 0.01 x", {}),
-    ("elu", jax.nn.elu, "x if x > 0 else exp(x) - 1", {}),
-    ("selu", jax.nn.selu,
-     f"{_SELU_SCALE:.4f} * (x if x > 0 else {_SELU_ALPHA:.4f} (exp(x) - 1))", {}),
-    ("celu", jax.nn.celu, "max(x, 0) + min(0, exp(x) - 1)  (alpha = 1)", {}),
-    ("gelu", _gelu_tanh, "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))", {}),
-    ("gelu_exact", lambda x: jax.nn.gelu(x, approximate=False),
-     "x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))", {}),
-    ("silu", jax.nn.silu, "x sigmoid(x)", {}),
-    ("mish", lambda x: x * jnp.tanh(jax.nn.softplus(x)), "x tanh(softplus(x))", {}),
-    ("softplus", jax.nn.softplus, "log(1 + exp(x))", {}),
-    ("tanh", jnp.tanh, "tanh(x)", {}),
-    ("sigmoid", jax.nn.sigmoid, "1 / (1 + exp(-x))", {}),
-    ("hard_tanh", lambda x: jnp.clip(x, -1.0, 1.0), "clip(x, -1, 1)", {}),
-    ("hard_sigmoid", lambda x: jnp.clip(x / 6.0 + 0.5, 0.0, 1.0), "relu6(x + 3) / 6", {}),
-    ("hard_swish", lambda x: x * jnp.clip(x / 6.0 + 0.5, 0.0, 1.0), "x relu6(x + 3) / 6", {}),
-    ("relu6", lambda x: jnp.clip(x, 0.0, 6.0), "min(max(x, 0), 6)", {}),
-    ("softsign", lambda x: x / (1.0 + jnp.abs(x)), "x / (1 + |x|)", {}),
-    ("log_sigmoid", jax.nn.log_sigmoid, "-softplus(-x) = -log(1 + exp(-x))", {}),
-    ("sin", jnp.sin, "sin(x)", {}),
-    ("cos", jnp.cos, "cos(x)", {}),
-    ("gaussian", lambda x: jnp.exp(-x * x), "exp(-x^2)", {}),
-    ("square", lambda x: x * x, "x^2", {}),
-    ("abs", jnp.abs, "|x|", {}),
-    # Parametric candidates: their parameters are weights of the slot.
-    ("prelu", _prelu, "x if x >= 0 else a x  (a learned, init 0.25)", {"slope": 0.25}),
-    ("swish_beta", _swish_beta, "x sigmoid(beta x)  (beta learned, init 1)", {"beta": 1.0}),
-)
+def params_from_record(params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+  """The record's form (``params_to_record``) -> ``{candidate: {param: float32 array}}``."""
+  return {c: {p: np.asarray(v["value"], np.float32).reshape(v["shape"]) for p, v in ps.items()}
+          for c, ps in params.items()}
 
-for _name, _fn, _formula, _params in BUILTINS:
-  register(_name, _fn, _formula, _params)
+
+def require(candidate_names: Sequence[str], code: Sequence[str], where: str) -> None:
+  """Every name is a registered candidate; otherwise one ``UserError`` naming the user code
+  (``code``: files or modules recorded with a run) to pass with ``--import``. Nothing is
+  imported here: the user decides what code runs."""
+  missing = [n for n in candidate_names if not known(n)]
+  if not missing:
+    return
+  if code:
+    flags = " ".join(f"--import {c}" for c in code)
+    raise UserError(f"{where}: candidate {missing[0]!r} is not registered here; it comes from "
+                    f"{', '.join(code)}: pass {flags}")
+  raise UserError(f"{where}: unknown candidate activation {missing[0]!r} (no user code is "
+                  "recorded that registers it)")
+
+
+def current_code() -> str | None:
+  """The user code being loaded now (``loading``), if any."""
+  return _LOADING[-1] if _LOADING else None

@@ -23,8 +23,9 @@ below. A plan (``implementation``) says which passes take the kernel, per pass a
 class, as measured on the machine; for those, ``jax.lax.platform_dependent`` picks the kernel
 on CPU and the XLA code on other platforms when the step is lowered.
 
-Candidates without a rule here (user-registered ones, parametric ones) use the plain sum in
-``mixed.mix_reference``; results agree with it to float32 precision (tested for every rule).
+Candidates without a rule here (user-registered ones, parametric and learned ones) are added
+as a plain sum beside the fused pass of the others (``mixed.mix``); results agree with the
+plain sum ``mixed.mix_reference`` to float32 precision (tested for every rule).
 """
 
 from __future__ import annotations
@@ -198,12 +199,18 @@ RULES: dict[str, Rule] = {
 }
 
 
-def supports(candidates: Sequence) -> bool:
-  """Whether every candidate (objects with ``name`` and ``params``) has a fused rule."""
+def covers(candidate) -> bool:
+  """Whether the fused pass computes this candidate: a built-in without parameters that has a
+  rule here (a user's candidate of the same name does not)."""
   from actsearch.space import activations
 
-  return all(not c.params and c.name in RULES and activations.get(c.name) is c
-             for c in candidates)
+  return (not candidate.params and candidate.name in RULES
+          and activations.known(candidate.name) and activations.get(candidate.name) is candidate)
+
+
+def supports(candidates: Sequence) -> bool:
+  """Whether every candidate has a fused rule (``covers``)."""
+  return all(covers(c) for c in candidates)
 
 
 def _weight(w: jax.Array, k: int) -> jax.Array:

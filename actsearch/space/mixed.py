@@ -7,13 +7,21 @@ never sees them) and computes
 .. math::  y = \sum_{k=1}^{K} w_k \, f_k(x;\theta_k), \qquad w = \mathrm{relax}(\alpha)
 
 per layer (alpha of shape ``[K]``) or per channel (``[C, K]``, the last axis of x is
-the channel axis). Parameters theta_k of parametric candidates are ordinary weights
-(``nnx.Param``). A ``FixedActivation`` is the discretized slot used for retraining.
+the channel axis). Parameters theta_k of parametric and learned candidates are weights
+(``ActParam``, a kind of ``nnx.Param``: trained with the weights, on the train split), per
+layer or per channel by their own granularity, stored as attributes ``p_{candidate}__{name}``.
+A ``FixedActivation`` is the discretized slot used for retraining.
+
+Each slot draws its parameters from its own random stream, the model's seed folded with the
+slot's name (``slot_key``) and then with the candidate's name, so adding a candidate with a
+random start to one slot changes no other slot's or layer's initial weights.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +38,30 @@ class ArchParam(nnx.Variable):
   """Architecture parameters alpha; updated only by the arch optimizer on the val split."""
 
 
+class ActParam(nnx.Param):
+  """A parameter of a candidate activation (PReLU's slope, PAU's coefficients): a weight,
+  which the weight optimizer may treat apart (no weight decay by default, an lr scale)."""
+
+
+def _crc(name: str) -> int:
+  return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def slot_key(base: jax.Array, name: str) -> jax.Array:
+  """The random stream of slot ``name`` of a model whose seed gives key ``base``."""
+  return jax.random.fold_in(base, _crc(name))
+
+
+def rngs_key(rngs: nnx.Rngs) -> jax.Array:
+  """The base key of ``rngs``' params stream (not advanced by drawing from it)."""
+  stream = rngs.params if "params" in rngs else rngs.default
+  return stream.key[...]
+
+
+def param_attr(cand: str, pname: str) -> str:
+  return f"p_{cand}__{pname}"
+
+
 def mix_reference(x: jax.Array, weights: jax.Array, candidates: Sequence[activations.Candidate],
                   params: Mapping[str, Mapping[str, jax.Array]]) -> jax.Array:
   r"""The plain mixture :math:`\sum_k w_{\ldots k} f_k(x)`; weights ``[K]`` or ``[C, K]``."""
@@ -42,34 +74,65 @@ def mix_reference(x: jax.Array, weights: jax.Array, candidates: Sequence[activat
 def mix(x: jax.Array, weights: jax.Array, candidates: Sequence[activations.Candidate],
         params: Mapping[str, Mapping[str, jax.Array]], use_fused: bool = True,
         plan: str = "kernel") -> jax.Array:
-  """The mixture of a slot: one fused pass with a custom VJP where every candidate has a
-  fused rule (``fused.RULES``; ``plan`` says which of its passes take the C++ kernel),
-  otherwise the plain sum."""
-  if use_fused and fused.supports(candidates):
-    chosen = impl.machine_plan() if plan == "auto" else impl.parse(plan)
+  """The mixture of a slot: the candidates with a fused rule (``fused.covers``) in one fused
+  pass with a custom VJP (``plan`` says which of its passes take the C++ kernel), the others
+  (parametric, learned, users') added as the plain sum."""
+  covered = [k for k, c in enumerate(candidates) if use_fused and fused.covers(c)]
+  if not covered:
+    return mix_reference(x, weights, candidates, params)
+  chosen = impl.machine_plan() if plan == "auto" else impl.parse(plan)
+  if len(covered) == len(candidates):
     return fused.mix(x, weights, tuple(c.name for c in candidates), chosen)
-  return mix_reference(x, weights, candidates, params)
+  out = fused.mix(x, weights[..., jnp.asarray(covered)],
+                  tuple(candidates[k].name for k in covered), chosen)
+  for k, cand in enumerate(candidates):
+    if k not in covered:
+      out = out + weights[..., k] * cand.fn(x, **params.get(cand.name, {}))
+  return out
 
 
-def _param_attr(cand: str, pname: str) -> str:
-  return f"p_{cand}__{pname}"
+PARAM_GRANULARITIES = ("layer", "channel")
 
 
 class Slot(nnx.Module):
   """Shared part of mixed and fixed slots: a name (``block0/act``) and the learnable
-  parameters of parametric candidates. ``models.slots`` finds slots by this type."""
+  parameters of parametric and learned candidates. ``models.slots`` finds slots by this
+  type."""
 
   slot_name: str | None = None
 
-  def _init_params(self, candidates, channels, granularity):
-    shape = (channels,) if granularity == "channel" else ()
+  def _init_params(self, candidates, channels: int, granularity: str, key: jax.Array,
+                   values: Mapping[str, Mapping[str, Any]] | None = None):
+    """One ``ActParam`` per parameter: ``values[cand][param]`` where given (a record's),
+    else the candidate's initial value from the slot's stream ``key`` folded with the
+    candidate's name."""
+    if granularity not in PARAM_GRANULARITIES:
+      raise UserError(f"unknown parameter granularity {granularity!r}; known: "
+                      f"{', '.join(PARAM_GRANULARITIES)}")
+    self.param_granularity = granularity
+    per = channels if granularity == "channel" else None
     for cand in candidates:
-      for pname, init in cand.params.items():
-        setattr(self, _param_attr(cand.name, pname), nnx.Param(jnp.full(shape, init, jnp.float32)))
+      if not cand.params:
+        continue
+      start = cand.initial(jax.random.fold_in(key, _crc(cand.name)), per)
+      given = (values or {}).get(cand.name, {})
+      unknown = set(given) - set(start)
+      if unknown:
+        raise UserError(f"slot {self.slot_name}: {cand.name} has no parameter "
+                        f"{sorted(unknown)[0]!r} (it has {', '.join(start)})")
+      for pname, value in start.items():
+        if pname in given:  # a record's value: per layer or per channel, by its shape
+          value = jnp.asarray(given[pname], jnp.float32)
+          unit = cand.unit_shapes()[pname]
+          if value.shape not in (unit, (channels, *unit)):
+            raise UserError(f"slot {self.slot_name}: parameter {cand.name}.{pname} has shape "
+                            f"{list(value.shape)}, expected {list(unit)} (per layer) or "
+                            f"{[channels, *unit]} (per channel)")
+        setattr(self, param_attr(cand.name, pname), ActParam(jnp.asarray(value, jnp.float32)))
 
   def candidate_params(self) -> dict[str, dict[str, jax.Array]]:
     """``{candidate: {param: value}}`` for the parametric candidates of this slot."""
-    return {c.name: {p: getattr(self, _param_attr(c.name, p))[...] for p in c.params}
+    return {c.name: {p: getattr(self, param_attr(c.name, p))[...] for p in c.params}
             for c in self.candidates if c.params}
 
 
@@ -104,13 +167,17 @@ class MixedActivation(Slot):
 
   ``implementation`` (``auto``: the machine's plan, or a plan of ``space/implementation.py``)
   says which passes of the fused mixture take the C++ kernel; the slot keeps it resolved.
+  ``param_granularity`` (default: ``granularity``) holds candidate parameters per layer or
+  per channel; ``key`` is the slot's random stream (default: ``rngs``' seed folded with
+  ``name``, ``slot_key``).
   """
 
   def __init__(self, candidate_names: Sequence[str], *, channels: int,
                granularity: str = "layer", relaxation: str = "softmax",
                temperature: float = 1.0, use_fused: bool = True, alpha_init_std: float = 1e-3,
                rngs: nnx.Rngs, name: str | None = None, normalize: bool = False,
-               clamp: float = 0.0, implementation: str = "auto"):
+               clamp: float = 0.0, implementation: str = "auto",
+               param_granularity: str | None = None, key: jax.Array | None = None):
     self.slot_name = name
     self.normalize = bool(normalize)
     self.clamp = float(clamp)
@@ -128,7 +195,8 @@ class MixedActivation(Slot):
     shape = (channels, k) if granularity == "channel" else (k,)
     # DARTS initialises alpha with 1e-3 * N(0, 1): near-uniform weights, symmetry broken.
     self.alpha = ArchParam(alpha_init_std * jax.random.normal(rngs.params(), shape))
-    self._init_params(self.candidates, channels, granularity)
+    key = slot_key(rngs_key(rngs), name or "") if key is None else key
+    self._init_params(self.candidates, channels, param_granularity or granularity, key)
     if self.normalize:
       mu, sigma = standard_moments(self.candidates)
       self.moments = nnx.Variable(jnp.stack([jnp.asarray(mu), jnp.asarray(sigma)]))
@@ -150,25 +218,29 @@ class MixedActivation(Slot):
 
 
 class FixedActivation(Slot):
-  """A discretized slot: one candidate per layer, or one per channel."""
+  """A discretized slot: one candidate per layer, or one per channel.
+
+  ``params`` (``{candidate: {param: array}}``, a record's learned values) sets parameters;
+  the others start from the candidate's initial values, drawn from ``key`` (the slot's
+  stream, ``slot_key``) for candidates with a random start, per layer or per channel by
+  ``param_granularity``.
+  """
 
   def __init__(self, choice: str | Sequence[str], *, channels: int,
-               params: Mapping[str, Mapping[str, float]] | None = None,
-               name: str | None = None):
+               params: Mapping[str, Mapping[str, Any]] | None = None,
+               name: str | None = None, param_granularity: str = "layer",
+               key: jax.Array | None = None):
     self.slot_name = name
     per_channel = not isinstance(choice, str)
     names = list(dict.fromkeys(choice)) if per_channel else [choice]
     self.candidates = activations.resolve(names)
     self.per_channel = per_channel
-    granularity = "channel" if per_channel else "layer"
-    self._init_params(self.candidates, channels, granularity)
-    for cand_name, values in (params or {}).items():
-      for pname, value in values.items():
-        attr = _param_attr(cand_name, pname)
-        if not hasattr(self, attr):
-          raise UserError(f"parameter {cand_name}.{pname} does not belong to a chosen candidate")
-        var = getattr(self, attr)
-        var[...] = jnp.broadcast_to(jnp.asarray(value, jnp.float32), var[...].shape)
+    for cand_name in params or {}:
+      if cand_name not in names:
+        raise UserError(f"slot {name}: parameters of {cand_name!r}, which is not a chosen "
+                        "candidate")
+    key = slot_key(jax.random.key(0), name or "") if key is None else key
+    self._init_params(self.candidates, channels, param_granularity, key, params)
     if per_channel:
       if len(choice) != channels:
         raise UserError(f"{len(choice)} channel choices for a slot of {channels} channels")

@@ -44,6 +44,8 @@ class Found:
   metrics: dict[str, float]
   fields: dict[str, Any]        # relaxation, granularity, discretize, selection
   step: int = 0                 # the global step of the state it was found at
+  # what it spent, by name (``strategy.cost`` of the record; the command adds ``seconds``)
+  cost: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
@@ -83,7 +84,10 @@ def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
   slot = models.search_slots(list(s.candidates), s.relaxation, s.granularity, rngs,
                              temperature=s.temperature, use_fused=s.fused,
                              normalize=s.normalize and not plain,
-                             clamp=0.0 if plain else s.clamp, implementation=s.implementation)
+                             clamp=0.0 if plain else s.clamp, implementation=s.implementation,
+                             param_granularity=s.get("param_granularity"),
+                             slot_candidates={k: list(v) for k, v in
+                                              (s.get("slot_candidates") or {}).items()})
   return models.build(cfg.model, splits.input_shape, splits.num_outputs, slot, rngs)
 
 
@@ -134,9 +138,11 @@ def discretized(su: Setup, state, metrics: dict[str, float], workdir: str,
 
 def arch_scalars(su: Setup):
   """``fn(state) -> {arch/<slot>/<candidate>: relaxed weight (mean over channels),
-  arch/<slot>/entropy: ...}``: one jitted computation of every slot's weights and entropy
-  (the supernet merged inside it) and one copy to the host. Logged after every epoch, where
-  merging the supernet on the host and running its small ops one by one took 3.4 ms."""
+  arch/<slot>/entropy: ..., params/<slot>/<candidate>/<param>: learned value (the mean over
+  its entries and channels where it has several)}``: one jitted computation of every slot's
+  weights, entropy and parameters (the supernet merged inside it) and one copy to the host.
+  Logged after every epoch, where merging the supernet on the host and running its small ops
+  one by one took 3.4 ms."""
   names = [(name, [c.name for c in slot.candidates]) for name, slot in models.slots(su.model)]
 
   @jax.jit
@@ -144,15 +150,19 @@ def arch_scalars(su: Setup):
     out = []
     for _, slot in models.slots(nnx.merge(su.graphdef, params, arch, rest)):
       w = slot.weights(None)
-      out.append((w.reshape(-1, w.shape[-1]).mean(0), relaxations.entropy(w)))
+      learned = {c: {p: jnp.mean(v) for p, v in ps.items()}
+                 for c, ps in slot.candidate_params().items()}
+      out.append((w.reshape(-1, w.shape[-1]).mean(0), relaxations.entropy(w), learned))
     return out
 
   def scalars(state) -> dict[str, float]:
     out = {}
-    for (name, cands), (mean, ent) in zip(names, jax.device_get(
+    for (name, cands), (mean, ent, learned) in zip(names, jax.device_get(
         weights(state.params, state.arch, state.rest))):
       out.update({f"arch/{name}/{c}": float(v) for c, v in zip(cands, mean)})
       out[f"arch/{name}/entropy"] = float(ent)
+      out.update({f"params/{name}/{c}/{p}": float(v) for c, ps in learned.items()
+                  for p, v in ps.items()})
     return out
   return scalars
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from actsearch import models
 from actsearch.errors import UserError
+from actsearch.space import activations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +72,16 @@ def slot_views(model) -> list[SlotView]:
 
 def _layer(view: SlotView, choice: str, scores: dict[str, float],
            channel_choices: Sequence[str] | None = None) -> dict[str, Any]:
-  layer = {"name": view.name, "choice": choice,
+  layer = {"name": view.name, "choice": choice, "formula": activations.get(choice).formula,
+           "candidates": list(view.candidates),
            "weights": {c: float(w) for c, w in zip(view.candidates, view.mean)},
            "scores": {c: float(v) for c, v in scores.items()}}
   chosen = {choice}
   if channel_choices is not None:
     layer["channel_choices"] = list(channel_choices)
     chosen = set(channel_choices)
-  layer["params"] = {c: {p: np.asarray(v).tolist() for p, v in ps.items()}
-                     for c, ps in view.params.items() if c in chosen and ps}
+  layer["params"] = activations.params_to_record(
+      {c: ps for c, ps in view.params.items() if c in chosen})
   return layer
 
 

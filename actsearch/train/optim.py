@@ -6,10 +6,19 @@ A weight config holds ``optimizer`` (``sgd`` with momentum, ``adam``, ``adamw``)
 steps, then the cosine decay (Goyal et al. 2017; Loshchilov & Hutter 2017); ``constant``),
 ``momentum``, ``weight_decay`` (added to the gradient, L2, for sgd and adam; decoupled for
 adamw, Loshchilov & Hutter 2019) and ``grad_clip`` (global norm).
+
+Parameters of candidate activations (``mixed.ActParam``, attributes ``p_{candidate}__{name}``)
+are weights too, with their own ``act_weight_decay`` (default 0: decay would pull PReLU's
+slope or PAU's coefficients toward 0, a different function, not a smaller weight) and
+``act_lr_scale`` (their updates scaled by it). ``act_weight_decay`` None (runs recorded
+before the key existed) treats them as every other weight.
 """
 
 from __future__ import annotations
 
+import re
+
+import jax
 import ml_collections
 import optax
 
@@ -34,19 +43,48 @@ def weight_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.S
   return optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1), alpha=cfg.lr_min / cfg.lr)
 
 
+_ACT = re.compile(r"^p_[a-z0-9_]+__\w+$")
+
+
+def is_act_path(path) -> bool:
+  """Whether a key path of a params tree leads to a candidate activation's parameter."""
+  return any(_ACT.match(str(getattr(k, "key", getattr(k, "name", "")))) for k in path)
+
+
+def act_mask(params):
+  """``True`` at the leaves of ``params`` that are candidate activations' parameters."""
+  return jax.tree_util.tree_map_with_path(lambda path, _: is_act_path(path), params)
+
+
+def _not(mask_fn):
+  return lambda params: jax.tree.map(lambda m: not m, mask_fn(params))
+
+
 def weight_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule):
   """Gradient-norm clipping, then SGD with momentum and L2 decay (DARTS' defaults), Adam with
-  L2 decay, or AdamW (decoupled decay)."""
+  L2 decay, or AdamW (decoupled decay); candidate activations' parameters with their own decay
+  and lr scale (module docstring)."""
   clip = optax.clip_by_global_norm(cfg.grad_clip)
-  if cfg.optimizer == "adamw":
-    return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
-  if cfg.optimizer == "sgd":
-    base = optax.sgd(schedule, momentum=cfg.momentum)
-  elif cfg.optimizer == "adam":
-    base = optax.adam(schedule)
-  else:
+  if cfg.optimizer not in OPTIMIZERS:
     raise UserError(f"optimizer is {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-  return optax.chain(clip, optax.add_decayed_weights(cfg.weight_decay), base)
+  act_decay, act_scale = cfg.get("act_weight_decay", None), cfg.get("act_lr_scale", 1.0)
+  if act_decay is None and act_scale == 1.0:  # every weight alike (as before the keys)
+    if cfg.optimizer == "adamw":
+      return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
+    base = (optax.sgd(schedule, momentum=cfg.momentum) if cfg.optimizer == "sgd"
+            else optax.adam(schedule))
+    return optax.chain(clip, optax.add_decayed_weights(cfg.weight_decay), base)
+  act_decay = cfg.weight_decay if act_decay is None else act_decay
+  decay = [optax.add_decayed_weights(cfg.weight_decay, mask=_not(act_mask))]
+  if act_decay:
+    decay.append(optax.add_decayed_weights(act_decay, mask=act_mask))
+  scale = [optax.masked(optax.scale(act_scale), act_mask)] if act_scale != 1.0 else []
+  if cfg.optimizer == "adamw":  # optax.adamw's own chain, with the decays masked
+    return optax.chain(clip, optax.scale_by_adam(), *decay,
+                       optax.scale_by_learning_rate(schedule), *scale)
+  base = (optax.sgd(schedule, momentum=cfg.momentum) if cfg.optimizer == "sgd"
+          else optax.adam(schedule))
+  return optax.chain(clip, *decay, base, *scale)
 
 
 def arch_optimizer(cfg: ml_collections.ConfigDict):

@@ -207,3 +207,21 @@ def test_bad_input_is_one_line_and_exit_2(case, old_record, tmp_path):
   proc = run_cli("retrain", path, "--workdir", str(workdir), *args)
   assert_bad_input(proc, *needles)
   assert not workdir.exists()
+
+
+@pytest.mark.parametrize("init_params, slope", [("initial", 0.25), ("searched", 0.9)])
+def test_init_params_says_where_the_found_networks_activation_parameters_start(init_params,
+                                                                               slope):
+  import ml_collections
+  from flax import nnx
+
+  from actsearch import models as backbones
+  layer = {"name": "block0/act", "choice": "prelu", "weights": {"relu": 0.1, "prelu": 0.9},
+           "params": {"prelu": {"slope": {"shape": [], "value": 0.9}}}}
+  arch = {"layers": [layer], "candidates": ["relu", "prelu"], "code": [],
+          "param_granularity": "layer"}
+  slot = retrain.variants(arch, ["relu"], init_params)[retrain.FOUND]
+  net = backbones.build(ml_collections.ConfigDict({"name": "mlp", "widths": [3]}), (4,), 2,
+                        slot, nnx.Rngs(params=0))
+  (_, act), = backbones.slots(net)
+  assert float(act.p_prelu__slope[...]) == pytest.approx(slope)

@@ -109,3 +109,28 @@ def test_mix_reference_matches_manual_sum_for_channel_weights():
   got = mix_reference(x, w, cands, {})
   want = np.array([[0.0, 0.25 * 2 + 0.75 * np.sin(2.0)], [0.5, 0.75 * np.sin(-0.5)]])
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+
+
+def test_the_fused_pass_keeps_the_candidates_it_covers_beside_parametric_ones(monkeypatch):
+  """relu, gelu and tanh go through one fused pass; prelu and pau are added plainly; the sum
+  equals the plain mixture, values and gradients."""
+  from flax import nnx
+
+  from actsearch.space import fused, mixed
+
+  seen = []
+  original = fused.mix
+  monkeypatch.setattr(fused, "mix", lambda x, w, names, plan=None: (
+      seen.append(names), original(x, w, names, plan))[1])
+  slot = mixed.MixedActivation(["relu", "prelu", "gelu", "pau", "tanh"], channels=3,
+                               rngs=nnx.Rngs(0), implementation="xla")
+  x = jnp.linspace(-3, 3, 24).reshape(8, 3)
+  w = slot.weights()
+  got = slot(x)
+  assert seen == [("relu", "gelu", "tanh")]
+  want = mixed.mix_reference(x, w, slot.candidates, slot.candidate_params())
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+  g1 = jax.grad(lambda v: jnp.sum(jnp.sin(slot(v))))(x)
+  g2 = jax.grad(lambda v: jnp.sum(jnp.sin(mixed.mix_reference(
+      v, w, slot.candidates, slot.candidate_params()))))(x)
+  np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-5, atol=1e-6)

@@ -76,7 +76,8 @@ def test_a_toy_strategy_runs_through_the_seam_end_to_end(tmp_path, toy_experimen
                    "--data", classification_npz, "--no-progress",
                    "--set", "search.strategy=toy"]) == 0
   arch = architecture.load(str(workdir / "architecture.json"))
-  assert arch["strategy"] == "toy" and arch["discretize"] == "toy"
+  assert arch["strategy"]["name"] == "toy" and arch["discretize"] == "toy"
+  assert arch["strategy"]["cost"]["seconds"] > 0
   assert [layer["name"] for layer in arch["layers"]] == ["block0/act", "block1/act"]
   for layer in arch["layers"]:
     assert layer["weights"][layer["choice"]] == 1.0

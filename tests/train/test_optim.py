@@ -1,0 +1,70 @@
+"""The weight optimizer treats candidate activations' parameters apart: no decay by default,
+an lr scale; with the keys unset (runs recorded before them) every weight alike."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from actsearch.space.mixed import MixedActivation
+from actsearch.train import optim
+
+
+def _cfg(optimizer, **extra):
+  return ml_collections.ConfigDict({"optimizer": optimizer, "lr": 0.1, "lr_min": 0.1,
+                                    "momentum": 0.9, "weight_decay": 0.5, "grad_clip": 1e9,
+                                    **extra})
+
+
+class Net(nnx.Module):
+  def __init__(self):
+    self.dense = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+    self.act = MixedActivation(["relu", "prelu"], channels=3, rngs=nnx.Rngs(1), name="a")
+
+
+def _step(cfg):
+  """One step from zero gradients: what moves is decay (and its lr scale) alone."""
+  params = nnx.state(Net(), nnx.Param)
+  tx = optim.weight_optimizer(cfg, optax.constant_schedule(cfg.lr))
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  upd, _ = tx.update(zeros, tx.init(params), params)
+  return params, upd
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_activation_parameters_are_not_decayed_by_default(optimizer):
+  params, upd = _step(_cfg(optimizer, act_weight_decay=0.0, act_lr_scale=1.0))
+  assert np.all(np.asarray(upd["act"]["p_prelu__slope"][...]) == 0)
+  assert np.any(np.asarray(upd["dense"]["kernel"][...]) != 0)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_without_the_keys_every_weight_is_decayed_alike(optimizer):
+  params, upd = _step(_cfg(optimizer, act_weight_decay=None))
+  assert np.all(np.asarray(upd["act"]["p_prelu__slope"][...]) != 0)
+  plain = ml_collections.ConfigDict(_cfg(optimizer).to_dict())
+  _, same = _step(plain)  # no act_* keys at all: today's chain
+  for a, b in zip(jax.tree.leaves(upd), jax.tree.leaves(same)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_lr_scale_and_decay_of_activation_parameters():
+  _, one = _step(_cfg("sgd", act_weight_decay=0.2, act_lr_scale=1.0))
+  _, three = _step(_cfg("sgd", act_weight_decay=0.2, act_lr_scale=3.0))
+  slope1 = np.asarray(one["act"]["p_prelu__slope"][...])
+  np.testing.assert_allclose(np.asarray(three["act"]["p_prelu__slope"][...]), 3 * slope1,
+                             rtol=1e-6)
+  np.testing.assert_allclose(slope1, -0.1 * 0.2 * 0.25, rtol=1e-6)  # -lr * decay * slope
+  np.testing.assert_array_equal(np.asarray(one["dense"]["kernel"][...]),
+                                np.asarray(three["dense"]["kernel"][...]))
+
+
+def test_the_mask_finds_activation_parameters_by_path():
+  params = nnx.state(Net(), nnx.Param)
+  mask = optim.act_mask(params)
+  flat = {"/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): v
+          for path, v in jax.tree_util.tree_flatten_with_path(mask)[0]}
+  assert [k for k, v in flat.items() if v] == ["act/p_prelu__slope/value"]
