@@ -45,8 +45,10 @@ def text() -> str:
       out.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
     out.append("")
   reps = fam.representatives(activations.all_candidates())
-  out.append(f"{len(activations.names())} candidates, {len(reps)} distinct families "
-             f"(no two equal up to an affine map a f(b x + c) + d on [-5, 5] within RMS "
-             f"{fam.DISTINCT:g}; a parametric family counted once); sized members: maxout_kN, "
-             "apl_sN, nn_act_wN; groups: " + ", ".join(activations.GROUPS))
+  learned = sum(c.kind == "learned" for c in reps.values())
+  out.append(f"{len(activations.names())} candidates; {len(reps) - learned} distinct families of "
+             f"fixed and parametric ones (no two equal up to an affine map a f(b x + c) + d on "
+             f"[-5, 5] within RMS {fam.DISTINCT:g}; a parametric family counted once) and "
+             f"{learned} learned families; sized members: maxout_kN, apl_sN, nn_act_wN; groups: "
+             + ", ".join(activations.GROUPS))
   return "\n".join(out)

@@ -39,7 +39,9 @@ def test_run_directory_holds_config_checkpoint_events_and_architecture(run_dir):
   cfg = json.loads((run_dir / "config.json").read_text())
   assert cfg["model"]["widths"] == [16, 12] and cfg["search"]["epochs"] == 3
   arch = architecture.load(str(run_dir / "architecture.json"))
-  assert arch["schema"] == "actsearch.architecture/v1"
+  assert arch["schema"] == "actsearch.architecture/v2"
+  assert arch["strategy"]["name"] == "darts" and arch["strategy"]["cost"]["seconds"] > 0
+  assert arch["code"] == [] and arch["param_granularity"] == "layer"
   assert [layer["name"] for layer in arch["layers"]] == ["block0/act", "block1/act"]
   assert arch["candidates"] == configs.DEFAULT_CANDIDATES
   for layer in arch["layers"]:
@@ -65,6 +67,36 @@ def test_tensorboard_reads_the_events_with_the_contract_tags(run_dir):
   arch = json.loads((run_dir / "architecture.json").read_text())
   for k, v in final.items():
     assert v == pytest.approx(arch["layers"][0]["weights"][k], abs=1e-6)
+
+
+def test_learned_parameters_reach_tensorboard_the_record_and_show(tmp_path, capsys):
+  """A search over parametric and learned candidates, per-channel parameters: TensorBoard logs
+  each learned parameter per epoch, the record holds the chosen one's arrays, show prints
+  them."""
+  workdir = tmp_path / "run"
+  assert search(workdir, "--epochs", "1", "--set", 'search.candidates=["prelu","pau","relu"]',
+                "--set", "search.param_granularity=channel",
+                "--set", "search.granularity=layer") == 0
+  acc = event_accumulator.EventAccumulator(str(workdir))
+  acc.Reload()
+  tags = set(acc.Tags()["scalars"])
+  for slot in ("block0/act", "block1/act"):
+    assert {f"params/{slot}/prelu/slope", f"params/{slot}/pau/num",
+            f"params/{slot}/pau/den"} <= tags
+  arch = architecture.load(str(workdir / "architecture.json"))
+  assert arch["param_granularity"] == "channel"
+  for layer, width in zip(arch["layers"], (16, 12)):
+    if layer["choice"] == "pau":
+      assert layer["params"]["pau"]["num"]["shape"] == [width, 6]
+    elif layer["choice"] == "prelu":
+      assert layer["params"]["prelu"]["slope"]["shape"] == [width]
+    else:
+      assert layer["params"] == {}
+  capsys.readouterr()
+  assert cli.main(["show", str(workdir / "architecture.json")]) == 0
+  out = capsys.readouterr().out
+  if any(layer["params"] for layer in arch["layers"]):
+    assert "learned parameters (per channel)" in out
 
 
 def test_metrics_jsonl_has_one_line_per_step_and_epoch(run_dir):

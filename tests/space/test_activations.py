@@ -101,6 +101,8 @@ REFERENCE = {
     "repu3": lambda x: np.maximum(x, 0) ** 3,
     "cubic": lambda x: x ** 3 + x,
     "x2_gauss": lambda x: x * x * np.exp(-x * x),
+    "ncu": lambda x: x - x ** 3,
+    "hermite4": lambda x: x ** 4 - 6 * x * x + 3,
     # Learned shapes, parameters read from their trailing axis.
     "pau": lambda x, num, den: (sum(num[..., j] * np.clip(x, -100, 100) ** j for j in range(6))
                                 / (1 + sum(np.abs(den[..., j] * np.clip(x, -100, 100) ** (j + 1))

@@ -52,6 +52,7 @@ def test_the_fitter_finds_known_affine_equalities():
 def test_the_candidates_command_counts_the_families():
   text = candidates_table.text()
   reps = families.representatives(activations.all_candidates())
-  assert f"{len(reps)} distinct families" in text
+  fixed = [c for c in reps.values() if c.kind != "learned"]
+  assert f"{len(fixed)} distinct families" in text and len(fixed) >= 40
   for kind in ("fixed", "parametric", "learned"):
     assert f"\n{kind} (" in f"\n{text}"

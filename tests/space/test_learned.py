@@ -57,6 +57,7 @@ def _slot_model(name, key):
   return apply, params
 
 
+@pytest.mark.slow  # 60 fits of 4000 steps, each compiled: about 40 s
 def test_one_pau_slot_fits_x_sin_x_better_than_every_fixed_candidate_affinely():
   target = GRID * jnp.sin(GRID)
   key = jax.random.key(0)

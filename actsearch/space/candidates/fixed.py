@@ -166,11 +166,11 @@ FIXED = (
      "sum of two unary functions (Ramachandran et al. 2017)", "param_sigmoid"),
     # The novel functions Ramachandran et al. 2017 found by their search (beside Swish).
     ("max_sigmoid", lambda x: jnp.maximum(x, jax.nn.sigmoid(x)), "max(x, sigmoid(x))",
-     RAMACHANDRAN_FOUND, None),
+     RAMACHANDRAN_FOUND, "prelu"),
     ("cos_minus_x", lambda x: jnp.cos(x) - x, "cos(x) - x", RAMACHANDRAN_FOUND,
      "param_sigmoid"),
     ("min_sin", lambda x: jnp.minimum(x, jnp.sin(x)), "min(x, sin(x))", RAMACHANDRAN_FOUND,
-     None),
+     "sin"),
     ("atan_sq_minus_x", lambda x: jnp.arctan(x) ** 2 - x, "atan(x)^2 - x",
      RAMACHANDRAN_FOUND, None),
     ("max_tanh", lambda x: jnp.maximum(x, jnp.tanh(x)), "max(x, tanh(x))",
@@ -184,6 +184,10 @@ FIXED = (
      "(polynomial networks, e.g. Livni, Shalev-Shwartz & Shamir 2014)", None),
     ("x2_gauss", lambda x: x * x * jnp.exp(-x * x), "x^2 exp(-x^2)",
      "second-order Hermite-Gauss shape (radial basis)", None),
+    ("ncu", lambda x: x - x * x * x, "x - x^3",
+     "Noel et al. 2021 (non-monotonic cubic unit)", None),
+    ("hermite4", lambda x: x ** 4 - 6.0 * x * x + 3.0, "x^4 - 6 x^2 + 3",
+     "probabilists' Hermite polynomial He4 (polynomial activations)", None),
 )
 
 for _name, _fn, _formula, _source, _family in FIXED:
