@@ -69,7 +69,12 @@ def _fail(path: str, what: str):
 
 
 def _number(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+  if not isinstance(v, (int, float)) or isinstance(v, bool):
+    return False
+  try:
+    return math.isfinite(v)
+  except OverflowError:  # an integer beyond float's range
+    return False
 
 
 def _common(arch: dict, path: str, optional_kinds: tuple) -> None:
@@ -201,7 +206,12 @@ def _read_v2(arch: dict, path: str) -> dict[str, Any]:
         arr = _array(v["value"], what, path)
         if list(arr.shape) != shape:
           _fail(path, f"{what} has shape {list(arr.shape)}, the record says {shape}")
-  return arch
+  out = dict(arch)  # the optional fields at the values ``make`` gives them
+  out.setdefault("param_granularity", arch.get("granularity") or "layer")
+  out.setdefault("strategy", {"name": "darts", "cost": {}})
+  out["strategy"] = {"cost": {}, **out["strategy"]}
+  out.setdefault("code", [])
+  return out
 
 
 # The readers, one per schema version: each checks a record of its version and returns it in
@@ -221,7 +231,7 @@ def needed(arch: dict) -> list[str]:
   """The candidates a record's network is built from (its choices)."""
   out: list[str] = []
   for layer in arch["layers"]:
-    for c in [layer["choice"], *layer.get("channel_choices", [])]:
+    for c in [layer["choice"], *(layer.get("channel_choices") or [])]:
       if c not in out:
         out.append(c)
   return out
@@ -231,7 +241,13 @@ def require(arch: dict, path: str, names: Sequence[str] | None = None) -> None:
   """Every candidate the record needs (``names``; default: its choices) is registered here;
   otherwise one line naming the user code the record says registered them, to pass with
   ``--import`` (nothing is imported from the record itself)."""
-  activations.require(needed(arch) if names is None else names, arch.get("code") or [], path)
+  code = arch.get("code") or []
+  activations.require(needed(arch) if names is None else names, code, path)
+  from actsearch.models import registry as models
+  backbone = arch.get("model", {}).get("name")
+  if code and backbone not in models.BACKBONES:
+    _fail(path, f"backbone {backbone!r} is not registered here; the record says it comes from "
+          f"{', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code))
 
 
 def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:

@@ -106,6 +106,7 @@ def _search(args) -> None:
 
   distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                          auto=args.distributed)
+  _imports(args)
   from actsearch import configs
   from actsearch.commands import search
 
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
       from actsearch.train import allocator
       allocator.keep_freed_memory()
       _quiet_background_writers()
-    _imports(args)
+    if args.command != "search":  # search imports after jax.distributed starts
+      _imports(args)
     COMMANDS[args.command](args)
   except UserError as e:
     print(f"actsearch: error: {e}", file=sys.stderr)

@@ -143,11 +143,20 @@ def base_config() -> ml_collections.ConfigDict:
 _IMPORTED: dict = {}  # user code loaded in this process: by path and content, or module
 
 
+def _is_file(ref: str) -> bool:
+  return ref.endswith(".py") or os.path.sep in ref
+
+
+def _ref(ref: str) -> str:
+  """How user code is recorded: a file by its absolute path, a module by its name."""
+  return os.path.abspath(ref) if _is_file(ref) else ref
+
+
 def import_code(ref: str):
   """Imports user code the user names (``--import``, ``--config``): a ``.py`` file, run once
   per process, or an importable module. What it registers is recorded as coming from
   ``ref``. Failures are one ``UserError`` line."""
-  is_file = ref.endswith(".py") or os.path.sep in ref
+  is_file = _is_file(ref)
   if is_file and not os.path.isfile(ref):
     raise UserError(f"file not found: {ref}")
   # a file again: once per content (a file rewritten in between runs again)
@@ -155,7 +164,7 @@ def import_code(ref: str):
       else ref
   if key in _IMPORTED:
     return _IMPORTED[key]
-  with activations.loading(ref):
+  with activations.loading(_ref(ref)):
     try:
       if is_file:
         spec = importlib.util.spec_from_file_location(
@@ -202,7 +211,13 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   module = import_code(path)
   if not hasattr(module, "get_config"):
     raise UserError(f"{path} defines no get_config()")
-  cfg = module.get_config()
+  with activations.loading(_ref(path)):  # what get_config() registers comes from the file
+    try:
+      cfg = module.get_config()
+    except UserError as e:
+      raise UserError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any failure of user code is bad input
+      raise UserError(f"{path}: get_config() failed ({type(e).__name__}: {e})") from None
   if not isinstance(cfg, ml_collections.ConfigDict):
     raise UserError(f"{path}: get_config() must return an ml_collections.ConfigDict")
   return cfg
@@ -338,6 +353,7 @@ def expand_candidates(cfg: ml_collections.ConfigDict) -> None:
   """Replaces group names (``all``, ``fixed``, ...) in the config's candidate lists by their
   members, so that ``config.json`` and the record name each candidate."""
   s = cfg.search
+  check_candidates(s)
   s.candidates = activations.expand(list(s.candidates))
   for slot in list((s.get("slot_candidates") or {}).keys()):
     s.slot_candidates[slot] = activations.expand(list(s.slot_candidates[slot]))

@@ -102,6 +102,36 @@ def test_show_of_a_missing_file_and_unknown_flags(tmp_path):
 def test_candidates_lists_every_builtin_with_its_formula():
   proc = run_cli("candidates")
   assert proc.returncode == 0
-  lines = dict(line.split(None, 1) for line in proc.stdout.strip().splitlines())
-  assert lines["gaussian"] == "exp(-x^2)" and lines["sin"] == "sin(x)"
-  assert {"relu", "gelu", "gelu_exact", "hard_swish", "log_sigmoid", "abs"} <= set(lines)
+  rows = [line.split("  ") for line in proc.stdout.splitlines() if line.startswith("  ")]
+  formulas = {r[1].strip(): [c.strip() for c in r[2:] if c.strip()][0] for r in rows
+              if len(r) > 2 and r[1].strip()}
+  assert formulas["gaussian"] == "exp(-x^2)" and formulas["sin"] == "sin(x)"
+  assert {"relu", "gelu", "gelu_exact", "hard_swish", "log_sigmoid", "abs", "prelu", "pau",
+          "nn_act", "maxout", "apl"} <= set(formulas)
+  for kind in ("fixed (", "parametric (", "learned ("):
+    assert kind in proc.stdout
+
+
+@pytest.mark.parametrize("value, needles", [
+    ('{"block7/act": ["relu"]}', ["search.slot_candidates names 'block7/act'", "block0/act"]),
+    ('{"block0/act": "relu"}', ["search.slot_candidates.block0/act must be a list"]),
+    ('{"block0/act": ["relu", "nn_actt"]}', ["unknown candidate activation 'nn_actt'"]),
+])
+def test_bad_slot_candidates(value, needles, tmp_path, classification_npz, workdir_with_config):
+  config = tmp_path / "exp.py"
+  config.write_text("from actsearch.configs import base_config\n\n"
+                    "def get_config():\n  c = base_config()\n  c.data.name = 'npz'\n"
+                    f"  c.search.slot_candidates = {value}\n  return c\n")
+  proc = run_cli("search", "--config", str(config), "--data", classification_npz,
+                 "--workdir", str(workdir_with_config))
+  assert_bad_input(proc, *needles)
+  assert _unchanged(workdir_with_config)
+
+
+def test_an_import_that_fails_is_one_line(tmp_path, workdir_with_config):
+  bad = tmp_path / "bad.py"
+  bad.write_text("raise RuntimeError('nope')\n")
+  proc = run_cli("candidates", "--import", str(bad))
+  assert_bad_input(proc, "bad.py", "RuntimeError: nope")
+  assert_bad_input(run_cli("candidates", "--import", "no_such_module_here"),
+                   "no_such_module_here")

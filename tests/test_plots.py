@@ -20,7 +20,7 @@ def record(**extra):
   layers = [
       {"name": "block0/act", "choice": "prelu",
        "weights": {"relu": 0.30, "gelu": 0.10, "sin": 0.05, "prelu": 0.55},
-       "params": {"prelu": {"slope": 0.2}}},
+       "params": {"prelu": {"slope": {"shape": [], "value": 0.2}}}},
       {"name": "block1/act", "choice": "gelu",
        "weights": {"relu": 0.20, "gelu": 0.45, "sin": 0.30, "prelu": 0.05},
        "params": {}, "channel_choices": ["gelu", "gelu", "sin", "gelu", "relu"]},
@@ -220,10 +220,23 @@ def test_activations_draw_every_channel_choice_with_a_legend():
 def test_per_channel_params_are_averaged_over_the_channels_that_chose_the_candidate():
   arch = record()
   arch["layers"][1].update(choice="prelu", channel_choices=["prelu", "relu", "prelu"],
-                           params={"prelu": {"slope": [0.1, 9.0, 0.3]}})
+                           params={"prelu": {"slope": {"shape": [3], "value": [0.1, 9.0, 0.3]}}})
   lines = lines_by_label(plots.activations_figure(arch).axes[1])
   chosen = lines["prelu (mean slope=0.20)  \u00d72 ch"]
   assert y_at(chosen, -4.0) == pytest.approx(-0.8, abs=1e-5)
+
+
+def test_a_learned_shape_is_drawn_with_its_learned_parameters():
+  """A PAU slot: the curve drawn is the learned rational function, not its initial one."""
+  arch = record()
+  num = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]  # x^2 / (1 + 0): the learned shape is a parabola
+  arch["layers"][0].update(choice="pau", params={"pau": {
+      "num": {"shape": [6], "value": num}, "den": {"shape": [4], "value": [0.0] * 4}}})
+  arch["layers"][0]["weights"] = {"relu": 0.3, "gelu": 0.1, "sin": 0.05, "prelu": 0.05,
+                                  "pau": 0.5}
+  arch["layers"][0]["candidates"] = [*CANDS, "pau"]
+  lines = lines_by_label(plots.activations_figure(arch).axes[0])
+  assert y_at(lines["pau (learned shape)"], -2.0) == pytest.approx(4.0, abs=1e-3)
 
 
 def test_runner_up_is_the_best_candidate_other_than_the_choice():

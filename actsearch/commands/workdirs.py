@@ -58,9 +58,12 @@ def recorded_defaults(workdir: str, cfg: ml_collections.ConfigDict) -> None:
   stored = _stored(workdir)
   if stored is None:
     return
+  defaults = configs.to_json(configs.base_config())
   for key, before in configs.BEFORE_RECORDED.items():
     if key == "search.implementation" or configs.lookup(stored, key) is not KeyError:
       continue
+    if configs.lookup(configs.to_json(cfg), key) != configs.lookup(defaults, key):
+      continue  # set by the user: prepare() refuses it as another config
     *parents, leaf = key.split(".")
     node = cfg
     for p in parents:

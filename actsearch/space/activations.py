@@ -12,11 +12,11 @@ entries from its trailing axes (``p[..., j]``) and broadcasts ``x[..., None]`` a
 parameters, so ``(C,)`` lines up with the channel axis of ``x``.
 
 The built-ins live in ``space/candidates`` (``fixed``, ``parametric``, ``learned``), each with
-its formula and source. ``register`` adds a user's own, after which it can be named in
-``search.candidates`` exactly like a built-in, is recorded in ``architecture.json`` with the
-code that registered it, and joins every property test of the suite. Names of groups
-(``GROUPS``: ``all``, ``fixed``, ``parametric``, ``learned``, ``default``) expand to their
-members in ``search.candidates``. Families with a size (``maxout`` pieces, ``apl`` hinges,
+its formula and source; importing ``actsearch.space`` registers them. ``register`` adds a
+user's own, after which it can be named in ``search.candidates`` exactly like a built-in,
+is recorded in ``architecture.json`` with the code that registered it, and joins every
+property test of the suite. Names of groups (``GROUPS``: ``all``, ``fixed``, ``parametric``,
+``learned``, ``default``) expand to their members in ``search.candidates``. Families with a size (``maxout`` pieces, ``apl`` hinges,
 ``nn_act`` width) are named with it: ``maxout_k4``, ``apl_s3``, ``nn_act_w16``.
 
 Example::
@@ -101,6 +101,28 @@ class Candidate:
     return self.fn(x, **(params or self.params))
 
 
+class _Drawn(Mapping):
+  """The parameters ``init(PRNGKey(0))`` of a candidate with a random start, drawn on first
+  use: registering a candidate computes nothing (importing actsearch starts no JAX backend)."""
+
+  def __init__(self, name: str, init: Callable[[jax.Array], Mapping[str, Any]]):
+    self._name, self._init, self._values = name, init, None
+
+  def _get(self) -> dict[str, np.ndarray]:
+    if self._values is None:
+      self._values = _check_params(self._name, self._init(jax.random.PRNGKey(0)))
+    return self._values
+
+  def __getitem__(self, key):
+    return self._get()[key]
+
+  def __iter__(self):
+    return iter(self._get())
+
+  def __len__(self):
+    return len(self._get())
+
+
 class UnknownCandidateError(UserError):
   """A candidate name that is not registered."""
 
@@ -108,7 +130,6 @@ class UnknownCandidateError(UserError):
 _REGISTRY: dict[str, Candidate] = {}
 _BUILTIN: list[str] = []          # in the order the catalogue registers them
 _LOADING: list[str] = []          # the user code being loaded now (``loading``)
-_CATALOGUE = [False]              # True while the built-in catalogue registers
 # Families with a size in their name: regex -> (size -> Candidate), added by the catalogue.
 SIZED: dict[str, Callable[[str, int], Candidate]] = {}
 
@@ -149,13 +170,10 @@ def candidate(name: str, fn: Callable[..., jax.Array], formula: str,
   """A checked ``Candidate``, not registered (arguments as ``register``; ``builtin`` for the
   catalogue's own)."""
   _check_name(name)
-  if init is not None:
-    params = init(jax.random.PRNGKey(0))
-  values = _check_params(name, params or {})
-  kind = kind or ("parametric" if values else "fixed")
+  values = _Drawn(name, init) if init is not None else _check_params(name, params or {})
+  kind = kind or ("parametric" if init is not None or params else "fixed")
   if kind not in KINDS:
     raise UserError(f"candidate {name!r}: kind must be one of {', '.join(KINDS)}")
-  builtin = builtin or (code is None and _CATALOGUE[0])
   if code is None and not builtin:
     code = _LOADING[-1] if _LOADING else getattr(fn, "__module__", None) or "__main__"
   return Candidate(name, fn, formula, values, init, kind, source, None if builtin else code,
@@ -166,7 +184,7 @@ def register(name: str, fn: Callable[..., jax.Array], formula: str,
              params: Mapping[str, Any] | None = None, *, overwrite: bool = False,
              init: Callable[[jax.Array], Mapping[str, Any]] | None = None,
              kind: str | None = None, source: str = "", family: str | None = None,
-             code: str | None = None) -> Candidate:
+             code: str | None = None, builtin: bool = False) -> Candidate:
   """Adds a candidate to the registry and returns it.
 
   Args:
@@ -184,12 +202,13 @@ def register(name: str, fn: Callable[..., jax.Array], formula: str,
     family: the parametric family a fixed candidate belongs to, if any.
     code: the user code that registers it; default: the file or module being loaded by
       ``--config``/``--import`` (``loading``), else ``fn``'s module.
+    builtin: for the catalogue's own (``space/candidates``).
   """
   _check_name(name)
   if (name in _REGISTRY or _sized(name, build=False)) and not overwrite:
     raise UserError(f"candidate {name!r} is already registered (pass overwrite=True)")
   cand = candidate(name, fn, formula, params, init=init, kind=kind, source=source,
-                   family=family, code=code)
+                   family=family, code=code, builtin=builtin)
   if cand.code is None and name not in _BUILTIN:
     _BUILTIN.append(name)
   _REGISTRY[name] = cand
@@ -249,12 +268,13 @@ def group(name: str) -> list[str] | None:
   if name not in GROUPS:
     return None
   if name == "default":
-    from actsearch.space.candidates import DEFAULT
     return list(DEFAULT)
   return [n for n in names() if name == "all" or _REGISTRY[n].kind == name]
 
 
 GROUPS = ("all", "fixed", "parametric", "learned", "default")
+# The eight candidates of the base config (``configs.DEFAULT_CANDIDATES``, group ``default``).
+DEFAULT = ("relu", "gelu", "silu", "tanh", "sin", "elu", "softplus", "gaussian")
 
 
 def expand(candidate_names: Sequence[str]) -> list[str]:
@@ -298,13 +318,6 @@ def code_refs(candidate_names: Sequence[str]) -> list[str]:
     if cand is not None and cand.code and cand.code not in refs:
       refs.append(cand.code)
   return refs
-
-
-# The catalogue registers the built-ins on import (after ``register`` exists).
-_CATALOGUE[0] = True
-from actsearch.space import candidates as _catalogue  # noqa: E402,F401
-
-_CATALOGUE[0] = False
 
 
 def params_to_record(params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict]]:

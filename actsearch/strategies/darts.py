@@ -105,6 +105,11 @@ def setup(cfg: ml_collections.ConfigDict, splits: data.Splits | None = None) -> 
     raise UserError(f"search.batch_size {global_batch} exceeds the train or val split "
                     f"({len(splits.x_train)} / {len(splits.x_val)} examples)")
   model = build_supernet(cfg, splits)
+  unknown = set(cfg.search.get("slot_candidates") or {}) - {n for n, _ in models.slots(model)}
+  if unknown:
+    raise UserError(f"search.slot_candidates names {sorted(unknown)[0]!r}, which is not a slot "
+                    f"of model {cfg.model.name!r} (its slots: "
+                    f"{', '.join(n for n, _ in models.slots(model))})")
   schedule = optim.weight_schedule(cfg.optim.weights, cfg.search.epochs * steps)
   tx_w = optim.weight_optimizer(cfg.optim.weights, schedule)
   tx_a = optim.arch_optimizer(cfg.optim.arch)

@@ -106,7 +106,7 @@ def perturbation(views: Sequence[SlotView], ctx: Context):
     layers.append(_layer(view, max(losses, key=losses.get), losses))
   return layers, {"method": "perturbation", "score": "supernet val loss with it removed",
                   "seconds": time.perf_counter() - start,
-                  "evaluated": len(views) * len(views[0].candidates) if views else 0}
+                  "evaluated": sum(len(v.candidates) for v in views)}
 
 
 def shortlist_of(views: Sequence[SlotView], k: int, limit: int) -> list[dict[str, str]]:

@@ -40,7 +40,12 @@ from actsearch.train.objective import Objective, split_model
 # values of them (``configs.RUN_ONLY`` names them for ``retrain.*``). The evaluation's batch
 # does not change the training either: neither is part of a training's fingerprint.
 RUN_ONLY = ("checkpoint_every", "async_checkpoints")
-_NOT_TRAINED = (*RUN_ONLY, "eval_batch_size")
+# ``init_params`` says where activation parameters start: the digest of the initial state
+# covers it.
+_NOT_TRAINED = (*RUN_ONLY, "eval_batch_size", "init_params")
+# Keys added to the recipe later, at the value that trained as before they existed: left out,
+# so that a training begun before them keeps its fingerprint.
+_AS_BEFORE = {"act_weight_decay": None, "act_lr_scale": 1.0}
 MEMBERS_FILE = "members.json"
 
 
@@ -81,7 +86,8 @@ def fingerprint(recipe: ml_collections.ConfigDict, objective: Objective, state, 
   """What a training trains: the recipe (without the keys that do not change the training),
   the members' names, seeds and ``structure``, a digest of their initial variables (weights,
   alpha pins, constants) and of the data."""
-  r = {k: v for k, v in json.loads(recipe.to_json()).items() if k not in _NOT_TRAINED}
+  r = {k: v for k, v in json.loads(recipe.to_json()).items() if k not in _NOT_TRAINED
+       and not (k in _AS_BEFORE and v == _AS_BEFORE[k])}
   return {"recipe": r, "names": list(names), "seeds": [int(s) for s in seeds],
           "task": objective.task, "structure": structure(objective, state),
           "state": _digest(*jax.tree.leaves((state.params, state.arch, state.rest))),

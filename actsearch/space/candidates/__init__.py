@@ -5,6 +5,3 @@ imports it).
 """
 
 from actsearch.space.candidates import fixed, parametric, learned  # noqa: F401,I001  registers
-
-# The eight candidates of the base config (``configs.DEFAULT_CANDIDATES``, group ``default``).
-DEFAULT = ("relu", "gelu", "silu", "tanh", "sin", "elu", "softplus", "gaussian")

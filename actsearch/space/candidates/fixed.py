@@ -191,4 +191,4 @@ FIXED = (
 )
 
 for _name, _fn, _formula, _source, _family in FIXED:
-  register(_name, _fn, _formula, kind="fixed", source=_source, family=_family)
+  register(_name, _fn, _formula, kind="fixed", source=_source, family=_family, builtin=True)

@@ -105,11 +105,11 @@ def _nn_act(name: str, width: int) -> activations.Candidate:
 activations.register(
     "pau", pau, "(a0 + a1 x + ... + a5 x^5) / (1 + |b1 x| + ... + |b4 x^4|)  "
     "(init: leaky_relu)", {"num": np.asarray(PAU_LEAKY_NUM), "den": np.asarray(PAU_LEAKY_DEN)},
-    kind="learned", source="Molina, Schramowski & Kersting 2020 (PAU, safe form)")
+    kind="learned", source="Molina, Schramowski & Kersting 2020 (PAU, safe form)", builtin=True)
 for _base, _size, _make, _letter in (("maxout", 3, _maxout, "k"), ("apl", 2, _apl, "s"),
                                      ("nn_act", 8, _nn_act, "w")):
   _cand = _make(_base, _size)
   activations.register(_base, _cand.fn, _cand.formula, init=_cand.init,
                        params=None if _cand.init else _cand.params, kind="learned",
-                       source=_cand.source)
+                       source=_cand.source, builtin=True)
   activations.SIZED[rf"{_base}_{_letter}(\d+)"] = _make

@@ -51,4 +51,4 @@ PARAMETRIC = (
 
 for _name, _fn, _formula, _params, _source, *_family in PARAMETRIC:
   register(_name, _fn, _formula, _params, kind="parametric", source=_source,
-           family=_family[0] if _family else None)
+           family=_family[0] if _family else None, builtin=True)
