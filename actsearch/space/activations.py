@@ -16,8 +16,9 @@ its formula and source; importing ``actsearch.space`` registers them. ``register
 user's own, after which it can be named in ``search.candidates`` exactly like a built-in,
 is recorded in ``architecture.json`` with the code that registered it, and joins every
 property test of the suite. Names of groups (``GROUPS``: ``all``, ``fixed``, ``parametric``,
-``learned``, ``default``) expand to their members in ``search.candidates``. Families with a size (``maxout`` pieces, ``apl`` hinges,
-``nn_act`` width) are named with it: ``maxout_k4``, ``apl_s3``, ``nn_act_w16``.
+``learned``, ``default``) expand to their members in ``search.candidates``. Families with a
+size (``maxout`` pieces, ``apl`` hinges, ``nn_act`` width) are named with it: ``maxout_k4``,
+``apl_s3``, ``nn_act_w16``.
 
 Example::
 
