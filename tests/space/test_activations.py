@@ -177,8 +177,11 @@ def test_every_builtin_has_a_reference_and_a_source():
     assert activations.get(name).source and activations.get(name).formula, name
 
 
-@pytest.mark.parametrize("per_channel", [False, True], ids=["per_layer", "per_channel"])
-@pytest.mark.parametrize("name", ALL)
+# Parameters per channel only where there are parameters (a fixed candidate is the same).
+@pytest.mark.parametrize("name, per_channel",
+                         [(n, False) for n in ALL] + [(n, True) for n in PARAMETRIC],
+                         ids=[f"{n}-per_layer" for n in ALL] + [f"{n}-per_channel"
+                                                                for n in PARAMETRIC])
 def test_finite_values_and_gradients_up_to_1e4(name, per_channel):
   """Values, input gradients and parameter gradients are finite for |x| up to 1e4, with the
   parameters per layer and per channel (the grid's entries as 4 channels)."""
