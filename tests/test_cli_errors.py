@@ -112,6 +112,7 @@ def test_candidates_lists_every_builtin_with_its_formula():
     assert kind in proc.stdout
 
 
+@pytest.mark.slow  # three processes
 @pytest.mark.parametrize("value, needles", [
     ('{"block7/act": ["relu"]}', ["search.slot_candidates names 'block7/act'", "block0/act"]),
     ('{"block0/act": "relu"}', ["search.slot_candidates.block0/act must be a list"]),
@@ -128,6 +129,7 @@ def test_bad_slot_candidates(value, needles, tmp_path, classification_npz, workd
   assert _unchanged(workdir_with_config)
 
 
+@pytest.mark.slow  # two processes
 def test_an_import_that_fails_is_one_line(tmp_path, workdir_with_config):
   bad = tmp_path / "bad.py"
   bad.write_text("raise RuntimeError('nope')\n")

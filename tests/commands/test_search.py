@@ -69,6 +69,7 @@ def test_tensorboard_reads_the_events_with_the_contract_tags(run_dir):
     assert v == pytest.approx(arch["layers"][0]["weights"][k], abs=1e-6)
 
 
+@pytest.mark.slow  # a search of its own
 def test_learned_parameters_reach_tensorboard_the_record_and_show(tmp_path, capsys):
   """A search over parametric and learned candidates, per-channel parameters: TensorBoard logs
   each learned parameter per epoch, the record holds the chosen one's arrays, show prints

@@ -269,6 +269,7 @@ np.savez(sys.argv[3], **{k.replace("/", "_"): v for k, v in out.items()})
 """
 
 
+@pytest.mark.slow  # a fresh process building a slot of every candidate: about 15 s
 def test_every_slot_rebuilt_from_architecture_json_in_a_fresh_process_is_bit_equal(tmp_path):
   """One searched slot per candidate (with others beside it), its parameters moved from their
   initial values; the record's slots, rebuilt in one fresh process, give the chosen functions'
