@@ -86,7 +86,8 @@ def _state(model):
           for path in [tuple(getattr(k, "key", getattr(k, "name", k)) for k in path)]}
 
 
-@pytest.mark.parametrize("searched", [True, False], ids=["supernet", "fixed"])
+@pytest.mark.parametrize("searched", [pytest.param(True, marks=pytest.mark.slow), False],
+                         ids=["supernet", "fixed"])
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_adding_nn_act_to_one_slot_changes_no_other_initial_weight(backbone, searched):
   spec, shape = BACKBONES[backbone]
