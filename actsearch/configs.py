@@ -183,13 +183,15 @@ def import_code(ref: str):
   return module
 
 
+def _named(s: ml_collections.ConfigDict) -> list[str]:
+  """Every candidate name a search config gives: ``search.candidates``, then each slot's own."""
+  return list(s.candidates) + [n for v in (s.get("slot_candidates") or {}).values() for n in v]
+
+
 def code_of(cfg: ml_collections.ConfigDict) -> list[str]:
   """The user code that registered the candidates and the backbone a config names."""
   from actsearch.models import registry as models
-  s = cfg.search
-  names = list(s.candidates) + [n for v in (s.get("slot_candidates") or {}).values()
-                                for n in v]
-  refs = activations.code_refs(names)
+  refs = activations.code_refs(_named(cfg.search))
   backbone = models.SOURCES.get(cfg.model.name)
   if backbone and backbone not in refs:
     refs.append(backbone)
@@ -198,10 +200,8 @@ def code_of(cfg: ml_collections.ConfigDict) -> list[str]:
 
 def check_code(cfg: ml_collections.ConfigDict, where: str) -> None:
   """The candidates a stored config names are registered; else one line naming its code."""
-  s = cfg.search
-  names = list(s.candidates) + [n for v in (s.get("slot_candidates") or {}).values()
-                                for n in v]
-  activations.require(activations.expand(names), list(cfg.get("code") or []), where)
+  activations.require(activations.expand(_named(cfg.search)), list(cfg.get("code") or []),
+                      where)
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
