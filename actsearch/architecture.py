@@ -65,7 +65,9 @@ def make(layers: list[dict], *, candidates: Sequence[str], relaxation: str | Non
 
 
 def _fail(path: str, what: str):
-  raise UserError(f"{path}: {what}")
+  """One line, whatever names the record holds (a key may contain a line break)."""
+  line = f"{path}: {what}".replace("\r", "\\r").replace("\n", "\\n")
+  raise UserError(line)
 
 
 def _number(v) -> bool:

@@ -96,6 +96,9 @@ V2_CASES = {
     "seed a bool": _with(VALID_V2, ["seed"], True),
     "metric a string": _with(VALID_V2, ["metrics"], {"val/loss": "low"}),
     "weights miss a slot candidate": _with(VALID_V2, ["layers", 0, "weights"], {"pau": 1.0}),
+    # found by hypothesis: the message named the key and broke over two lines
+    "a parameter named with a line break": _with(VALID_V2, ["layers", 0, "params"],
+                                                 {"": {"\n": None}}),
 }
 ARCH_CASES = {
     "top level is a list": [],
