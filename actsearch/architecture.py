@@ -103,6 +103,28 @@ def _common(arch: dict, path: str, optional_kinds: tuple) -> None:
   dup = sorted({n for n in names if names.count(n) > 1})
   if dup:
     _fail(path, f"slot name {dup[0]!r} appears twice in 'layers'")
+  if "selection" in arch and isinstance(arch["selection"], dict):
+    _check_selection(arch["selection"], path)
+
+
+def _check_selection(sel: dict, path: str) -> None:
+  """``selection``: ``method`` (a string), optional ``score`` (its name), ``seconds``, and
+  ``evaluated``: a count, or the networks trained as ``{"choices": {slot: candidate},
+  "score": number}``."""
+  if not isinstance(sel.get("method", "argmax"), str) \
+      or not isinstance(sel.get("score", ""), str) or not _number(sel.get("seconds", 0.0)):
+    _fail(path, "'selection' must hold 'method' and 'score' (strings) and 'seconds' (a number)")
+  nets = sel.get("evaluated", 0)
+  if isinstance(nets, list):
+    for net in nets:
+      if not (isinstance(net, dict) and isinstance(net.get("choices"), dict)
+              and all(isinstance(c, str) for c in net["choices"].values())
+              and isinstance(net.get("score"), (int, float))
+              and not isinstance(net["score"], bool)):  # a diverged network's may be NaN
+        _fail(path, "'selection.evaluated' must list {\"choices\": {slot: candidate}, "
+                    "\"score\": number}")
+  elif not _number(nets):
+    _fail(path, "'selection.evaluated' must be a count or a list of networks")
 
 
 def _check_layer(layer: dict, where: str, cands: list, path: str) -> None:
@@ -324,4 +346,38 @@ def table(arch: dict[str, Any]) -> str:
     for layer in arch["layers"]:
       ranked = sorted(layer.get("scores", {}).items(), key=lambda kv: -kv[1])
       out.append(f"  {layer['name']}: " + "  ".join(f"{c} {v:.4g}" for c, v in ranked))
+    out += _decided(arch, sel)
   return "\n".join(out)
+
+
+def _decided(arch: dict[str, Any], sel: dict[str, Any]) -> list[str]:
+  """Lines saying which slots' choices the weights did not make (their largest weight is
+  another candidate's), and, for a shortlist, how the network the weights favour scored
+  against the chosen one."""
+  overruled = []
+  for layer in arch["layers"]:
+    weights = layer.get("weights") or {}
+    if weights and layer["choice"] in weights:
+      top = max(weights, key=weights.get)
+      if top != layer["choice"]:
+        rank = 1 + sum(w > weights[layer["choice"]] for w in weights.values())
+        overruled.append(f"{layer['name']} ({layer['choice']}: weight rank {rank} of "
+                         f"{len(weights)}; {top} had the largest)")
+  if not overruled:
+    return [f"decided: the weights (every choice has its slot's largest weight; "
+            f"{sel['method']} agreed)"]
+  lines = [f"decided by {sel['method']}, not the weights, in " + "; ".join(overruled)]
+  nets = sel.get("evaluated")
+  if isinstance(nets, list) and nets:
+    chosen = {layer["name"]: layer["choice"] for layer in arch["layers"]}
+    mine = next((n for n in nets if n["choices"] == chosen), None)
+    first = nets[0]  # the shortlist's first network: the largest product of weights
+    if mine is not None and first is not mine:
+      lines.append(f"  the weights' favourite network {_choices(first['choices'])} scored "
+                   f"{first['score']:.4g}; the chosen {_choices(chosen)} scored "
+                   f"{mine['score']:.4g}")
+  return lines
+
+
+def _choices(net: dict[str, str]) -> str:
+  return " / ".join(net.values())

@@ -94,29 +94,78 @@ def _channel_summary(layer: Mapping[str, Any]) -> str:
   return ", ".join(f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def weights_figure(arch: Mapping[str, Any]) -> Figure:
-  """A heatmap of the final relaxed weights: one row per slot, one column per candidate.
+MAX_COLUMNS = 24  # a heatmap of more candidates shows these many (the largest weights)
 
-  Each cell shows its weight (2 decimals); the chosen candidate of each row is outlined in
-  red, so a near tie (a choice that could easily have gone the other way) stands out from a
-  clear win. Per-channel slots show the weights averaged over channels and, under the slot
-  name, how many channels chose what. Layers' ``scores`` are not shown.
+
+def _columns(layers: Sequence[Mapping[str, Any]], cands: list[str]) -> list[str]:
+  """The candidates the heatmap shows: all of them, or, beyond ``MAX_COLUMNS``, the chosen
+  ones and those with the largest weight in any slot, in the record's order."""
+  if len(cands) <= MAX_COLUMNS:
+    return cands
+  best = {c: max(float((layer.get("weights") or {}).get(c, -np.inf)) for layer in layers)
+          for c in cands}
+  keep = {layer["choice"] for layer in layers}
+  for c in sorted(cands, key=lambda c: -best[c]):
+    if len(keep) >= MAX_COLUMNS:
+      break
+    keep.add(c)
+  return [c for c in cands if c in keep]
+
+
+def _evaluated(arch: Mapping[str, Any]) -> list[tuple[str, float, bool]]:
+  """The shortlist's networks as ``(choices, val score, chosen)``, best first; empty when
+  the record holds no list of evaluated networks."""
+  sel = arch.get("selection") or {}
+  nets = sel.get("evaluated")
+  if not isinstance(nets, list) or not nets:
+    return []
+  names = [layer["name"] for layer in arch["layers"]]
+  chosen = [layer["choice"] for layer in arch["layers"]]
+  rows = []
+  for net in nets:
+    choices = [net["choices"].get(n, "?") for n in names]
+    rows.append((" / ".join(choices), float(net["score"]), choices == chosen))
+  return sorted(rows, key=lambda r: (not np.isfinite(r[1]), -r[1] if np.isfinite(r[1]) else 0))
+
+
+def weights_figure(arch: Mapping[str, Any]) -> Figure:
+  """A heatmap of the final relaxed weights (one row per slot, one column per candidate) and,
+  beside it, the val scores of the networks the shortlist trained, when there are any.
+
+  Each cell shows its weight (3 decimals); the colour scale runs from the smallest to the
+  largest weight shown, so that weights that all lie near uniform still differ in colour. The
+  chosen candidate of each row is outlined in red, so a near tie stands out from a clear win.
+  With more than ``MAX_COLUMNS`` candidates the columns are the chosen ones and those of the
+  largest weights (the title says how many are left out). Per-channel slots show the weights
+  averaged over channels and, under the slot name, how many channels chose what. The
+  shortlist panel draws one bar per trained network, best first, the chosen one in red: what
+  decided, when the weights did not.
   """
   layers = list(arch["layers"])
-  cands = list(dict.fromkeys([*arch["candidates"],
+  every = list(dict.fromkeys([*arch["candidates"],
                               *(c for layer in layers for c in layer.get("candidates", []))]))
+  cands = _columns(layers, every)
   w = np.array([[float((layer.get("weights") or {}).get(c, np.nan)) for c in cands]
                 for layer in layers])
-  lo, hi = min(0.0, float(np.nanmin(w, initial=0.0))), max(1.0, float(np.nanmax(w, initial=1.0)))
-  width = min(3.0 + 1.0 * len(cands), 30.0)
+  finite = w[np.isfinite(w)]
+  lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+  if hi - lo < 1e-6:
+    lo, hi = lo - 0.01, hi + 0.01
+  nets = _evaluated(arch)
+  width = min(3.0 + 0.75 * len(cands), 24.0)
   height = min(1.8 + 0.6 * len(layers), 40.0)
+  side = 0.0 if not nets else 6.0
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
   from matplotlib.patches import Rectangle
 
-  fig = Figure(figsize=(max(width, 6.5), max(height, 3.2)), dpi=_DPI, layout="constrained")
+  fig = Figure(figsize=(max(width, 6.5) + side, max(height, 3.2, 1.4 + 0.28 * len(nets))),
+               dpi=_DPI, layout="constrained")
   FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
+  if nets:
+    ax, bars = fig.subplots(1, 2, width_ratios=[max(width, 6.5), side])
+  else:
+    ax, bars = fig.add_subplot(), None
   image = ax.imshow(w, cmap="Blues", vmin=lo, vmax=hi, aspect="auto")
   ax.set_xticks(range(len(cands)), cands, rotation=30 if len(cands) > 6 else 0,
                 ha="right" if len(cands) > 6 else "center")
@@ -126,21 +175,49 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
   ax.set_xlabel("candidate   (outlined: the chosen one)")
   ax.set_ylabel("slot")
   ax.tick_params(length=0)
-  font = 10 if len(cands) <= 10 else 8
+  font = 9 if len(cands) <= 10 else 7
   for i, layer in enumerate(layers):
     for j, value in enumerate(w[i]):
       if not np.isfinite(value):
         continue
       dark = (value - lo) / (hi - lo) > 0.55
-      ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=font,
+      ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=font,
               color="white" if dark else "black",
               fontweight="bold" if cands[j] == layer["choice"] else "normal")
-    j = cands.index(layer["choice"])
-    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1.0, 1.0, fill=False, edgecolor="crimson",
-                           linewidth=3.0, clip_on=False, zorder=3))
-  ax.set_title(_title(arch))
-  fig.colorbar(image, ax=ax, label="relaxed weight", shrink=0.9)
+    if layer["choice"] in cands:
+      j = cands.index(layer["choice"])
+      ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1.0, 1.0, fill=False, edgecolor="crimson",
+                             linewidth=3.0, clip_on=False, zorder=3))
+  hidden = len(every) - len(cands)
+  ax.set_title(_title(arch) + (f"\n{len(cands)} of {len(every)} candidates shown (the "
+                               f"largest weights)" if hidden else ""))
+  fig.colorbar(image, ax=ax, label=f"relaxed weight (scale {lo:.3f} to {hi:.3f})", shrink=0.9)
+  if nets:
+    _shortlist_panel(bars, nets, (arch.get("selection") or {}).get("score", "val score"))
   return fig
+
+
+def _shortlist_panel(ax, nets: list[tuple[str, float, bool]], score: str) -> None:
+  """Horizontal bars, one per trained network (best at the top), the chosen one in red; the
+  axis spans the scores' range, so that close scores are told apart."""
+  labels = [n for n, _, _ in nets]
+  values = np.array([v for _, v, _ in nets])
+  y = np.arange(len(nets))
+  finite = values[np.isfinite(values)] if np.isfinite(values).any() else np.zeros(1)
+  low, high = float(finite.min()), float(finite.max())
+  span = (high - low) or max(abs(high) * 0.01, 1e-3)
+  base = low - 0.6 * span  # bars rise from the left edge, whatever the scores' sign
+  values = np.where(np.isfinite(values), values, base)  # a diverged network: no bar
+  ax.barh(y, values - base, left=base, height=0.7,
+          color=["crimson" if c else "#4a7fb5" for _, _, c in nets])
+  ax.set_xlim(base, high + 0.4 * span)
+  ax.set_yticks(y, labels, fontsize=8 if len(nets) <= 16 else 6)
+  ax.invert_yaxis()
+  for yi, v, (_, raw, _) in zip(y, values, nets):
+    ax.text(v, yi, f" {raw:.4g}", va="center", ha="left", fontsize=7)
+  ax.set_xlabel(score)
+  ax.set_title(f"Shortlist: {len(nets)} networks trained\n(red: the chosen one)")
+  ax.grid(True, axis="x", alpha=0.3)
 
 
 def _candidate(name: str):

@@ -69,3 +69,41 @@ def test_a_workdir_of_the_old_code_resumes_and_ends_as_the_old_code_did(legacy_r
     np.testing.assert_allclose([a["weights"][c] for c in new["candidates"]],
                                [b["weights"][c] for c in old["candidates"]], rtol=0, atol=1e-6)
   assert new["metrics"] == pytest.approx(old["metrics"], abs=1e-6)
+
+
+def _shortlisted(choice0, scores):
+  layers = [{"name": "a", "choice": choice0, "weights": {"relu": 0.6, "gelu": 0.4}},
+            {"name": "b", "choice": "gelu", "weights": {"relu": 0.3, "gelu": 0.7}}]
+  nets = [{"choices": {"a": x, "b": "gelu"}, "score": s} for x, s in scores]
+  return architecture.validate(architecture.make(
+      layers, candidates=["relu", "gelu"], relaxation="gumbel", granularity="layer", model={},
+      data={}, metrics={}, seed=0, discretize="shortlist",
+      selection={"method": "shortlist", "score": "val accuracy", "seconds": 2.0,
+                 "evaluated": nets}))
+
+
+def test_show_says_what_decided_when_it_was_not_the_weights():
+  text = architecture.table(_shortlisted("gelu", [("relu", 0.90), ("gelu", 0.93)]))
+  assert "decided by shortlist, not the weights, in a (gelu: weight rank 2 of 2; relu had " \
+         "the largest)" in text
+  assert "the weights' favourite network relu / gelu scored 0.9; the chosen gelu / gelu " \
+         "scored 0.93" in text
+  agreed = architecture.table(_shortlisted("relu", [("relu", 0.93), ("gelu", 0.90)]))
+  assert "decided: the weights" in agreed and "not the weights" not in agreed
+
+
+@pytest.mark.parametrize("selection,needle", [
+    ({"method": 3}, "'selection' must hold"),
+    ({"method": "shortlist", "evaluated": [{"choices": {"a": 1}, "score": 0.5}]},
+     "'selection.evaluated' must list"),
+    ({"method": "shortlist", "evaluated": [{"choices": {"a": "relu"}}]},
+     "'selection.evaluated' must list"),
+    ({"method": "shortlist", "evaluated": "many"}, "must be a count or a list"),
+])
+def test_a_malformed_selection_is_one_line(tmp_path, selection, needle):
+  arch = _shortlisted("gelu", [("relu", 0.9)])
+  arch["selection"] = selection
+  path = tmp_path / "a.json"
+  path.write_text(json.dumps(arch))
+  with pytest.raises(UserError, match=needle):
+    architecture.load(str(path))

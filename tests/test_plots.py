@@ -159,7 +159,7 @@ def test_weights_cells_are_annotated_and_choices_outlined():
   ax = plots.weights_figure(arch).axes[0]
   cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
            for t in ax.texts}
-  want = {(i, j): f"{layer['weights'][c]:.2f}"
+  want = {(i, j): f"{layer['weights'][c]:.3f}"
           for i, layer in enumerate(arch["layers"]) for j, c in enumerate(CANDS)}
   assert cells == want
   outlined = sorted((round(p.get_y() + 0.5), round(p.get_x() + 0.5))
@@ -283,3 +283,50 @@ def test_tensorboard_reads_images_and_layout(tmp_path):
     assert chart.WhichOneof("content") == "multiline"
     charts[chart.title] = list(chart.multiline.tag)
   check_layout_charts(charts, SLOTS, CANDS)
+
+
+# --- the colour scale, many candidates, the shortlist panel -----------------------------------
+
+def shortlisted(scores):
+  """``record()`` whose selection trained one network per (slot 0, slot 1) pair of scores."""
+  nets = [{"choices": {"block0/act": a, "block1/act": b}, "score": s}
+          for (a, b), s in scores.items()]
+  return record(discretize="shortlist",
+                selection={"method": "shortlist", "score": "val accuracy", "seconds": 1.0,
+                           "evaluated": nets})
+
+
+def test_the_colour_scale_runs_over_the_weights_not_to_one():
+  image = plots.weights_figure(record()).axes[0].images[0]
+  assert image.get_clim() == pytest.approx((0.05, 0.55))
+
+
+def test_beyond_the_column_limit_the_largest_weights_and_the_choices_are_shown():
+  cands = [f"c{i}" for i in range(40)]
+  weights = {c: 0.001 * (i + 1) for i, c in enumerate(cands)}
+  layers = [{"name": "s", "choice": "c0", "weights": weights}]
+  arch = {"candidates": cands, "layers": layers}
+  ax = plots.weights_figure(arch).axes[0]
+  shown = [t.get_text() for t in ax.get_xticklabels()]
+  assert len(shown) == plots.MAX_COLUMNS and "c0" in shown and "c39" in shown
+  assert shown == [c for c in cands if c in shown]  # the record's order
+  assert f"{plots.MAX_COLUMNS} of 40 candidates shown" in ax.get_title()
+
+
+def test_the_shortlist_panel_ranks_the_networks_and_marks_the_chosen_one():
+  arch = shortlisted({("prelu", "gelu"): 0.91, ("relu", "gelu"): 0.93, ("prelu", "sin"): 0.90,
+                      ("relu", "sin"): float("nan")})
+  heat, bars = plots.weights_figure(arch).axes[:2]
+  assert [t.get_text() for t in bars.get_yticklabels()] == [
+      "relu / gelu", "prelu / gelu", "prelu / sin", "relu / sin"]
+  reds = [p for p in bars.patches if p.get_facecolor()[:3] == pytest.approx((0.863, 0.078, 0.235),
+                                                                            abs=1e-3)]
+  assert len(reds) == 1 and round(reds[0].get_y() + reds[0].get_height() / 2) == 1
+  left, right = bars.get_xlim()
+  assert 0.85 < left < 0.90 and 0.93 < right < 0.95  # fitted to the scores' range
+  assert "val accuracy" in bars.get_xlabel()
+
+
+def test_without_a_list_of_networks_there_is_no_panel():
+  assert len([a for a in plots.weights_figure(record()).axes if a.images]) == 1
+  assert len(plots.weights_figure(record()).axes) == 2  # the heatmap and its colour bar
