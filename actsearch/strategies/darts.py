@@ -75,19 +75,24 @@ def check(cfg: ml_collections.ConfigDict) -> None:
 
 
 def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
-                   plain: bool = False, seed: int | None = None) -> nnx.Module:
+                   plain: bool = False, seed: int | None = None,
+                   only: dict[str, list[str]] | None = None) -> nnx.Module:
   """The supernet, initialised with ``seed`` (default: the config's); ``plain`` leaves out the
   stabilisers that change what a slot computes (normalisation, clamping), so that a pinned
-  slot is exactly its one candidate."""
+  slot is exactly its one candidate; ``only`` restricts each slot it names to those
+  candidates (the shortlist's networks compute only theirs). The weights outside the slots
+  start the same whatever the slots hold: each draw of the shared stream is keyed by its
+  count, not its shape."""
   s = cfg.search
+  per_slot = {k: list(v) for k, v in (s.get("slot_candidates") or {}).items()}
+  per_slot.update(only or {})
   rngs = nnx.Rngs(params=cfg.seed if seed is None else seed)
   slot = models.search_slots(list(s.candidates), s.relaxation, s.granularity, rngs,
                              temperature=s.temperature, use_fused=s.fused,
                              normalize=s.normalize and not plain,
                              clamp=0.0 if plain else s.clamp, implementation=s.implementation,
                              param_granularity=s.get("param_granularity"),
-                             slot_candidates={k: list(v) for k, v in
-                                              (s.get("slot_candidates") or {}).items()})
+                             slot_candidates=per_slot)
   return models.build(cfg.model, splits.input_shape, splits.num_outputs, slot, rngs)
 
 
@@ -134,7 +139,8 @@ def discretized(su: Setup, state, metrics: dict[str, float], workdir: str,
   """One choice per slot of a state, by the method of ``search.discretize``."""
   s = su.cfg.search
   ctx = selection.context(su, state, workdir,
-                          lambda seed: build_supernet(su.cfg, su.splits, plain=True, seed=seed))
+                          lambda seed, only=None: build_supernet(su.cfg, su.splits, plain=True,
+                                                                 seed=seed, only=only))
   layers, info = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)), ctx)
   return Found(layers=layers, metrics=metrics, step=step,
                fields={"relaxation": s.relaxation, "granularity": s.granularity,

@@ -70,10 +70,11 @@ def shrink(graphdef, state, keep: int):
   return state.replace(arch=_with_alpha(graphdef, state, pins))
 
 
-def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
+def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
             progress: bool = False) -> discretize.Context:
-  """``plain(seed)``: the supernet initialised with ``seed``, without the stabilisers that
-  change what a slot computes, so that a pinned slot is exactly one candidate."""
+  """``plain(seed, only=None)``: the supernet initialised with ``seed``, without the
+  stabilisers that change what a slot computes, so that a pinned slot is exactly one
+  candidate; ``only`` (``{slot: candidates}``) restricts the slots it names."""
   cfg, splits = su.cfg, su.splits
   classification = splits.task == data.CLASSIFICATION
 
@@ -85,9 +86,14 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
 
   def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:
     seeds = [cfg.seed + j for j in range(cfg.search.shortlist_seeds)]
-    inits = [train_step.init_state(plain(seed), None) for seed in seeds]
+    # each slot holds only the candidates some network takes there: with the whole catalogue
+    # searched, a shortlisted network computes its own activations, not 80 pinned to zero
+    order = {v.name: v.candidates for v in discretize.slot_views(su.model)}
+    only = {name: [c for c in cands if any(net.get(name) == c for net in nets)]
+            for name, cands in order.items() if any(name in net for net in nets)}
+    inits = [train_step.init_state(plain(seed, only), None) for seed in seeds]
     graphdef = inits[0][0]
-    views = {v.name: v.candidates for v in discretize.slot_views(plain(cfg.seed))}
+    views = {v.name: v.candidates for v in discretize.slot_views(plain(cfg.seed, only))}
     members = []
     for net in nets:
       pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
@@ -96,11 +102,20 @@ def context(su, state, workdir: str, plain: Callable[[int], nnx.Module],
     stacked = trainer.stack(members)
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs
-    trained, seconds = trainer.fit(r, objective, stacked, splits.x_train, splits.y_train,
-                                   os.path.join(workdir, "selection"), seeds * len(nets),
-                                   [f"net{i}/seed{s}" for i in range(len(nets)) for s in seeds],
-                                   progress=progress, desc="shortlist",
-                                   resident_mb=cfg.data.resident_mb)
+    try:
+      trained, seconds = trainer.fit(r, objective, stacked, splits.x_train, splits.y_train,
+                                     os.path.join(workdir, "selection"), seeds * len(nets),
+                                     [f"net{i}/seed{s}" for i in range(len(nets))
+                                      for s in seeds],
+                                     progress=progress, desc="shortlist",
+                                     resident_mb=cfg.data.resident_mb)
+    except FloatingPointError:
+      # a network whose loss is not finite (cosh alone overflows at once) scores -inf; the
+      # others of its batch train again one by one (their runs keyed apart from the batch's)
+      if len(nets) == 1:
+        return [-np.inf], 0.0
+      alone = [train_and_score([net]) for net in nets]
+      return [a[0][0] for a in alone], sum(a[1] for a in alone)
     out = trainer.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]

@@ -66,6 +66,43 @@ def test_shortlist_chooses_the_best_trained_network_not_the_largest_weights():
   assert info["seconds"] == 1.5 and len(info["evaluated"]) == 4 and len(asked) == 1
 
 
+def test_screen_trains_each_candidate_alone_then_the_best_screened_combinations():
+  # alone: sin best, then gelu, then relu; the weights would have said relu and sin
+  alone = {"relu": 0.70, "gelu": 0.80, "sin": 0.85}
+  pairs = {("sin", "gelu"): 0.90, ("gelu", "sin"): 0.82}
+  asked = []
+
+  def train_and_score(nets):
+    asked.append(nets)
+    out = []
+    for n in nets:
+      a, b = n["block0/act"], n["block1/act"]
+      out.append(alone[a] if a == b else pairs[(a, b)])
+    return out, 0.5
+  ctx = discretize.Context(train_and_score=train_and_score, score_name="val accuracy",
+                           shortlist_k=2, shortlist_max=16)
+  layers, info = discretize.screen(_views(), ctx)
+  assert [len(a) for a in asked] == [1, 1, 1, 2]  # one network per call while screening
+  assert [a[0]["block0/act"] for a in asked[:3]] == list(CANDS)
+  assert [layer["choice"] for layer in layers] == ["sin", "gelu"]
+  assert layers[0]["scores"] == alone
+  assert info["method"] == "screen" and info["screened"] == 3 and info["shortlisted"] == 4
+  assert len(info["evaluated"]) == 5  # 3 screened + 2 mixed; the uniform pairs not again
+  assert "decided by screen, not the weights" in architecture.table(
+      architecture.make(layers, candidates=list(CANDS), relaxation="softmax",
+                        granularity="layer", model={}, data={}, metrics={}, seed=0,
+                        discretize="screen", selection=info))
+
+
+def test_screened_shortlist_orders_by_the_sum_of_scores_and_a_missing_candidate_keeps_the_top():
+  views = [discretize.SlotView("a", np.array([0.5, 0.5]), ("relu", "sin"), {}),
+           discretize.SlotView("b", np.array([0.9, 0.1]), ("gelu", "relu"), {})]
+  nets = discretize.screened_shortlist(views, {"relu": 0.5, "sin": 0.9, "gelu": 0.7}, 2, 3)
+  assert nets == [{"a": "sin", "b": "gelu"}, {"a": "sin", "b": "relu"},
+                  {"a": "relu", "b": "gelu"}]
+  assert discretize.uniform_network(views, "sin") == {"a": "sin", "b": "gelu"}
+
+
 def test_perturbation_chooses_the_candidate_whose_removal_hurts_most():
   loss = {("block0/act", "relu"): 0.5, ("block0/act", "gelu"): 0.9, ("block0/act", "sin"): 0.4,
           ("block1/act", "relu"): 0.3, ("block1/act", "gelu"): 0.2, ("block1/act", "sin"): 0.25}
@@ -106,12 +143,14 @@ TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
 
 
 @pytest.mark.parametrize("method", [pytest.param("perturbation", marks=pytest.mark.slow),
-                                    "shortlist"])
+                                    "shortlist", "screen"])
 def test_each_method_through_the_search_records_scores_and_shows_them(method, tmp_path, capsys):
   workdir = tmp_path / method
   assert cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),
                    "--workdir", str(workdir), *TINY, "--set", f"search.discretize={method}",
-                   "--set", "search.shortlist_epochs=1", "--set", "search.normalize=true"]) == 0
+                   "--set", "search.shortlist_epochs=1", "--set", "search.normalize=true",
+                   "--set", "search.shortlist_k=2",
+                   "--set", 'search.candidates=["relu","gelu","sin","elu"]']) == 0
   arch = architecture.load(str(workdir / "architecture.json"))
   assert arch["discretize"] == method and arch["selection"]["method"] == method
   for layer in arch["layers"]:
@@ -119,16 +158,19 @@ def test_each_method_through_the_search_records_scores_and_shows_them(method, tm
     if method == "perturbation":
       assert set(scores) == set(arch["candidates"])
       assert layer["choice"] == max(scores, key=scores.get)
+    elif method == "screen":  # every candidate's own network
+      assert set(scores) == set(arch["candidates"])
     else:
       assert len(scores) == 2 and layer["choice"] in scores
-  if method == "shortlist":
+  if method in ("shortlist", "screen"):
     evaluated = arch["selection"]["evaluated"]
-    assert len(evaluated) == 4
+    k = len(arch["candidates"])
+    assert len(evaluated) == (4 if method == "shortlist" else k + 2)  # 2 x 2, less 2 uniform
     best = max(evaluated, key=lambda e: e["score"])
     assert {layer["name"]: layer["choice"] for layer in arch["layers"]} == best["choices"]
     # the shortlist's training, in a run directory of the trainer keyed by what it trains
     runs = list((workdir / "selection").iterdir())
-    assert len(runs) == 1 and (runs[0] / "net0").is_dir()
+    assert len(runs) == (1 if method == "shortlist" else k + 1) and (runs[0] / "net0").is_dir()
   out = capsys.readouterr().out
   assert f"discretize: {method}, score = " in out
   assert {"arch_weights.png", "chosen_activations.png"} <= set(os.listdir(workdir))
@@ -167,3 +209,42 @@ def test_progressive_shrinking_ends_the_search_with_the_discrete_network(tmp_pat
   for layer in arch["layers"]:
     assert layer["weights"][layer["choice"]] == pytest.approx(1.0, abs=1e-6)
     assert sum(w > 1e-6 for w in layer["weights"].values()) == 1
+
+
+def test_a_shortlisted_network_computes_only_its_candidates_from_the_same_weights():
+  from actsearch import data, models
+  from actsearch.strategies import darts
+  cfg = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
+  configs.apply_overrides(cfg, ["data.num_samples=200", "model.widths=[6,5]"])
+  splits = data.load(cfg.data, 0)
+  full = darts.build_supernet(cfg, splits, plain=True, seed=3)
+  only = darts.build_supernet(cfg, splits, plain=True, seed=3,
+                              only={"block0/act": ["gelu"], "block1/act": ["relu", "sin"]})
+  assert [[c.name for c in slot.candidates] for _, slot in models.slots(only)] == [
+      ["gelu"], ["relu", "sin"]]
+  a = dict(nnx.state(full, nnx.Param).flat_state())
+  b = dict(nnx.state(only, nnx.Param).flat_state())
+  assert set(a) == set(b) and len(a) >= 4  # the dense layers: no candidate has parameters
+  for path in a:
+    np.testing.assert_array_equal(np.asarray(a[path][...]), np.asarray(b[path][...]))
+
+
+def test_a_screened_network_whose_loss_is_not_finite_scores_minus_infinity(tmp_path, monkeypatch):
+  from actsearch.train import trainer
+  real, calls = trainer.fit, []
+
+  def fit(*args, **kwargs):  # the second screened network (gelu's) diverges
+    calls.append(1)
+    if len(calls) == 2:
+      raise FloatingPointError("non-finite loss at step 0 (epoch 1)")
+    return real(*args, **kwargs)
+  monkeypatch.setattr(trainer, "fit", fit)
+  workdir = tmp_path / "screen"
+  assert cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),
+                   "--workdir", str(workdir), *TINY, "--set", "search.discretize=screen",
+                   "--set", "search.shortlist_epochs=1", "--set", "search.shortlist_seeds=1",
+                   "--set", 'search.candidates=["relu","gelu","sin"]']) == 0
+  arch = architecture.load(str(workdir / "architecture.json"))
+  assert all(layer["scores"]["gelu"] == -np.inf and layer["choice"] != "gelu"
+             for layer in arch["layers"])
+  assert len(calls) == 4  # three screened, then the shortlist's two mixed networks at once
