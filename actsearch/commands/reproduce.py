@@ -15,14 +15,17 @@ from collections.abc import Sequence
 
 import jax
 
-from actsearch import configs
+from actsearch import configs, stats
 from actsearch.commands import retrain, search
 from actsearch.errors import UserError
 from actsearch.train import files
 
 TASKS = {"mnist1d_cnn": "MNIST-1D, 1-D CNN (3 x 25 channels)",
          "mnist1d_mlp": "MNIST-1D, MLP (100, 100)",
-         "digits_mlp": "sklearn digits 8x8, MLP (64, 64)"}
+         "digits_mlp": "sklearn digits 8x8, MLP (64, 64)",
+         # not in the default table: the whole catalogue against the eight defaults
+         "mnist1d_cnn_catalogue": "MNIST-1D, 1-D CNN, the whole catalogue",
+         "mnist1d_cnn_default8": "MNIST-1D, 1-D CNN, the eight default candidates"}
 
 
 def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict:
@@ -73,9 +76,29 @@ def _ci(s: dict, scale: float) -> str:
   return (f"{s['mean'] * scale:.2f} [{s['ci_low'] * scale:.2f}, {s['ci_high'] * scale:.2f}]")
 
 
+# What a user would pick anyway: the found network must beat the best of these to win.
+USUAL = ("relu", "gelu", "silu", "elu")
+
+
+def against_usual(report: dict) -> dict | None:
+  """The paired difference of the found network against the best (by mean) of the usual
+  activations among the report's baselines, with its verdict; None without any."""
+  higher = report["higher_is_better"]
+  usual = [b for b in USUAL if b in report["paired"]]
+  if not usual:
+    return None
+  means = {b: report["summary"][b]["mean"] for b in usual}
+  best = max(usual, key=means.get) if higher else min(usual, key=means.get)
+  p = report["paired"][best]
+  low, high = p["ci_low"], p["ci_high"]
+  better, worse = (low > 0, high < 0) if higher else (high < 0, low > 0)
+  return {"baseline": best, **p, "verdict": "wins" if better else "loses" if worse else "ties"}
+
+
 def markdown(out: dict) -> str:
   """One table: per task the found choices, search cost, each variant's mean test accuracy
-  with its 95% interval, the paired difference against ReLU and the verdict."""
+  with its 95% interval, the paired difference against the best of the usual activations
+  (``USUAL``) with its verdict, and the verdict against the best of every baseline."""
   baselines = []
   for row in out["tasks"]:
     for name in row["report"]["variants"]:
@@ -85,7 +108,8 @@ def markdown(out: dict) -> str:
            "Test accuracy (%), mean [95% CI] over seeds; every variant retrained from scratch "
            "on train + val with the task's recipe, the same seeds for all (paired).", "",
            "| task | found | search (s) | retrain one seed (s) | ratio | found acc | "
-           + " | ".join(baselines) + " | found - relu [95% CI] | verdict vs best |",
+           + " | ".join(baselines) + f" | found - best of {' / '.join(USUAL)} [95% CI] | "
+           "verdict vs best of every row |",
            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in baselines)
            + " | --- | --- |"]
   for row in out["tasks"]:
@@ -93,19 +117,54 @@ def markdown(out: dict) -> str:
     scale = 100.0 if rep["metric"] == "test_accuracy" else 1.0
     one = row["retrain_one_seed_seconds"]
     cells = [_ci(rep["summary"][b], scale) if b in rep["summary"] else "" for b in baselines]
-    relu = rep["paired"].get("relu")
-    vs_relu = (f"{relu['mean_diff'] * scale:+.2f} [{relu['ci_low'] * scale:+.2f}, "
-               f"{relu['ci_high'] * scale:+.2f}]" if relu else "")
+    usual = against_usual(rep)
+    vs_usual = (f"{usual['mean_diff'] * scale:+.2f} [{usual['ci_low'] * scale:+.2f}, "
+                f"{usual['ci_high'] * scale:+.2f}] {usual['verdict']} ({usual['baseline']})"
+                if usual else "")
     lines.append(f"| {row['title']} | {rep['found']} | {row['search_seconds']:.1f} | "
                  f"{one:.1f} | {row['search_seconds'] / one:.1f}x | "
                  f"{_ci(rep['summary'][retrain.FOUND], scale)} | "
-                 + " | ".join(cells) + f" | {vs_relu} | {rep.get('verdict', '')} "
+                 + " | ".join(cells) + f" | {vs_usual} | {rep.get('verdict', '')} "
                  f"({rep.get('best_baseline', '')}) |")
+  lines += _found_against_found(out["tasks"])
   lines += ["", "search: the search with its discretization (selection included); retrain one "
             "seed: the found network retrained alone with one seed and the task's recipe; both "
-            "in-process wall times with data loading and compilation.",
+            "in-process wall times with data loading and compilation. A verdict is \"wins\" "
+            "when the paired 95% interval of the difference lies above zero, \"loses\" when "
+            "below, \"ties\" otherwise.",
             "", f"Total wall time: {out['seconds']:.0f} s. Protocols: "
             + "; ".join(f"{r['task']}: {r['report']['protocol']['train_examples']} train, "
                         f"{r['report']['protocol']['test_examples']} test"
                         for r in out["tasks"]) + "."]
   return "\n".join(lines) + "\n"
+
+
+def _same_setting(a: dict, b: dict) -> bool:
+  """Two tasks' retrains train the same backbone on the same data with the same recipe."""
+  ca, cb = a["report"].get("config", {}), b["report"].get("config", {})
+  return all(ca.get(k) == cb.get(k) and ca.get(k) is not None
+             for k in ("data", "model", "retrain"))
+
+
+def _found_against_found(rows: list[dict]) -> list[str]:
+  """For tasks that differ only in their search (the whole catalogue against the eight
+  defaults): the paired difference of their found networks, seed by seed."""
+  lines = []
+  for i, a in enumerate(rows):
+    for b in rows[i + 1:]:
+      if not _same_setting(a, b):
+        continue
+      ra, rb = a["report"], b["report"]
+      metric = ra["metric"]
+      scale = 100.0 if metric == "test_accuracy" else 1.0
+      va = {r["seed"]: r[metric] for r in ra["variants"][retrain.FOUND]["seeds"]}
+      vb = {r["seed"]: r[metric] for r in rb["variants"][retrain.FOUND]["seeds"]}
+      seeds = sorted(set(va) & set(vb))
+      if len(seeds) < 2:
+        continue
+      p = stats.paired([va[s] for s in seeds], [vb[s] for s in seeds])
+      lines.append(f"Found of {a['task']} ({ra['found']}) - found of {b['task']} "
+                   f"({rb['found']}): {p['mean_diff'] * scale:+.2f} "
+                   f"[{p['ci_low'] * scale:+.2f}, {p['ci_high'] * scale:+.2f}] "
+                   f"(paired over seeds {', '.join(map(str, seeds))}).")
+  return ["", *lines] if lines else []

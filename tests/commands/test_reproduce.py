@@ -1,0 +1,77 @@
+"""The reproduce table: the found network against the best of the usual activations."""
+
+import pytest
+
+from actsearch import stats
+from actsearch.commands import reproduce
+
+
+def report(values: dict[str, list[float]], higher: bool = True) -> dict:
+  found = values["found"]
+  return {"metric": "test_accuracy" if higher else "test_loss", "higher_is_better": higher,
+          "found": "a / b", "variants": {k: {} for k in values},
+          "summary": {k: stats.summary(v) for k, v in values.items()},
+          "paired": {k: stats.paired(found, v) for k, v in values.items() if k != "found"},
+          "protocol": {"train_examples": 10, "test_examples": 5}}
+
+
+BASE = [0.90, 0.91, 0.92, 0.93, 0.94]
+
+
+@pytest.mark.parametrize("found_shift,other,want", [
+    (0.02, {}, "wins"),                      # above gelu on every seed
+    (0.0, {}, "ties"),
+    (-0.02, {}, "loses"),
+    (0.02, {"pau": [v + 0.05 for v in BASE]}, "wins"),  # pau is not a usual activation
+])
+def test_the_found_network_is_judged_against_the_best_usual_activation(found_shift, other, want):
+  noise = [0.001, -0.001, 0.002, 0.0, -0.002]
+  values = {"found": [v + found_shift + n for v, n in zip(BASE, noise)],
+            "relu": [v - 0.03 for v in BASE], "gelu": BASE, **other}
+  usual = reproduce.against_usual(report(values))
+  assert usual["baseline"] == "gelu" and usual["verdict"] == want
+  assert usual["mean_diff"] == pytest.approx(found_shift)
+
+
+def test_for_a_loss_lower_is_better():
+  found = [v - 0.1 + n for v, n in zip(BASE, [0.01, 0, -0.01, 0.02, 0])]
+  values = {"found": found, "relu": BASE, "silu": [v + 0.2 for v in BASE]}
+  usual = reproduce.against_usual(report(values, higher=False))
+  assert usual["baseline"] == "relu" and usual["verdict"] == "wins"
+
+
+def test_without_a_usual_baseline_there_is_no_comparison():
+  assert reproduce.against_usual(report({"found": BASE, "pau": BASE})) is None
+
+
+def test_the_table_holds_every_row_and_the_usual_comparison():
+  values = {"found": [v + 0.02 for v in BASE], "relu": BASE, "gelu": [v - 0.01 for v in BASE],
+            "pau": BASE}
+  out = {"seeds": 5, "seconds": 12.0, "tasks": [
+      {"task": "t", "title": "Task", "search_seconds": 3.0, "retrain_one_seed_seconds": 1.5,
+       "report": {**report(values), "verdict": "wins", "best_baseline": "relu"}}]}
+  text = reproduce.markdown(out)
+  header = next(line for line in text.splitlines() if line.startswith("| task"))
+  assert "| relu | gelu | pau |" in header and "found - best of relu / gelu / silu / elu" in header
+  row = next(line for line in text.splitlines() if line.startswith("| Task"))
+  assert "+2.00 [+2.00, +2.00] wins (relu)" in row and "2.0x" in row
+
+
+def test_tasks_that_differ_only_in_their_search_compare_their_found_networks():
+  def task(name, found):
+    rep = report({"found": BASE, "relu": BASE})
+    rep["found"] = found
+    rep["config"] = {"data": {"name": "mnist1d"}, "model": {"name": "cnn1d"}, "retrain": {}}
+    rep["variants"] = {"found": {}, "relu": {}}
+    return {"task": name, "title": name, "search_seconds": 1.0,
+            "retrain_one_seed_seconds": 1.0, "report": rep}
+
+  rows = [task("a", "x / y"), task("b", "z / z")]
+  rows[1]["report"]["variants"]["found"]["seeds"] = [
+      {"seed": s, "test_accuracy": v} for s, v in enumerate([0.90, 0.92, 0.91, 0.94, 0.93])]
+  rows[0]["report"]["variants"]["found"]["seeds"] = [
+      {"seed": s, "test_accuracy": v} for s, v in enumerate([0.91, 0.93, 0.93, 0.94, 0.94])]
+  text = reproduce.markdown({"seeds": 5, "seconds": 1.0, "tasks": rows})
+  assert "Found of a (x / y) - found of b (z / z): +1.00 [" in text
+  rows[1]["report"]["config"] = {**rows[1]["report"]["config"], "model": {"name": "mlp"}}
+  assert "Found of a" not in reproduce.markdown({"seeds": 5, "seconds": 1.0, "tasks": rows})
