@@ -9,7 +9,7 @@ RUN ?=
 ARCH ?=
 LOGDIR ?= runs
 
-.PHONY: setup search test test-slow test-all export show retrain reproduce tensorboard bench lint \
+.PHONY: setup search test test-slow test-long test-all export show retrain reproduce tensorboard bench lint \
 	candidates clean
 
 # uv installs the same packages from the same registry in a quarter of pip's time (17 s against
@@ -33,6 +33,10 @@ test: $(STAMP)
 # The slow tier alone (CI runs it after make test).
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -n 2 --dist worksteal -m slow $(ARGS)
+
+# Outside CI: the known answers of every teacher (about 25 minutes on 2 cores).
+test-long: $(STAMP)
+	$(BIN)/pytest -q -n 2 --dist worksteal -m long $(ARGS)
 
 test-all: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q -m '' $(ARGS)

@@ -5,7 +5,7 @@ The data ship with scikit-learn (1797 images; 80% train, split 50/50 into train 
 the search, 20% test).
 """
 
-from actsearch.configs import base_config
+from actsearch.configs import WIDE_CANDIDATES, base_config
 
 
 def get_config():
@@ -16,9 +16,12 @@ def get_config():
   c.model.widths = [64, 64]
   c.search.epochs = 40
   c.search.batch_size = 64
-  # Chosen on val (README "Choosing the defaults"): Gumbel samples rank candidates by what
-  # they do alone; the shortlist trains the top two of each slot as discrete networks.
+  # Chosen on val (docs/choosing-defaults.md): the sixteen candidates of group "wide"; every
+  # candidate screened alone, then the best four of each slot validated as discrete networks.
+  c.search.candidates = list(WIDE_CANDIDATES)
   c.search.relaxation = "gumbel"
-  c.search.discretize = "shortlist"
+  c.search.discretize = "screen"
+  c.search.shortlist_k = 4         # 4^2 = 16 networks
+  c.retrain.baselines = ["relu", "gelu", "silu", "elu", "swish_beta", "pau"]
   c.retrain.batch_size = 64        # 1437 training examples: 22 steps an epoch
   return c

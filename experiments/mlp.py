@@ -5,7 +5,7 @@ Run:  actsearch search --config experiments/mlp.py --data FILE.npz --workdir run
 FILE.npz holds x_train, y_train, x_test, y_test and optionally x_val, y_val.
 """
 
-from actsearch.configs import base_config
+from actsearch.configs import WIDE_CANDIDATES, base_config
 
 
 def get_config():
@@ -19,4 +19,13 @@ def get_config():
   # that lets the mixture commit within the search (DARTS' 3e-4 barely moves alpha here).
   c.optim.weights.lr = 0.1
   c.optim.arch.lr = 0.01
+  # Chosen as the MNIST-1D experiments' were (docs/choosing-defaults.md): the sixteen
+  # candidates of group "wide" and square (polynomial structure is common in regression data,
+  # and it costs one more screened network), every candidate screened alone, then the best
+  # four of each slot validated as discrete networks (16 for two hidden layers).
+  c.search.candidates = [*WIDE_CANDIDATES, "square"]
+  c.search.relaxation = "gumbel"
+  c.search.discretize = "screen"
+  c.search.shortlist_k = 4
+  c.search.shortlist_epochs = 20
   return c

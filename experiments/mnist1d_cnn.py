@@ -5,7 +5,7 @@ Run:  make search            (or: actsearch search --config experiments/mnist1d_
 Quick local check:  make search ARGS="--epochs 2"
 """
 
-from actsearch.configs import base_config
+from actsearch.configs import WIDE_CANDIDATES, base_config
 
 
 def get_config():
@@ -18,8 +18,11 @@ def get_config():
   c.model.kernel_sizes = [5, 3, 3]
   c.search.epochs = 40
   c.search.batch_size = 64
-  # Chosen on val (README "Choosing the defaults"): Gumbel samples rank candidates by what
-  # they do alone; the shortlist trains the top two of each slot as discrete networks.
+  # Chosen on val (docs/choosing-defaults.md): the sixteen candidates of group "wide"; every
+  # candidate screened alone, then the best two of each slot validated as discrete networks.
+  c.search.candidates = list(WIDE_CANDIDATES)
   c.search.relaxation = "gumbel"
-  c.search.discretize = "shortlist"
+  c.search.discretize = "screen"
+  c.search.shortlist_k = 2         # 2^3 = 8 networks
+  c.retrain.baselines = ["relu", "gelu", "silu", "elu", "swish_beta", "pau"]
   return c

@@ -3,7 +3,7 @@
 Run:  actsearch search --config experiments/mnist1d_mlp.py --workdir runs/mnist1d_mlp
 """
 
-from actsearch.configs import base_config
+from actsearch.configs import WIDE_CANDIDATES, base_config
 
 
 def get_config():
@@ -15,10 +15,12 @@ def get_config():
   c.model.widths = [100, 100]
   c.search.epochs = 40
   c.search.batch_size = 64
-  # Chosen on val (README "Choosing the defaults"): Gumbel samples rank candidates by what
-  # they do alone; the shortlist trains the top two of each slot as discrete networks.
+  # Chosen on val (docs/choosing-defaults.md): the sixteen candidates of group "wide"; every
+  # candidate screened alone, then the best four of each slot validated as discrete networks.
+  c.search.candidates = list(WIDE_CANDIDATES)
   c.search.relaxation = "gumbel"
-  c.search.discretize = "shortlist"
+  c.search.discretize = "screen"
+  c.search.shortlist_k = 4         # 4^2 = 16 networks
   # The MLP trains in seconds: the shortlist can afford the full retrain length and three
   # initialisations per network, the most faithful val estimate (README "Choosing the defaults").
   c.search.shortlist_epochs = 40
@@ -26,4 +28,5 @@ def get_config():
   # Chosen on the val split (README "Retrain"): the MLP overfits, strong decoupled decay helps.
   c.retrain.optimizer = "adamw"
   c.retrain.weight_decay = 0.2
+  c.retrain.baselines = ["relu", "gelu", "silu", "elu", "swish_beta", "pau"]
   return c

@@ -265,17 +265,22 @@ def known(name: str) -> bool:
 def group(name: str) -> list[str] | None:
   """The members of group ``name`` (None if it is not a group): ``all`` is every registered
   candidate; ``fixed``, ``parametric``, ``learned`` by kind; ``default`` the base config's
-  eight."""
+  eight; ``wide`` the experiments' sixteen."""
   if name not in GROUPS:
     return None
   if name == "default":
     return list(DEFAULT)
+  if name == "wide":
+    return list(WIDE)
   return [n for n in names() if name == "all" or _REGISTRY[n].kind == name]
 
 
-GROUPS = ("all", "fixed", "parametric", "learned", "default")
+GROUPS = ("all", "fixed", "parametric", "learned", "default", "wide")
 # The eight candidates of the base config (``configs.DEFAULT_CANDIDATES``, group ``default``).
 DEFAULT = ("relu", "gelu", "silu", "tanh", "sin", "elu", "softplus", "gaussian")
+# The experiments' candidates (``configs.WIDE_CANDIDATES``, group ``wide``).
+WIDE = (*DEFAULT, "tanh_shrink", "soft_shrink", "signed_square", "x_asinh_sq", "snake", "elish",
+        "swish_beta", "pau")
 
 
 def expand(candidate_names: Sequence[str]) -> list[str]:

@@ -371,3 +371,11 @@ def test_user_candidate_trains_in_a_mixed_slot():
   assert set(slot.candidate_params()) == {"test_cubic_tanh"}
   assert isinstance(slot.p_test_cubic_tanh__a, nnx.Param)
   assert float(jnp.abs(grads["p_test_cubic_tanh__a"][...])) > 0
+
+
+def test_the_groups_of_the_configs_are_the_registrys():
+  from actsearch import configs
+  assert activations.expand(["default"]) == configs.DEFAULT_CANDIDATES
+  assert activations.expand(["wide"]) == configs.WIDE_CANDIDATES
+  assert configs.WIDE_CANDIDATES[:8] == configs.DEFAULT_CANDIDATES
+  assert all(activations.known(n) for n in configs.WIDE_CANDIDATES)
