@@ -343,11 +343,23 @@ def table(arch: dict[str, Any]) -> str:
     count = len(count) if isinstance(count, list) else count
     out.append(f"discretize: {sel['method']}, score = {sel.get('score', '?')} "
                f"({count} evaluated, {float(sel.get('seconds', 0.0)):.1f} s)")
-    for layer in arch["layers"]:
-      ranked = sorted(layer.get("scores", {}).items(), key=lambda kv: -kv[1])
-      out.append(f"  {layer['name']}: " + "  ".join(f"{c} {v:.4g}" for c, v in ranked))
+    lines = [_ranked(layer.get("scores", {})) for layer in arch["layers"]]
+    if len(lines) > 1 and len(set(lines)) == 1:  # a screen scores every slot alike
+      out.append(f"  every slot: {lines[0]}")
+    else:
+      out += [f"  {layer['name']}: {line}" for layer, line in zip(arch["layers"], lines)]
     out += _decided(arch, sel)
   return "\n".join(out)
+
+
+SHOWN_SCORES = 12  # candidates' scores show prints per slot (the best)
+
+
+def _ranked(scores: dict[str, float]) -> str:
+  ranked = sorted(scores.items(), key=lambda kv: -kv[1] if math.isfinite(kv[1]) else math.inf)
+  text = "  ".join(f"{c} {v:.4g}" for c, v in ranked[:SHOWN_SCORES])
+  return text + (f"  ... ({len(ranked) - SHOWN_SCORES} more)" if len(ranked) > SHOWN_SCORES
+                 else "")
 
 
 def _decided(arch: dict[str, Any], sel: dict[str, Any]) -> list[str]:
@@ -370,12 +382,18 @@ def _decided(arch: dict[str, Any], sel: dict[str, Any]) -> list[str]:
   nets = sel.get("evaluated")
   if isinstance(nets, list) and nets:
     chosen = {layer["name"]: layer["choice"] for layer in arch["layers"]}
+    favourite = {layer["name"]: max(layer["weights"], key=layer["weights"].get)
+                 if layer.get("weights") else layer["choice"] for layer in arch["layers"]}
     mine = next((n for n in nets if n["choices"] == chosen), None)
-    first = nets[0]  # the shortlist's first network: the largest product of weights
-    if mine is not None and first is not mine:
-      lines.append(f"  the weights' favourite network {_choices(first['choices'])} scored "
-                   f"{first['score']:.4g}; the chosen {_choices(chosen)} scored "
+    theirs = next((n for n in nets if n["choices"] == favourite), None)
+    if mine is not None and theirs is not None:
+      lines.append(f"  the weights' favourite network {_choices(favourite)} scored "
+                   f"{theirs['score']:.4g}; the chosen {_choices(chosen)} scored "
                    f"{mine['score']:.4g}")
+    elif mine is not None:
+      lines.append(f"  the chosen {_choices(chosen)} scored {mine['score']:.4g} of "
+                   f"{len(nets)} networks trained; the weights' favourite "
+                   f"{_choices(favourite)} was not trained")
   return lines
 
 

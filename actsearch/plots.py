@@ -95,6 +95,7 @@ def _channel_summary(layer: Mapping[str, Any]) -> str:
 
 
 MAX_COLUMNS = 24  # a heatmap of more candidates shows these many (the largest weights)
+MAX_BARS = 24  # the networks panel shows at most these many (the best)
 
 
 def _columns(layers: Sequence[Mapping[str, Any]], cands: list[str]) -> list[str]:
@@ -151,7 +152,8 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
   lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
   if hi - lo < 1e-6:
     lo, hi = lo - 0.01, hi + 0.01
-  nets = _evaluated(arch)
+  every_net = _evaluated(arch)
+  nets = every_net[:MAX_BARS]
   width = min(3.0 + 0.75 * len(cands), 24.0)
   height = min(1.8 + 0.6 * len(layers), 40.0)
   side = 0.0 if not nets else 6.0
@@ -193,11 +195,12 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
                                f"largest weights)" if hidden else ""))
   fig.colorbar(image, ax=ax, label=f"relaxed weight (scale {lo:.3f} to {hi:.3f})", shrink=0.9)
   if nets:
-    _shortlist_panel(bars, nets, (arch.get("selection") or {}).get("score", "val score"))
+    _shortlist_panel(bars, nets, (arch.get("selection") or {}).get("score", "val score"),
+                     len(every_net))
   return fig
 
 
-def _shortlist_panel(ax, nets: list[tuple[str, float, bool]], score: str) -> None:
+def _shortlist_panel(ax, nets: list[tuple[str, float, bool]], score: str, total: int) -> None:
   """Horizontal bars, one per trained network (best at the top), the chosen one in red; the
   axis spans the scores' range, so that close scores are told apart."""
   labels = [n for n, _, _ in nets]
@@ -216,7 +219,8 @@ def _shortlist_panel(ax, nets: list[tuple[str, float, bool]], score: str) -> Non
   for yi, v, (_, raw, _) in zip(y, values, nets):
     ax.text(v, yi, f" {raw:.4g}", va="center", ha="left", fontsize=7)
   ax.set_xlabel(score)
-  ax.set_title(f"Shortlist: {len(nets)} networks trained\n(red: the chosen one)")
+  shown = f"the best {len(nets)} of {total}" if total > len(nets) else f"{total}"
+  ax.set_title(f"Networks trained: {shown}\n(red: the chosen one)")
   ax.grid(True, axis="x", alpha=0.3)
 
 
