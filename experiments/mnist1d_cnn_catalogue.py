@@ -12,5 +12,8 @@ from actsearch.configs import experiment, load_config
 
 def get_config():
   c = load_config(experiment("mnist1d_cnn"))
+  # as measured (docs/choosing-defaults.md): parameters per layer, 10-epoch screens
+  c.search.param_granularity = "layer"
+  c.search.shortlist_epochs = 10
   c.search.candidates = ["all"]
   return c
