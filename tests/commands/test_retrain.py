@@ -16,7 +16,8 @@ from conftest import ROOT, assert_bad_input, pause_and_kill, run_cli
 TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "search.discretize=argmax",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
-        "--set", "search.epochs=3", "--no-progress"]
+        "--set", "search.epochs=3",
+        "--set", 'search.candidates=["default"]', "--no-progress"]
 # 480 training examples, retrain batch 100 -> 4 steps an epoch.
 RETRAIN = ["--seeds", "2", "--epochs", "1", "--baselines", "relu,gelu", "--no-progress"]
 

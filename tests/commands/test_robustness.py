@@ -7,6 +7,7 @@ from actsearch.train.checkpoint import Checkpointer
 from conftest import run_cli
 
 SETS = ["data.num_samples=2000", "data.num_test=0", "search.discretize=argmax",
+        'search.candidates=["default"]',
         "model.widths=[32,32]",
         "search.batch_size=16", "search.epochs=6"]
 

@@ -16,7 +16,8 @@ from conftest import ROOT, arch_weights, checkpoint_state
 TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "search.discretize=argmax",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
-        "--set", "search.epochs=3", "--set", "search.eval_every=1", "--no-progress"]
+        "--set", "search.epochs=3", "--set", "search.eval_every=1",
+        "--set", 'search.candidates=["default"]', "--no-progress"]
 
 
 def search(workdir, *extra):
@@ -43,7 +44,7 @@ def test_run_directory_holds_config_checkpoint_events_and_architecture(run_dir):
   assert arch["strategy"]["name"] == "darts" and arch["strategy"]["cost"]["seconds"] > 0
   assert arch["code"] == [] and arch["param_granularity"] == "layer"
   assert [layer["name"] for layer in arch["layers"]] == ["block0/act", "block1/act"]
-  assert arch["candidates"] == configs.WIDE_CANDIDATES
+  assert arch["candidates"] == configs.DEFAULT_CANDIDATES
   for layer in arch["layers"]:
     assert layer["choice"] == max(layer["weights"], key=layer["weights"].get)
     assert sum(layer["weights"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -57,13 +58,13 @@ def test_tensorboard_reads_the_events_with_the_contract_tags(run_dir):
   tags = set(acc.Tags()["scalars"])
   assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy"} <= tags
   for slot in ("block0/act", "block1/act"):
-    for cand in configs.WIDE_CANDIDATES:
+    for cand in configs.DEFAULT_CANDIDATES:
       assert f"arch/{slot}/{cand}" in tags
     assert f"arch/{slot}/entropy" in tags
   steps = [e.step for e in acc.Scalars("train/loss")]
   assert steps == list(range(1, 15))  # 7 steps per epoch, 2 epochs
   assert len(acc.Scalars("val/accuracy")) == 2
-  final = {k: acc.Scalars(f"arch/block0/act/{k}")[-1].value for k in configs.WIDE_CANDIDATES}
+  final = {k: acc.Scalars(f"arch/block0/act/{k}")[-1].value for k in configs.DEFAULT_CANDIDATES}
   arch = json.loads((run_dir / "architecture.json").read_text())
   for k, v in final.items():
     assert v == pytest.approx(arch["layers"][0]["weights"][k], abs=1e-6)

@@ -139,7 +139,8 @@ def test_a_normalised_pinned_slot_computes_the_normalised_candidate_and_clamps()
 
 TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
-        "--set", "search.epochs=2", "--no-progress"]
+        "--set", "search.epochs=2", "--set", 'search.candidates=["default"]',
+        "--no-progress"]
 
 
 @pytest.mark.parametrize("method", [pytest.param("perturbation", marks=pytest.mark.slow),
