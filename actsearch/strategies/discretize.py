@@ -113,6 +113,16 @@ def perturbation(views: Sequence[SlotView], ctx: Context):
                   "evaluated": sum(len(v.candidates) for v in views)}
 
 
+def _span(views: Sequence[SlotView], tops: list[list[tuple[str, float]]],
+          limit: int) -> list[dict[str, str]]:
+  """The networks spanned by each slot's ``(candidate, value)`` tops, at most ``limit``, those
+  with the largest sum of values first (ties: the order of the product)."""
+  combos = [(sum(v for _, v in combo), i, combo)
+            for i, combo in enumerate(itertools.product(*tops))]
+  combos.sort(key=lambda t: (-t[0], t[1]))
+  return [{v.name: c for v, (c, _) in zip(views, combo)} for _, _, combo in combos[:limit]]
+
+
 def shortlist_of(views: Sequence[SlotView], k: int, limit: int) -> list[dict[str, str]]:
   """The networks spanned by the ``k`` largest weights of each slot, at most ``limit``, those
   with the largest product of weights first (ties: the order of the candidates)."""
@@ -120,10 +130,7 @@ def shortlist_of(views: Sequence[SlotView], k: int, limit: int) -> list[dict[str
   for view in views:
     order = np.argsort(-view.mean, kind="stable")[:k]
     tops.append([(view.candidates[i], float(np.log(max(view.mean[i], 1e-30)))) for i in order])
-  combos = [(sum(lw for _, lw in combo), i, combo)
-            for i, combo in enumerate(itertools.product(*tops))]
-  combos.sort(key=lambda t: (-t[0], t[1]))
-  return [{v.name: c for v, (c, _) in zip(views, combo)} for _, _, combo in combos[:limit]]
+  return _span(views, tops, limit)
 
 
 def shortlist(views: Sequence[SlotView], ctx: Context):
@@ -151,11 +158,13 @@ def screened_shortlist(views: Sequence[SlotView], screen: dict[str, float], k: i
   for view in views:
     order = sorted(range(len(view.candidates)),
                    key=lambda i: (-screen[view.candidates[i]], -view.mean[i], i))[:k]
-    tops.append([view.candidates[i] for i in order])
-  combos = [(sum(screen[c] for c in combo), i, combo)
-            for i, combo in enumerate(itertools.product(*tops))]
-  combos.sort(key=lambda t: (-t[0], t[1]))
-  return [{v.name: c for v, c in zip(views, combo)} for _, _, combo in combos[:limit]]
+    tops.append([(view.candidates[i], screen[view.candidates[i]]) for i in order])
+  return _span(views, tops, limit)
+
+
+def _finite(score: float) -> float:
+  """A diverged network's score (NaN or -inf) as -inf: it ranks last."""
+  return score if np.isfinite(score) else -np.inf
 
 
 def uniform_network(views: Sequence[SlotView], cand: str) -> dict[str, str]:
@@ -190,14 +199,13 @@ def screen(views: Sequence[SlotView], ctx: Context):
       [score], _ = ctx.train_and_score([net])
       trained[key(net)] = score
     screen_scores[cand] = trained[key(net)]
-  ranked = {c: (s if np.isfinite(s) else -np.inf) for c, s in screen_scores.items()}
+  ranked = {c: _finite(s) for c, s in screen_scores.items()}
   nets = screened_shortlist(views, ranked, ctx.shortlist_k, ctx.shortlist_max)
   todo = [n for n in nets if key(n) not in trained]
   if todo:
     scores, _ = ctx.train_and_score(todo)
     trained.update({key(n): s for n, s in zip(todo, scores)})
-  finite = lambda s: s if np.isfinite(s) else -np.inf  # noqa: E731
-  best = max(nets, key=lambda n: finite(trained[key(n)]))  # first of equals: the best screened
+  best = max(nets, key=lambda n: _finite(trained[key(n)]))  # first of equals: the best screened
   layers = [_layer(v, best[v.name], {c: screen_scores[c] for c in v.candidates}) for v in views]
   evaluated = [{"choices": dict(zip(names, k)), "score": float(s)} for k, s in trained.items()]
   return layers, {"method": "screen", "score": ctx.score_name,
