@@ -162,7 +162,8 @@ def test_user_npz_classification_search(classification_npz, tmp_path):
   workdir = tmp_path / "npz"
   rc = cli.main(["search", "--config", os.path.join(ROOT, "experiments/mlp.py"),
                  "--data", classification_npz, "--workdir", str(workdir), "--no-progress",
-                 "--set", "search.epochs=2", "--set", "model.widths=[8]"])
+                 "--set", "search.epochs=2", "--set", "model.widths=[8]",
+                 "--set", "search.discretize=argmax"])  # the data's path, not the screen
   assert rc == 0
   arch = json.loads((workdir / "architecture.json").read_text())
   assert arch["data"]["task"] == "classification" and arch["data"]["num_outputs"] == 3

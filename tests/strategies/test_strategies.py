@@ -74,7 +74,8 @@ def test_a_toy_strategy_runs_through_the_seam_end_to_end(tmp_path, toy_experimen
   workdir = tmp_path / "run"
   assert cli.main(["search", "--config", toy_experiment, "--workdir", str(workdir),
                    "--data", classification_npz, "--no-progress",
-                   "--set", "search.strategy=toy"]) == 0
+                   "--set", "search.strategy=toy",  # the toy stacks nets: no parameters
+                   "--set", 'search.candidates=["default"]']) == 0
   arch = architecture.load(str(workdir / "architecture.json"))
   assert arch["strategy"]["name"] == "toy" and arch["discretize"] == "toy"
   assert arch["strategy"]["cost"]["seconds"] > 0
