@@ -49,6 +49,7 @@ def test_a_record_of_the_old_code_loads_and_shows(legacy_run):
   assert "block0/act" in proc.stdout and "gumbel relaxation" in proc.stdout
 
 
+@pytest.mark.slow  # 22 s; a record written before retrain existed retrains in the fast tier
 def test_a_record_of_the_old_code_retrains(legacy_run, capsys):
   assert cli.main(["retrain", str(legacy_run / "architecture.json"), "--seeds", "1",
                    "--epochs", "1", "--baselines", "relu", "--no-progress"]) == 0

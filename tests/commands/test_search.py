@@ -231,6 +231,7 @@ def _leaves(workdir):
 
 
 @pytest.mark.skipif(not kernels.available(), reason="the CPU kernel could not be built here")
+@pytest.mark.slow  # four searches (28 s); the refusal of another explicit one stays fast
 def test_a_resumed_run_keeps_the_implementation_it_recorded(tmp_path, monkeypatch, request):
   # The machine's plan is XLA code when the run begins and the kernel when it resumes (a new
   # measurement, a wiped cache): the resumed run computes on as it began, exactly.

@@ -73,12 +73,19 @@ def test_exact_hypergradient_matches_finite_differences_of_the_unrolled_objectiv
   assert np.abs(first - fd).max() > 1e-2 * np.abs(fd).max()
 
 
-@pytest.mark.parametrize("model_cfg, cands", [
+_ROUTES = [
     ({"name": "mlp", "widths": [6, 5]}, CANDS),  # V = X'^T Delta' formed; prelu's slopes too
     ({"name": "mlp", "widths": [64, 48]}, FUSED),  # the middle layer goes through Gram matrices
     ({"name": "cnn1d", "widths": [4, 3], "kernel_sizes": [3, 3]}, FUSED),  # convs: general
-])
-@pytest.mark.parametrize("relaxation", ["softmax", "gumbel"])
+]
+
+
+# Each route and each relaxation in the fast tier; the other three pairs in the slow one.
+@pytest.mark.parametrize("model_cfg, cands, relaxation", [
+    pytest.param(*route, relaxation, marks=() if fast else pytest.mark.slow,
+                 id=f"{route[0]['name']}{route[0]['widths']}-{relaxation}")
+    for i, route in enumerate(_ROUTES) for relaxation in ("softmax", "gumbel")
+    for fast in [(relaxation == "gumbel") == (i == 2)]])
 def test_lowrank_second_order_equals_the_general_route(model_cfg, cands, relaxation):
   keys = dict(key_train=jax.random.key(3), key_val=jax.random.key(4))
   with jax.enable_x64(True):
