@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in COMPILED:
       from actsearch.train import allocator
+      allocator.fewer_copies()  # before JAX's backend starts, or it has no effect
       allocator.keep_freed_memory()
       _quiet_background_writers()
     if args.command != "search":  # search imports after jax.distributed starts

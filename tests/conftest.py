@@ -40,6 +40,10 @@ os.environ.update({
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     "ACTSEARCH_CACHE_DIR": os.path.join(_RUN_CACHE, "actsearch"),
 })
+# The suite compiles as the CLI does (XLA's copy insertion: train/allocator.py), in-process too.
+from actsearch.train import allocator  # noqa: E402  (imports no JAX backend)
+
+allocator.fewer_copies()
 # Every pass takes the kernel (where it is built) unless a test says otherwise: the machine's
 # measured plan would make results depend on timing.
 os.environ.setdefault("ACTSEARCH_KERNELS", "1")

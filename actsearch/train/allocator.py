@@ -17,6 +17,14 @@ the reference MLP, about a tenth of its time).
 The price is that the process keeps its peak heap while it runs, which a training process
 does anyway. The CLI calls this for ``search`` and ``bench``; a library user may call it, or
 not. ``ACTSEARCH_KEEP_FREED_MEMORY=0`` turns it off. It does nothing outside glibc.
+
+``fewer_copies`` adds ``--xla_cpu_copy_insertion_use_region_analysis=true`` to ``XLA_FLAGS``:
+XLA:CPU's default copy insertion copies every donated weight matrix that two passes of a
+search step read (the val pass and the train pass); its region analysis proves the reads
+come first and drops the copies (27 -> 19 MiB of temporaries for the reference MLP step).
+XLA reads the flag when JAX's backend starts, so it takes effect only before that. The CLI
+calls it for the commands that compile steps; importing actsearch does not (a library user
+sets ``XLA_FLAGS`` in their own program, or calls this first).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_MAX = -4
 TRIM_THRESHOLD_BYTES = 2 ** 31 - 1  # mallopt takes an int: 2 GiB
 ENV = "ACTSEARCH_KEEP_FREED_MEMORY"
+COPY_FLAG = "--xla_cpu_copy_insertion_use_region_analysis=true"
 
 
 def keep_freed_memory() -> bool:
@@ -42,3 +51,10 @@ def keep_freed_memory() -> bool:
     return False
   mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
   return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+def fewer_copies(environ=os.environ) -> None:
+  """Adds ``COPY_FLAG`` to ``XLA_FLAGS`` in ``environ`` unless that names the option already."""
+  flags = environ.get("XLA_FLAGS", "")
+  if COPY_FLAG.split("=")[0] not in flags:
+    environ["XLA_FLAGS"] = f"{flags} {COPY_FLAG}".strip()
