@@ -50,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.path = ""                 # .npz file with x_train, y_train, x_test, y_test[, x_val, y_val]
   c.data.num_samples = 5000        # mnist1d: examples generated (80% train, 20% test)
   c.data.num_test = 0              # mnist1d: if > 0, num_samples train + num_test test examples
+  c.data.images = False            # digits: 8x8x1 images (height, width, channels)
   c.data.data_seed = 42            # the dataset generator's seed (fixed: same data every run)
   c.data.val_fraction = 0.5        # share of the training data held out as the search's val split
   c.data.resident_mb = 1024.0      # data up to this size stay on the devices (feed.py)
@@ -208,9 +209,14 @@ def code_of(cfg: ml_collections.ConfigDict) -> list[str]:
 
 
 def check_code(cfg: ml_collections.ConfigDict, where: str) -> None:
-  """The candidates a stored config names are registered; else one line naming its code."""
-  activations.require(activations.expand(_named(cfg.search)), list(cfg.get("code") or []),
-                      where)
+  """The candidates and the backbone a stored config names are registered; else one line
+  naming its code."""
+  from actsearch.models import registry as models
+  code = list(cfg.get("code") or [])
+  activations.require(activations.expand(_named(cfg.search)), code, where)
+  if code and cfg.model.name not in models.BACKBONES:
+    raise UserError(f"{where}: backbone {cfg.model.name!r} is not registered here; it comes "
+                    f"from {', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code))
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

@@ -122,13 +122,16 @@ def _cached(kind: str, key: dict, generate) -> dict[str, np.ndarray]:
   return arrays
 
 
-def digits(seed: int = 0) -> dict[str, np.ndarray]:
-  """scikit-learn's 8x8 digits (shipped with the package), 80/20 train/test, scaled to [0, 1]."""
+def digits(seed: int = 0, images: bool = False) -> dict[str, np.ndarray]:
+  """scikit-learn's 8x8 digits (shipped with the package), 80/20 train/test, scaled to [0, 1];
+  64 features each, or (``images``) 8x8x1 images, height, width, channels."""
   from sklearn.datasets import load_digits
 
   d = load_digits()
   perm = np.random.default_rng(seed).permutation(len(d.target))
   x, y = d.data[perm] / 16.0, d.target[perm]
+  if images:
+    x = x.reshape(len(x), 8, 8, 1)
   cut = int(0.8 * len(y))
   return {"x_train": x[:cut], "y_train": y[:cut], "x_test": x[cut:], "y_test": y[cut:]}
 
@@ -228,7 +231,7 @@ def load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None = None
     arrays = mnist1d(data_cfg.get("num_samples", 5000), data_cfg.get("data_seed", 42),
                      data_cfg.get("num_test", 0))
   elif name == "digits":
-    arrays = digits(data_cfg.get("data_seed", 0))
+    arrays = digits(data_cfg.get("data_seed", 0), bool(data_cfg.get("images", False)))
   elif name == "npz":
     if not data_cfg.get("path"):
       raise UserError("this experiment needs data: pass --data FILE.npz")

@@ -21,7 +21,7 @@ FLOORS = [
     {"architecture", "configs", "stats"},               # the record, configs, statistics
     {"commands"},                                       # search, retrain, reproduce, bench
     # the command line, the compatibility names from before the folders, the facade
-    {"cli", "__main__", "activations", "mixed", "checkpoint", "__init__"},
+    {"cli", "__main__", "activations", "mixed", "checkpoint", "api", "__init__"},
 ]
 FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
 # Names the public facade (``actsearch.search(...)``, ...) keeps for itself at the top level.

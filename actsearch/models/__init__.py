@@ -20,4 +20,5 @@ from actsearch.models.registry import (  # noqa: F401  (the family's names, as b
   slot_name,
   slots,
   uniform_slots,
+  widths_of,
 )

@@ -52,5 +52,5 @@ def build(cfg, input_shape, num_outputs, slot, rngs):
                     f"got {list(input_shape)}")
   in_ch = 1 if len(input_shape) == 1 else input_shape[1]
   kernels = tuple(cfg.get("kernel_sizes", (5, 3, 3)))
-  return CNN1D(input_shape[0], in_ch, [int(w) for w in cfg.widths], num_outputs, slot,
+  return CNN1D(input_shape[0], in_ch, models.widths_of(cfg), num_outputs, slot,
                kernel_sizes=kernels, rngs=rngs)

@@ -32,5 +32,5 @@ class MLP(nnx.Module):
 
 @models.register("mlp")
 def build(cfg, input_shape, num_outputs, slot, rngs):
-  return MLP(int(np.prod(input_shape)), [int(w) for w in cfg.widths], num_outputs, slot,
+  return MLP(int(np.prod(input_shape)), models.widths_of(cfg), num_outputs, slot,
              rngs=rngs)

@@ -48,6 +48,14 @@ def register(name: str):
   return wrap
 
 
+def widths_of(model_cfg: ml_collections.ConfigDict) -> list[int]:
+  """``model.widths`` of the built-in backbones: a non-empty list of positive integers."""
+  widths = [int(w) for w in model_cfg.get("widths") or []]
+  if not widths or min(widths) < 1:
+    raise UserError(f"model.widths must be a non-empty list of positive integers, got {widths}")
+  return widths
+
+
 def slot_name(i: int) -> str:
   return f"block{i}/act"
 
@@ -93,10 +101,8 @@ def uniform_slots(candidate: str, param_granularity: str = "layer") -> SlotFacto
 
 def build(model_cfg: ml_collections.ConfigDict, input_shape: Sequence[int], num_outputs: int,
           slot: SlotFactory, rngs: nnx.Rngs) -> nnx.Module:
-  """Builds ``model_cfg.name`` for inputs of shape ``input_shape`` (no batch axis)."""
-  widths = [int(w) for w in model_cfg.widths]
-  if not widths or min(widths) < 1:
-    raise UserError(f"model.widths must be a non-empty list of positive integers, got {widths}")
+  """Builds ``model_cfg.name`` for inputs of shape ``input_shape`` (no batch axis); the
+  other keys of ``model_cfg`` are the backbone's own business."""
   builder = BACKBONES.get(model_cfg.name)
   if builder is None:
     raise UserError(f"unknown model.name {model_cfg.name!r}; known: {', '.join(BACKBONES)}")
@@ -113,11 +119,14 @@ def build(model_cfg: ml_collections.ConfigDict, input_shape: Sequence[int], num_
 
 
 def slots(model: nnx.Module) -> list[tuple[str, Slot]]:
-  """The activation slots of a backbone with their names, in the order of the module tree."""
+  """The activation slots of a backbone with their names, in the order of the module tree
+  (a user's model, ``models/user.py``: the order its call reaches them)."""
   found = []
   for path, node in nnx.iter_graph(model):
     if isinstance(node, Slot):
       found.append((node.slot_name or "/".join(map(str, path)), node))
+  if found and all(s.slot_order is not None for _, s in found):  # a user's model: call order
+    found.sort(key=lambda item: item[1].slot_order)
   return found
 
 

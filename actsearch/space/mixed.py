@@ -100,6 +100,7 @@ class Slot(nnx.Module):
   type."""
 
   slot_name: str | None = None
+  slot_order: int | None = None  # a user's model: where its call reaches the slot
 
   def _init_params(self, candidates, channels: int, granularity: str, key: jax.Array,
                    values: Mapping[str, Mapping[str, Any]] | None = None):

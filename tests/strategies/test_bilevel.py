@@ -48,8 +48,9 @@ def _flat(tree):
   return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
 
 
-@pytest.mark.parametrize("task, cands", [("classification", CANDS), ("regression", CANDS),
-                                         ("classification", FUSED)])
+@pytest.mark.parametrize("task, cands", [
+    ("classification", CANDS), ("regression", CANDS),
+    pytest.param("classification", FUSED, marks=pytest.mark.slow)])  # fused: the low-rank test
 def test_exact_hypergradient_matches_finite_differences_of_the_unrolled_objective(task, cands):
   xi = 0.5  # large enough that the second-order term matters
   with jax.enable_x64(True):

@@ -143,8 +143,10 @@ TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--no-progress"]
 
 
+# The default (screen) in the fast tier; the shortlist is also checked on a fake context there.
 @pytest.mark.parametrize("method", [pytest.param("perturbation", marks=pytest.mark.slow),
-                                    "shortlist", "screen"])
+                                    pytest.param("shortlist", marks=pytest.mark.slow),
+                                    "screen"])
 def test_each_method_through_the_search_records_scores_and_shows_them(method, tmp_path, capsys,
                                                                       monkeypatch):
   from actsearch.train import trainer

@@ -1,0 +1,86 @@
+"""The facade's commands from Python: a config, a search, a retrain, a record.
+
+Thin shells over the commands the CLI runs (``commands/``), imported when called, so that
+``import actsearch`` stays light and starts no JAX backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from actsearch import architecture
+from actsearch.errors import UserError
+from actsearch.models import registry, user
+from actsearch.space import activations
+
+
+def config(experiment: str | None = None):
+  """The base config (``ml_collections.ConfigDict``), or an experiment file's ``get_config()``.
+
+  >>> import actsearch
+  >>> c = actsearch.config()
+  >>> c.search.relaxation, c.search.discretize
+  ('gumbel', 'screen')
+  """
+  from actsearch import configs
+  return configs.base_config() if experiment is None else configs.load_config(experiment)
+
+
+def search(cfg, workdir: str, *, data: str | None = None, progress: bool = False) -> dict:
+  """Runs a search with ``cfg`` in ``workdir`` (resuming a run there) and returns the record
+  that ``workdir/architecture.json`` holds; ``data``: a ``.npz`` file (``--data``)."""
+  from actsearch.commands import search as command
+  return command.run(cfg, workdir, data_path=data, progress=progress)
+
+
+def retrain(record: str, workdir: str | None = None, *, seeds: int | None = None,
+            epochs: int | None = None, baselines: Sequence[str] | None = None,
+            sets: Sequence[str] = (), progress: bool = False) -> dict:
+  """Retrains the record at path ``record`` from scratch over seeds, beside the baselines;
+  returns the report that ``workdir/results.json`` holds (default workdir: ``retrain`` beside
+  the record)."""
+  from actsearch.commands import retrain as command
+  return command.run(record, workdir, seeds=seeds, epochs=epochs, baselines=baselines,
+                     sets=sets, progress=progress)
+
+
+def load(path: str) -> dict[str, Any]:
+  """An ``architecture.json`` record, checked (a malformed one is one ``UserError``)."""
+  return architecture.load(path)
+
+
+def apply(record: Mapping | str, model: nnx.Module, example: jax.Array | None = None,
+          learned: bool = True) -> nnx.Module:
+  """Fixes every marked place of ``model`` (the user's own module) to the record's choice,
+  with its learned parameters (``learned`` False: the candidates' initial values).
+
+  ``record``: an ``architecture.json`` path or a loaded record. The places are found by
+  tracing ``model(example)``; without ``example``, on zeros of the record's input shape
+  (``data.input_shape``, which every search records). The record's slots and the model's must
+  be the same names. Returns ``model``, changed in place; applying again replaces the slots.
+  """
+  arch = architecture.load(record) if isinstance(record, str) else architecture.validate(record)
+  if example is None:
+    shape = (arch.get("data") or {}).get("input_shape")
+    if shape is None:
+      raise UserError("the record names no data.input_shape; pass example= (an input batch)")
+    example = jnp.zeros((1, *shape), jnp.float32)
+  places = user.find(model, example)
+  ours, theirs = [p.name for p in places], [layer["name"] for layer in arch["layers"]]
+  if set(ours) != set(theirs):
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    raise UserError("the record's slots do not match the model's: "
+                    + "; ".join(([f"the model's {', '.join(missing)} not in the record"]
+                                 if missing else [])
+                                + ([f"the record's {', '.join(extra)} not in the model"]
+                                   if extra else [])))
+  layers = {layer["name"]: {**layer, "params": activations.params_from_record(
+      layer.get("params", {}))} for layer in arch["layers"]}
+  make = registry.fixed_slots(layers,
+                              arch.get("param_granularity") or "layer", learned=learned)
+  return user.attach(model, places, make)

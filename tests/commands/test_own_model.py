@@ -1,0 +1,52 @@
+"""The example a user copies (experiments/own_model.py): their own NNX model through every
+command, each in its own process (slow tier: a chain of processes)."""
+
+import json
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from actsearch import architecture
+
+from conftest import ROOT, assert_bad_input, run_cli
+
+EXAMPLE = f"{ROOT}/experiments/own_model.py"
+SMALL = ["--set", "search.epochs=2", "--set", "search.shortlist_epochs=1",
+         "--set", 'search.candidates=["relu","gelu","tanh"]', "--no-progress"]
+SLOTS = ["conv1", "conv2", "linear1"]
+
+
+@pytest.mark.slow
+def test_the_example_searches_exports_and_retrains_each_in_its_own_process(tmp_path):
+  run = tmp_path / "run"
+  proc = run_cli("search", "--config", EXAMPLE, "--workdir", str(run), *SMALL)
+  assert proc.returncode == 0, proc.stderr
+  arch = architecture.load(str(run / "architecture.json"))
+  assert [layer["name"] for layer in arch["layers"]] == SLOTS
+  assert arch["model"]["name"] == "own_cnn" and EXAMPLE in arch["code"]
+  acc = event_accumulator.EventAccumulator(str(run))
+  acc.Reload()
+  assert {f"arch/{s}/gelu" for s in SLOTS} <= set(acc.Tags()["scalars"])
+  # a softmax search alike: a Gumbel search whose key did not reach the slots would equal it
+  soft = tmp_path / "softmax"
+  assert run_cli("search", "--config", EXAMPLE, "--workdir", str(soft), *SMALL,
+                 "--set", "search.relaxation=softmax").returncode == 0
+  weights = lambda a: [list(layer["weights"].values()) for layer in a["layers"]]  # noqa: E731
+  assert not np.allclose(weights(arch), weights(architecture.load(str(soft / "architecture.json"))))
+  # export and retrain find the user's backbone when its file is passed, and say so when not
+  assert_bad_input(run_cli("export", str(run)), "own_cnn", f"--import {EXAMPLE}")
+  assert_bad_input(run_cli("retrain", str(run / "architecture.json"), "--seeds", "2"),
+                   "own_cnn", f"--import {EXAMPLE}")
+  before = (run / "architecture.json").read_bytes()
+  proc = run_cli("export", str(run), "--import", EXAMPLE)
+  assert proc.returncode == 0, proc.stderr
+  assert json.loads((run / "architecture.json").read_bytes())["layers"] == \
+      json.loads(before)["layers"]
+  show = run_cli("show", str(run / "architecture.json"))  # imports nothing
+  assert show.returncode == 0 and all(s in show.stdout for s in SLOTS)
+  proc = run_cli("retrain", str(run / "architecture.json"), "--import", EXAMPLE, "--seeds", "2",
+                 "--epochs", "2", "--workdir", str(tmp_path / "rt"), "--no-progress")
+  assert proc.returncode == 0, proc.stderr
+  results = json.loads((tmp_path / "rt" / "results.json").read_text())
+  assert {"found", "relu", "gelu"} <= set(results["variants"])
