@@ -6,6 +6,7 @@ The public API, for your own Flax NNX model (``experiments/own_model.py`` runs i
 * ``register_model(name)``: makes your model (or a factory) a backbone the commands build;
 * ``config()``, ``search(cfg, workdir)``, ``retrain(record, ...)``, ``load(path)``;
 * ``apply(record, model)``: fixes every slot of your model to the record's choice;
+* ``trained(retrain_dir, variant, seed)``: a retrained seed's network with its weights;
 * ``register_candidate(...)``: a candidate activation of your own;
 * ``UserError``: what bad input raises (the CLI's exit code 2).
 
@@ -31,11 +32,11 @@ True
 True
 """
 
-from actsearch.api import apply, config, load, retrain, search
+from actsearch.api import apply, config, load, retrain, search, trained
 from actsearch.errors import UserError
 from actsearch.models.user import register_model, slot
 from actsearch.space.activations import register as register_candidate
 from actsearch.version import __version__
 
 __all__ = ["UserError", "__version__", "apply", "config", "load", "register_candidate",
-           "register_model", "retrain", "search", "slot"]
+           "register_model", "retrain", "search", "slot", "trained"]

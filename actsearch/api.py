@@ -84,3 +84,35 @@ def apply(record: Mapping | str, model: nnx.Module, example: jax.Array | None = 
   make = registry.fixed_slots(layers,
                               arch.get("param_granularity") or "layer", learned=learned)
   return user.attach(model, places, make)
+
+
+def trained(retrain_dir: str, variant: str = "found", seed: int = 0) -> nnx.Module:
+  """Seed ``seed``'s network as the retrain in ``retrain_dir`` left it: the backbone (for a
+  user's model, the user's own module, built by its registered factory) with the variant's
+  activations (``found`` or a baseline's name) and its trained weights. The weights are
+  ``retrain_dir/<variant>/weights/seed<seed>``, an orbax checkpoint of the module's NNX state
+  (``actsearch.train.weights``)."""
+  import json
+  import os
+
+  from actsearch import configs
+  from actsearch.commands import retrain as command
+  from actsearch.train import weights
+  path = os.path.join(retrain_dir, "results.json")
+  if not os.path.isfile(path):
+    raise UserError(f"{retrain_dir} holds no finished retrain (no results.json)")
+  with open(path, encoding="utf-8") as f:
+    results = json.load(f)
+  if variant not in results.get("variants", {}):
+    raise UserError(f"{retrain_dir} has no variant {variant!r} (it has "
+                    f"{', '.join(results.get('variants', {}))})")
+  if seed not in results["protocol"]["seeds"]:
+    raise UserError(f"{retrain_dir} trained seeds {results['protocol']['seeds']}, not {seed}")
+  arch = architecture.load(results["architecture"])
+  cfg = configs.from_json(results["config"])
+  slot = command.variants(arch, [] if variant == command.FOUND else [variant],
+                          where=results["architecture"])[variant]
+  model = registry.build(cfg.model, arch["data"]["input_shape"], arch["data"]["num_outputs"],
+                         slot, nnx.Rngs(params=seed))
+  return weights.load_into(command.weights_path(os.path.join(retrain_dir, variant), seed),
+                           command.unwrapped(model))

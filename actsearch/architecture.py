@@ -20,7 +20,10 @@ and writing, the ``show`` table.
   ``{candidate: {param: {"shape": [...], "value": nested lists}}}``), and with per-channel
   choices ``channel_choices``.
 
-A v1 record (parameters as plain numbers or lists, ``strategy`` a name) is read into this form.
+A record written by hand needs only ``schema``, ``model``, ``data`` and ``layers`` of ``name``
+and ``choice`` (``_handwritten``): ``actsearch retrain`` compares choices a user made with the
+same statistics. A v1 record (parameters as plain numbers or lists, ``strategy`` a name) is
+read into this form.
 """
 
 from __future__ import annotations
@@ -194,8 +197,27 @@ def _array(value, what: str, path: str) -> np.ndarray:
   return arr
 
 
+def _handwritten(arch: dict) -> dict:
+  """A record written by hand holds only ``model``, ``data`` and ``layers`` of ``name`` and
+  ``choice``: the candidates default to the choices, ``metrics`` to none, ``seed`` to 0, and
+  without a relaxation, metrics or strategy the strategy is ``hand``."""
+  arch = dict(arch)
+  layers = arch.get("layers")
+  if "candidates" not in arch and isinstance(layers, list) \
+      and all(isinstance(layer, dict) for layer in layers):
+    arch["candidates"] = list(dict.fromkeys(
+        c for layer in layers for c in (layer.get("channel_choices") or [layer.get("choice")])
+        if isinstance(c, str)))
+  if not {"metrics", "relaxation", "strategy"} & set(arch):  # no search behind it
+    arch["strategy"] = {"name": "hand", "cost": {}}
+  arch.setdefault("metrics", {})
+  arch.setdefault("seed", 0)
+  return arch
+
+
 def _read_v2(arch: dict, path: str) -> dict[str, Any]:
   """Schema v2 (module docstring)."""
+  arch = _handwritten(arch)
   _common(arch, path, (("relaxation", (str, type(None))), ("granularity", (str, type(None))),
                        ("param_granularity", str), ("discretize", str), ("selection", dict),
                        ("retrain", dict), ("strategy", dict), ("code", list)))

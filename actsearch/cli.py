@@ -10,8 +10,9 @@ import argparse
 import errno
 import os
 import sys
+import traceback
 
-from actsearch.errors import UserError, WriteError
+from actsearch.errors import USER_CODE, UserError, WriteError
 from actsearch.train import files
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -250,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
   except KeyboardInterrupt:
     print("actsearch: interrupted; the newest checkpoint is kept", file=sys.stderr)
     return EXIT_FAILURE
+  except Exception as e:
+    where = getattr(e, USER_CODE, None)
+    if where is None:
+      raise
+    traceback.print_exception(e)  # the user's bug: their traceback, then one line
+    print(f"actsearch: error: {where} raised {type(e).__name__}: {e} (the traceback above is "
+          "from your code)", file=sys.stderr)
+    return EXIT_BAD_INPUT
   return EXIT_OK
 
 

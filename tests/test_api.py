@@ -200,3 +200,53 @@ def test_the_facade_names_have_docstrings_and_its_examples_run():
   for module in (actsearch, actsearch.api):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+BROKEN = '''
+import actsearch
+from actsearch.configs import base_config
+
+
+@actsearch.register_model("broken")
+def make(*, rngs):
+  return helper(rngs)
+
+
+def helper(rngs):
+  raise RuntimeError("my bug")
+
+
+def get_config():
+  c = base_config()
+  c.data.name = "digits"
+  c.model.name = "broken"
+  return c
+'''
+
+
+def test_a_users_factory_that_raises_shows_their_traceback_marked_as_theirs(tmp_path):
+  path = tmp_path / "broken.py"
+  path.write_text(BROKEN)
+  proc = subprocess.run([sys.executable, "-m", "actsearch", "search", "--config", str(path),
+                         "--workdir", str(tmp_path / "run"), "--no-progress"], cwd=ROOT,
+                        capture_output=True, text=True)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert f'File "{path}", line 12, in helper' in proc.stderr  # their frames, their line
+  assert lines[-1] == ("actsearch: error: the factory of model 'broken' raised RuntimeError: "
+                       "my bug (the traceback above is from your code)")
+  assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_record_written_by_hand_retrains_against_baselines(tmp_path):
+  from actsearch import cli
+  path = tmp_path / "architecture.json"
+  path.write_text(json.dumps({
+      "schema": "actsearch.architecture/v2", "model": {"name": "mlp", "widths": [8]},
+      "data": {"name": "digits"}, "layers": [{"name": "block0/act", "choice": "tanh"}]}))
+  assert actsearch.load(str(path))["strategy"]["name"] == "hand"
+  assert cli.main(["retrain", str(path), "--seeds", "2", "--epochs", "1", "--baselines", "relu",
+                   "--workdir", str(tmp_path / "rt"), "--no-progress"]) == 0
+  results = json.loads((tmp_path / "rt" / "results.json").read_text())
+  assert results["found"] == "tanh" and set(results["variants"]) == {"found", "relu"}
+  assert "relu" in results["paired"]

@@ -10,9 +10,9 @@ same batch order, so differences between variants are paired per seed.
 
 The seeds of a variant train together (``jax.vmap`` over a leading seed axis, under the shared
 ``pmap`` loop), each exactly as it would alone. The retrain directory holds ``config.json``,
-one folder per variant (orbax checkpoints, TensorBoard events per seed, ``result.json`` once
-finished: a variant that finished is not trained again), and at the end ``results.json`` and
-``results.md``.
+one folder per variant (orbax checkpoints, TensorBoard events per seed, each seed's trained
+weights in ``weights/seed<s>`` (``train/weights.py``), ``result.json`` once finished: a variant
+that finished is not trained again), and at the end ``results.json`` and ``results.md``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from flax import nnx
 from actsearch import architecture, configs, data, models, stats
 from actsearch.commands import workdirs
 from actsearch.errors import UserError
+from actsearch.models import user
 from actsearch.space import activations
-from actsearch.train import files, trainer
+from actsearch.train import files, trainer, weights
 from actsearch.train.lock import WorkdirLock
 from actsearch.train.objective import Objective
 from actsearch.version import __version__
@@ -104,6 +105,8 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
                                [f"seed{s}" for s in seeds], key=name, progress=progress,
                                desc="retrain", test=(splits.x_test, splits.y_test),
                                resident_mb=cfg.data.resident_mb)
+  if jax.process_index() == 0:
+    save_weights(os.path.join(workdir, name), graphdef, state, seeds)
   test = trainer.score(objective, state, splits.x_test, splits.y_test, r.eval_batch_size, "test")
   train = trainer.score(objective, state, x_fit, y_fit, r.eval_batch_size, "train")
   params = models.param_count(built[0])
@@ -116,6 +119,24 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
       row["test_accuracy"] = float(test["test/accuracy"][i])
     per_seed.append(row)
   return {"seeds": per_seed, "wall_time_s": seconds, "steps": int(state.step[0])}
+
+
+def weights_path(variant_dir: str, seed: int) -> str:
+  return os.path.join(variant_dir, "weights", f"seed{seed}")
+
+
+def unwrapped(model: nnx.Module) -> nnx.Module:
+  """A user's own module out of the engine's wrapper (``models/user.py``); a built-in as is."""
+  return model.model if isinstance(model, user.Backbone) else model
+
+
+def save_weights(variant_dir: str, graphdef, state, seeds: Sequence[int]) -> None:
+  """Each seed's trained network (the user's own module for a user's model) as an orbax
+  checkpoint of its NNX state, ``variant_dir/weights/seed<s>`` (``train/weights.py``)."""
+  for i, s in enumerate(seeds):
+    model = nnx.merge(graphdef, *(weights.member(part, i)
+                                  for part in (state.params, state.arch, state.rest)))
+    weights.save(weights_path(variant_dir, s), unwrapped(model))
 
 
 _SEED_FIELDS = ("test_loss", "train_loss", "wall_time_s")

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from actsearch.errors import UserError
+from actsearch.errors import UserError, their_code
 from actsearch.models import registry
 from actsearch.space import activations
 from actsearch.space.mixed import slot_key
@@ -120,7 +120,8 @@ def find(model: nnx.Module, *args, **kwargs) -> list[Place]:
       return copy(*args, **kwargs)
     finally:
       _RECORDING.reset(token)
-  jax.eval_shape(trace, state, args, kwargs)
+  with their_code(f"{type(model).__name__}.__call__"):
+    jax.eval_shape(trace, state, args, kwargs)
   places, seen = [], set()
   for module, local, shape in calls:
     if id(module) not in paths:
@@ -188,7 +189,8 @@ def register_model(name: str, factory: Callable[..., nnx.Module] | None = None):
   ``config``, the run's ``model`` config) as backbone ``name``; usable as a decorator."""
   def wrap(factory: Callable[..., nnx.Module]):
     def builder(model_cfg, input_shape, num_outputs, make, rngs):
-      model = factory(**_factory_kwargs(factory, model_cfg, input_shape, num_outputs, rngs))
+      with their_code(f"the factory of model {name!r}"):
+        model = factory(**_factory_kwargs(factory, model_cfg, input_shape, num_outputs, rngs))
       if not isinstance(model, nnx.Module):
         raise UserError(f"model {name!r}: the factory returned {type(model).__name__}, not an "
                         "nnx.Module")

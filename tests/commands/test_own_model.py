@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from flax import nnx
 from tensorboard.backend.event_processing import event_accumulator
 
 from actsearch import architecture
@@ -50,3 +51,26 @@ def test_the_example_searches_exports_and_retrains_each_in_its_own_process(tmp_p
   assert proc.returncode == 0, proc.stderr
   results = json.loads((tmp_path / "rt" / "results.json").read_text())
   assert {"found", "relu", "gelu"} <= set(results["variants"])
+  # the weights out: seed 1's trained network as the user's own module, scored by a forward
+  # pass of this test's own, reproduces the retrain's test accuracy exactly
+  import jax.numpy as jnp
+
+  import actsearch
+  from actsearch import configs, data
+  example = configs.import_code(EXAMPLE)
+  digits = data.digits(0, images=True)
+  for variant in ("found", "relu"):
+    model = actsearch.trained(str(tmp_path / "rt"), variant, seed=1)
+    assert isinstance(model, example.SearchableCNN)
+    logits = np.asarray(model(jnp.asarray(digits["x_test"], jnp.float32)))
+    acc = float(np.mean(np.argmax(logits, -1) == digits["y_test"]))
+    want = [s for s in results["variants"][variant]["seeds"] if s["seed"] == 1]
+    assert acc == want[0]["test_accuracy"]
+  # and into a model the user builds: the record applied, the weights file loaded
+  from actsearch.train import weights
+  mine = actsearch.apply(str(run / "architecture.json"), example.SearchableCNN(rngs=nnx.Rngs(7)))
+  weights.load_into(str(tmp_path / "rt" / "found" / "weights" / "seed1"), mine)
+  np.testing.assert_array_equal(
+      mine(jnp.asarray(digits["x_test"][:8], jnp.float32)),
+      actsearch.trained(str(tmp_path / "rt"), "found", seed=1)(
+          jnp.asarray(digits["x_test"][:8], jnp.float32)))
