@@ -31,10 +31,19 @@ def config(experiment: str | None = None):
   return configs.base_config() if experiment is None else configs.load_config(experiment)
 
 
-def search(cfg, workdir: str, *, data: str | None = None, progress: bool = False) -> dict:
+def search(cfg, workdir: str, *, data: str | Mapping | None = None,
+           progress: bool = False) -> dict:
   """Runs a search with ``cfg`` in ``workdir`` (resuming a run there) and returns the record
-  that ``workdir/architecture.json`` holds; ``data``: a ``.npz`` file (``--data``)."""
+  that ``workdir/architecture.json`` holds. ``data``: a ``.npz`` file (``--data``), or a dict
+  of arrays (``x_train, y_train, x_test, y_test``, optionally ``x_val, y_val``), which the run
+  saves as ``workdir/data.npz`` so that ``export`` and ``retrain`` find them in a fresh
+  process. ``cfg.data.task`` states classification or regression (default: by label dtype)."""
+  import os
+
+  from actsearch import data as datasets
   from actsearch.commands import search as command
+  if isinstance(data, Mapping):
+    data = datasets.save_arrays(dict(data), os.path.join(workdir, "data.npz"))
   return command.run(cfg, workdir, data_path=data, progress=progress)
 
 

@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
   _import_flag(r)
 
   rp = sub.add_parser("reproduce", help="search, retrain and baselines for the headline tasks")
-  rp.add_argument("--tasks", default="mnist1d_cnn,mnist1d_mlp,digits_mlp",
+  rp.add_argument("--tasks", default="mnist1d_cnn,mnist1d_mlp,digits_mlp,digits_cnn2d",
                   help="comma-separated: mnist1d_cnn, mnist1d_mlp, digits_mlp (the default), "
                        "mnist1d_cnn_catalogue, mnist1d_cnn_default8")
   rp.add_argument("--workdir", default="runs/reproduce")

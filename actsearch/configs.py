@@ -50,14 +50,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.path = ""                 # .npz file with x_train, y_train, x_test, y_test[, x_val, y_val]
   c.data.num_samples = 5000        # mnist1d: examples generated (80% train, 20% test)
   c.data.num_test = 0              # mnist1d: if > 0, num_samples train + num_test test examples
+  c.data.task = "auto"             # auto (by label dtype) | classification | regression
   c.data.images = False            # digits: 8x8x1 images (height, width, channels)
   c.data.data_seed = 42            # the dataset generator's seed (fixed: same data every run)
   c.data.val_fraction = 0.5        # share of the training data held out as the search's val split
   c.data.resident_mb = 1024.0      # data up to this size stay on the devices (feed.py)
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "mlp"             # mlp | cnn1d
-  c.model.widths = [64, 64]        # hidden widths (mlp) or channels (cnn1d); one slot each
+  c.model.name = "mlp"             # mlp | cnn1d | cnn2d, or a model registered by your code
+  c.model.widths = [64, 64]        # hidden widths (mlp), channels (cnn1d, cnn2d); a slot each
 
   c.search = ml_collections.ConfigDict()
   c.search.strategy = "darts"      # how architectures are found (actsearch/strategies/table.py)

@@ -139,6 +139,40 @@ def digits(seed: int = 0, images: bool = False) -> dict[str, np.ndarray]:
 _REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
 
+def save_arrays(arrays: dict, path: str) -> str:
+  """The user's arrays from Python (``x_train, y_train, x_test, y_test`` and optionally
+  ``x_val, y_val``; any array-likes) checked and written as the ``.npz`` file a run reads, so
+  that commands in a fresh process find them. Returns ``path``."""
+  if not isinstance(arrays, dict):
+    raise UserError(f"data must be a dict of arrays, got {type(arrays).__name__}")
+  unknown = sorted(set(arrays) - {*_REQUIRED, "x_val", "y_val"})
+  if unknown:
+    raise UserError(f"data: unknown arrays {', '.join(unknown)} (give x_train, y_train, "
+                    "x_test, y_test and optionally x_val, y_val)")
+  try:
+    plain = {k: np.asarray(v) for k, v in arrays.items()}
+  except (TypeError, ValueError) as e:
+    raise UserError(f"data: not arrays ({e})") from None
+  if any(v.dtype == object for v in plain.values()):
+    raise UserError("data: arrays must be numeric, not objects")
+  missing = [k for k in _REQUIRED if k not in plain]
+  if missing:
+    raise UserError(f"data lacks arrays {', '.join(missing)}")
+  if ("x_val" in plain) != ("y_val" in plain):
+    raise UserError("data must hold both x_val and y_val, or neither")
+  _check(plain, _task(plain), "data")
+  if os.path.exists(path):  # a run's data: the same arrays resume, others are refused
+    held = load_npz(path)
+    if set(held) != set(plain) or not all(np.array_equal(held[k], plain[k]) for k in plain):
+      raise UserError(f"{path} holds other data (a run's); use another workdir")
+    return path
+  tmp = f"{path}.tmp.npz"
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  np.savez(tmp, **plain)
+  os.replace(tmp, path)
+  return path
+
+
 def load_npz(path: str) -> dict[str, np.ndarray]:
   """The user's data: ``x_train, y_train, x_test, y_test`` and optionally ``x_val, y_val``."""
   if not os.path.isfile(path):
@@ -157,7 +191,21 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
   return {k: arrays[k] for k in (*_REQUIRED, "x_val", "y_val") if k in arrays}
 
 
-def _task(arrays: dict[str, np.ndarray]) -> str:
+TASKS = ("auto", CLASSIFICATION, REGRESSION)
+
+
+def _task(arrays: dict[str, np.ndarray], stated: str = "auto") -> str:
+  """``data.task`` where the user states it; ``auto``: integer labels mean classification,
+  float targets regression."""
+  if stated not in TASKS:
+    raise UserError(f"data.task must be one of {', '.join(TASKS)}, got {stated!r}")
+  if stated == CLASSIFICATION:
+    y = [arrays[k] for k in arrays if k.startswith("y_")]
+    if not all(np.all(np.asarray(v) == np.round(np.asarray(v))) for v in y):
+      raise UserError("data.task is classification but the labels are not whole numbers")
+    return CLASSIFICATION
+  if stated == REGRESSION:
+    return REGRESSION
   kinds = {arrays[k].dtype.kind for k in arrays if k.startswith("y_")}
   if kinds <= {"i", "u"}:
     return CLASSIFICATION
@@ -195,9 +243,9 @@ def _check(arrays: dict[str, np.ndarray], task: str, source: str) -> None:
 
 
 def make_splits(arrays: dict[str, np.ndarray], val_fraction: float, seed: int,
-                source: str) -> Splits:
+                source: str, task: str = "auto") -> Splits:
   """Validates the arrays and, without ``x_val``, splits train into train and val."""
-  task = _task(arrays)
+  task = _task(arrays, task)
   _check(arrays, task, source)
   arrays = dict(arrays)
   if "x_val" not in arrays:
@@ -224,8 +272,9 @@ def make_splits(arrays: dict[str, np.ndarray], val_fraction: float, seed: int,
 
 def load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None = None) -> Splits:
   """The splits a config (or ``--data FILE.npz``, which wins) asks for."""
+  stated = data_cfg.get("task", "auto")
   if path:
-    return make_splits(load_npz(path), data_cfg.val_fraction, seed, path)
+    return make_splits(load_npz(path), data_cfg.val_fraction, seed, path, stated)
   name = data_cfg.name
   if name == "mnist1d":
     arrays = mnist1d(data_cfg.get("num_samples", 5000), data_cfg.get("data_seed", 42),
@@ -235,10 +284,11 @@ def load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None = None
   elif name == "npz":
     if not data_cfg.get("path"):
       raise UserError("this experiment needs data: pass --data FILE.npz")
-    return make_splits(load_npz(data_cfg.path), data_cfg.val_fraction, seed, data_cfg.path)
+    return make_splits(load_npz(data_cfg.path), data_cfg.val_fraction, seed, data_cfg.path,
+                       stated)
   else:
     raise UserError(f"unknown data.name {name!r}; known: mnist1d, digits, npz")
-  return make_splits(arrays, data_cfg.val_fraction, seed, name)
+  return make_splits(arrays, data_cfg.val_fraction, seed, name, stated)
 
 
 def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:

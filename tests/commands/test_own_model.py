@@ -29,12 +29,18 @@ def test_the_example_searches_exports_and_retrains_each_in_its_own_process(tmp_p
   acc = event_accumulator.EventAccumulator(str(run))
   acc.Reload()
   assert {f"arch/{s}/gelu" for s in SLOTS} <= set(acc.Tags()["scalars"])
-  # a softmax search alike: a Gumbel search whose key did not reach the slots would equal it
-  soft = tmp_path / "softmax"
-  assert run_cli("search", "--config", EXAMPLE, "--workdir", str(soft), *SMALL,
-                 "--set", "search.relaxation=softmax").returncode == 0
+  # a softmax search alike, from Python: a Gumbel search whose key did not reach the slots
+  # would equal it
+  import actsearch
+  cfg = actsearch.config(EXAMPLE)
+  cfg.search.epochs, cfg.search.shortlist_epochs = 2, 1
+  cfg.search.candidates, cfg.search.relaxation = ["relu", "gelu", "tanh"], "softmax"
+  soft = actsearch.search(cfg, str(tmp_path / "softmax"))
   weights = lambda a: [list(layer["weights"].values()) for layer in a["layers"]]  # noqa: E731
-  assert not np.allclose(weights(arch), weights(architecture.load(str(soft / "architecture.json"))))
+  assert not np.allclose(weights(arch), weights(soft))
+  report = actsearch.retrain(str(tmp_path / "softmax" / "architecture.json"), seeds=1,
+                             epochs=1, baselines=[])
+  assert report["variants"]["found"]["seeds"][0]["test_accuracy"] > 0.1
   # export and retrain find the user's backbone when its file is passed, and say so when not
   assert_bad_input(run_cli("export", str(run)), "own_cnn", f"--import {EXAMPLE}")
   assert_bad_input(run_cli("retrain", str(run / "architecture.json"), "--seeds", "2"),
@@ -55,7 +61,6 @@ def test_the_example_searches_exports_and_retrains_each_in_its_own_process(tmp_p
   # pass of this test's own, reproduces the retrain's test accuracy exactly
   import jax.numpy as jnp
 
-  import actsearch
   from actsearch import configs, data
   example = configs.import_code(EXAMPLE)
   digits = data.digits(0, images=True)

@@ -77,7 +77,8 @@ def test_an_nn_act_slot_fits_sin():
 
 BACKBONES = {"mlp": ({"name": "mlp", "widths": [6, 5, 4]}, (10,)),
              "cnn1d": ({"name": "cnn1d", "widths": [4, 5, 6], "kernel_sizes": [5, 3, 3]},
-                       (40,))}
+                       (40,)),
+             "cnn2d": ({"name": "cnn2d", "widths": [4, 5], "dense": 6}, (8, 8, 1))}
 
 
 def _state(model):

@@ -86,19 +86,29 @@ def test_fixed_activation_applies_its_choice_and_learned_params():
   np.testing.assert_allclose(np.asarray(per_channel(x3)), want, rtol=1e-6)
 
 
-def test_backbones_name_their_slots_and_run():
+# Every built-in backbone: config, input shape, its slots' names.
+BACKBONES = {
+    "mlp": ({"name": "mlp", "widths": [8, 6]}, (4,), ["block0/act", "block1/act"]),
+    "cnn1d": ({"name": "cnn1d", "widths": [25, 25, 25], "kernel_sizes": [5, 3, 3]}, (40,),
+              ["block0/act", "block1/act", "block2/act"]),
+    "cnn2d": ({"name": "cnn2d", "widths": [4, 6], "dense": 5}, (8, 8, 1),
+              ["block0/act", "block1/act", "block2/act"]),
+}
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_backbones_name_their_slots_and_run(backbone):
   import ml_collections
+  spec, shape, names = BACKBONES[backbone]
   rngs = nnx.Rngs(0)
-  cfg = ml_collections.ConfigDict({"name": "cnn1d", "widths": [25, 25, 25],
-                                   "kernel_sizes": [5, 3, 3]})
+  cfg = ml_collections.ConfigDict(spec)
   slot = models.search_slots(["relu", "sin"], "softmax", "layer", rngs)
-  cnn = models.build(cfg, (40,), 10, slot, rngs)
-  assert [n for n, _ in models.slots(cnn)] == ["block0/act", "block1/act", "block2/act"]
-  assert cnn(jnp.zeros((2, 40))).shape == (2, 10)
-  mlp_cfg = ml_collections.ConfigDict({"name": "mlp", "widths": [8]})
-  mlp = models.build(mlp_cfg, (4,), 1, models.uniform_slots("relu"), rngs)
-  assert mlp(jnp.zeros((3, 4))).shape == (3, 1)
-  assert isinstance(models.slots(mlp)[0][1], FixedActivation)
+  net = models.build(cfg, shape, 10, slot, rngs)
+  assert [n for n, _ in models.slots(net)] == names
+  assert net(jnp.zeros((2, *shape)), jax.random.key(0)).shape == (2, 10)
+  fixed = models.build(cfg, shape, 1, models.uniform_slots("relu"), rngs)
+  assert fixed(jnp.zeros((3, *shape))).shape == (3, 1)
+  assert all(isinstance(s, FixedActivation) for _, s in models.slots(fixed))
 
 
 def test_mix_reference_matches_manual_sum_for_channel_weights():

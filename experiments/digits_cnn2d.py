@@ -1,0 +1,30 @@
+"""scikit-learn's 8x8 digits as images with a small 2-D CNN: which activation per layer?
+
+Run:  actsearch search --config experiments/digits_cnn2d.py --workdir runs/digits_cnn2d
+Two 3x3 convolutions (16 and 32 channels, each followed by 2x2 average pooling) and a dense
+layer of 64 units: three slots. The data ship with scikit-learn (1797 images; 80% train, split
+50/50 into train and val for the search, 20% test).
+"""
+
+from actsearch.configs import WIDE_CANDIDATES, base_config
+
+
+def get_config():
+  c = base_config()
+  c.data.name = "digits"
+  c.data.images = True             # 8x8x1: height, width, channels
+  c.data.data_seed = 0
+  c.model.name = "cnn2d"
+  c.model.widths = [16, 32]
+  c.model.dense = 64
+  c.search.epochs = 40
+  c.search.batch_size = 64
+  # As the digits MLP (docs/choosing-defaults.md): group "wide", every candidate screened
+  # alone, the best two of each slot validated as discrete networks (2^3 = 8).
+  c.search.candidates = list(WIDE_CANDIDATES)
+  c.search.relaxation = "gumbel"
+  c.search.discretize = "screen"
+  c.search.shortlist_k = 2
+  c.retrain.baselines = ["relu", "gelu", "silu", "elu", "swish_beta", "pau"]
+  c.retrain.batch_size = 64        # 1437 training examples: 22 steps an epoch
+  return c
