@@ -250,3 +250,40 @@ def test_a_record_written_by_hand_retrains_against_baselines(tmp_path):
   results = json.loads((tmp_path / "rt" / "results.json").read_text())
   assert results["found"] == "tanh" and set(results["variants"]) == {"found", "relu"}
   assert "relu" in results["paired"]
+
+
+def _arrays(n=40, seed=0):
+  rng = np.random.default_rng(seed)
+  return {"x_train": rng.normal(size=(n, 4)), "y_train": rng.integers(0, 3, n),
+          "x_test": rng.normal(size=(10, 4)), "y_test": rng.integers(0, 3, 10)}
+
+
+def test_arrays_from_python_are_checked_and_saved_for_a_fresh_process(tmp_path):
+  from actsearch import data
+  path = str(tmp_path / "run" / "data.npz")
+  arrays = _arrays()
+  assert data.save_arrays(arrays, path) == path
+  held = data.load_npz(path)
+  assert all(np.array_equal(held[k], np.asarray(v)) for k, v in arrays.items())
+  assert data.save_arrays(arrays, path) == path  # the same arrays again: a resumed run
+  with pytest.raises(actsearch.UserError) as e:
+    data.save_arrays(_arrays(seed=1), path)
+  _one_line(e, "holds other data")
+  bad = {**arrays, "y_train": arrays["y_train"][:-1]}
+  with pytest.raises(actsearch.UserError) as e:
+    data.save_arrays(bad, str(tmp_path / "other.npz"))
+  _one_line(e, "x_train has 40 examples but y_train has 39")
+  assert not (tmp_path / "other.npz").exists()
+
+
+def test_the_task_can_be_stated_instead_of_inferred_from_the_labels():
+  from actsearch import data
+  floats = {**_arrays(), "y_train": np.random.default_rng(0).integers(0, 3, 40).astype(float),
+            "y_test": np.zeros(10)}
+  assert data.make_splits(floats, 0.5, 0, "x").task == data.REGRESSION  # inferred
+  stated = data.make_splits(floats, 0.5, 0, "x", task="classification")
+  assert stated.task == data.CLASSIFICATION and stated.num_outputs == 3
+  assert data.make_splits(_arrays(), 0.5, 0, "x", task="regression").task == data.REGRESSION
+  with pytest.raises(actsearch.UserError) as e:
+    data.make_splits({**floats, "y_test": np.full(10, 0.5)}, 0.5, 0, "x", task="classification")
+  _one_line(e, "not whole numbers")

@@ -79,3 +79,24 @@ def test_the_example_searches_exports_and_retrains_each_in_its_own_process(tmp_p
       mine(jnp.asarray(digits["x_test"][:8], jnp.float32)),
       actsearch.trained(str(tmp_path / "rt"), "found", seed=1)(
           jnp.asarray(digits["x_test"][:8], jnp.float32)))
+
+
+@pytest.mark.slow
+def test_a_search_on_arrays_from_python_is_found_by_a_fresh_retrain(tmp_path):
+  import actsearch
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 6)).astype(np.float32)
+  y = (x[:, 0] * x[:, 1] > 0).astype(float)  # float labels, stated a classification
+  cfg = actsearch.config()
+  cfg.data.task = "classification"
+  cfg.model.widths = [8]
+  cfg.search.epochs, cfg.search.discretize = 2, "argmax"
+  cfg.search.candidates = ["relu", "tanh"]
+  arch = actsearch.search(cfg, str(tmp_path / "run"), data={
+      "x_train": x[:240], "y_train": y[:240], "x_test": x[240:], "y_test": y[240:]})
+  assert arch["data"]["task"] == "classification" and (tmp_path / "run" / "data.npz").is_file()
+  proc = run_cli("retrain", str(tmp_path / "run" / "architecture.json"), "--seeds", "2",
+                 "--epochs", "1", "--baselines", "relu", "--no-progress")
+  assert proc.returncode == 0, proc.stderr
+  results = json.loads((tmp_path / "run" / "retrain" / "results.json").read_text())
+  assert results["protocol"]["test_examples"] == 60
