@@ -224,15 +224,15 @@ def get_config():
 '''
 
 
-def test_a_users_factory_that_raises_shows_their_traceback_marked_as_theirs(tmp_path):
+def test_a_users_factory_that_raises_shows_their_traceback_marked_as_theirs(tmp_path, capsys):
+  from actsearch import cli
   path = tmp_path / "broken.py"
   path.write_text(BROKEN)
-  proc = subprocess.run([sys.executable, "-m", "actsearch", "search", "--config", str(path),
-                         "--workdir", str(tmp_path / "run"), "--no-progress"], cwd=ROOT,
-                        capture_output=True, text=True)
-  assert proc.returncode == 2
-  lines = proc.stderr.strip().splitlines()
-  assert f'File "{path}", line 12, in helper' in proc.stderr  # their frames, their line
+  assert cli.main(["search", "--config", str(path), "--workdir", str(tmp_path / "run"),
+                   "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  lines = err.strip().splitlines()
+  assert f'File "{path}", line 12, in helper' in err  # their frames, their line
   assert lines[-1] == ("actsearch: error: the factory of model 'broken' raised RuntimeError: "
                        "my bug (the traceback above is from your code)")
   assert not (tmp_path / "run" / "config.json").exists()

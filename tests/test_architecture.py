@@ -57,6 +57,7 @@ def test_a_record_of_the_old_code_retrains(legacy_run, capsys):
   assert set(results["variants"]) == {"found", "relu"}
 
 
+@pytest.mark.slow  # 16 s; the old record's show and the old results' reading stay fast
 def test_a_workdir_of_the_old_code_resumes_and_ends_as_the_old_code_did(legacy_run):
   args = ["search", "--config", os.path.join(ROOT, "experiments", "mnist1d_mlp.py"),
           "--workdir", str(legacy_run), "--epochs", "2", "--no-progress"]

@@ -81,6 +81,7 @@ def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
+@pytest.mark.slow  # 20 s; the fast tier stops on the poisoned step (above)
 def test_skip_drops_the_step_finishes_and_reports_the_count(tmp_path):
   workdir = tmp_path / "skip"
   proc = run_cli(*_args(workdir, "search.on_nonfinite=skip"), env={health.POISON_ENV: "14"})
