@@ -1,17 +1,33 @@
 """Bad input: exit code 2, one line on stderr naming the problem, no traceback, nothing damaged.
 
-These run the real command in a fresh process, as a user meets it.
+``show``, ``candidates`` and the parser's errors run the real command in a fresh process, as a
+user meets it; the search's bad inputs run ``cli.main`` in this process (the same code from
+the parsed arguments on, without a process start for each).
 """
 
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
+from actsearch import cli
+
 from conftest import ROOT, assert_bad_input, run_cli
 
 MLP = os.path.join(ROOT, "experiments", "mlp.py")
+
+
+@pytest.fixture
+def search(capsys):
+  """``actsearch search ARGS`` in this process, as a CompletedProcess of its code and output."""
+  def run(*args):
+    capsys.readouterr()
+    code = cli.main(["search", *args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["search", *args], code, out.out, out.err)
+  return run
 
 
 @pytest.fixture
@@ -30,48 +46,49 @@ def _unchanged(workdir):
           and sorted(os.listdir(workdir)) == ["architecture.json", "config.json"])
 
 
-def test_unknown_candidate_in_a_config_file(tmp_path, classification_npz, workdir_with_config):
+def test_unknown_candidate_in_a_config_file(tmp_path, classification_npz, workdir_with_config,
+                                            search):
   config = tmp_path / "exp.py"
   config.write_text("from actsearch.configs import base_config\n\n"
                     "def get_config():\n  c = base_config()\n"
                     "  c.search.candidates = ['relu', 'swishy']\n  return c\n")
-  proc = run_cli("search", "--config", str(config), "--data", classification_npz,
+  proc = search("--config", str(config), "--data", classification_npz,
                  "--workdir", str(workdir_with_config))
   assert_bad_input(proc, "unknown candidate activation 'swishy'", "known:", "gelu")
   assert _unchanged(workdir_with_config)
 
 
-def test_set_of_an_unknown_key(classification_npz, workdir_with_config):
-  proc = run_cli("search", "--config", MLP, "--data", classification_npz,
+def test_set_of_an_unknown_key(classification_npz, workdir_with_config, search):
+  proc = search("--config", MLP, "--data", classification_npz,
                  "--workdir", str(workdir_with_config), "--set", "model.width=[4]")
   assert_bad_input(proc, "unknown config key 'model.width'", "model.widths")
   assert _unchanged(workdir_with_config)
 
 
-def test_set_of_a_wrongly_typed_value(classification_npz, workdir_with_config):
-  proc = run_cli("search", "--config", MLP, "--data", classification_npz,
+def test_set_of_a_wrongly_typed_value(classification_npz, workdir_with_config, search):
+  proc = search("--config", MLP, "--data", classification_npz,
                  "--workdir", str(workdir_with_config), "--set", "search.epochs=many")
   assert_bad_input(proc, "search.epochs", "expected int", "many")
   assert _unchanged(workdir_with_config)
 
 
-def test_missing_npz(tmp_path, workdir_with_config):
-  proc = run_cli("search", "--config", MLP, "--data", str(tmp_path / "nowhere.npz"),
+def test_missing_npz(tmp_path, workdir_with_config, search):
+  proc = search("--config", MLP, "--data", str(tmp_path / "nowhere.npz"),
                  "--workdir", str(workdir_with_config))
   assert_bad_input(proc, "data file not found", "nowhere.npz")
   assert _unchanged(workdir_with_config)
 
 
-def test_malformed_npz(tmp_path, workdir_with_config):
+def test_malformed_npz(tmp_path, workdir_with_config, search):
   bad = tmp_path / "bad.npz"
   bad.write_bytes(b"PK\x03\x04 truncated")
-  proc = run_cli("search", "--config", MLP, "--data", str(bad),
+  proc = search("--config", MLP, "--data", str(bad),
                  "--workdir", str(workdir_with_config))
   assert_bad_input(proc, "bad.npz", "not a readable .npz")
   wrong = tmp_path / "wrong.npz"
   np.savez(wrong, x_train=np.zeros((8, 2)), y_train=np.zeros(7, int),
            x_test=np.zeros((2, 2)), y_test=np.zeros(2, int))
-  proc = run_cli("search", "--config", MLP, "--data", str(wrong),
+  proc = search("--config", MLP, "--data", str(wrong),
                  "--workdir", str(workdir_with_config))
   assert_bad_input(proc, "x_train has 8 examples but y_train has 7")
   assert _unchanged(workdir_with_config)
