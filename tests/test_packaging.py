@@ -22,6 +22,7 @@ print("kernel", kernels.available())
 """
 
 
+@pytest.mark.slow  # builds and installs a wheel (14 s)
 def test_a_wheel_install_ships_the_kernel_sources_and_the_old_import_paths(tmp_path):
   source = tmp_path / "source"  # a copy: building in the checkout would leave build/ there
   source.mkdir()
