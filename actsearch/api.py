@@ -1,7 +1,9 @@
 """The facade's commands from Python: a config, a search, a retrain, a record.
 
-Thin shells over the commands the CLI runs (``commands/``), imported when called, so that
-``import actsearch`` stays light and starts no JAX backend.
+Thin shells over the commands the CLI runs (``commands/``, imported when called, so that
+``import actsearch`` stays light), and ``apply``, which fixes a user's model to a record. The
+record's slots are built as ``retrain.variants`` builds the found network's, without its
+check that the record's backbone is registered: ``apply`` is handed the model itself.
 """
 
 from __future__ import annotations
