@@ -197,7 +197,7 @@ def test_the_facade_names_have_docstrings_and_its_examples_run():
   for name in actsearch.__all__:
     if name != "__version__":
       assert (getattr(actsearch, name).__doc__ or "").strip(), name
-  for module in (actsearch, actsearch.api):
+  for module in (actsearch, actsearch.api, user):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, module.__name__
 

@@ -76,7 +76,19 @@ def _plain(default: str | Callable) -> Callable:
 
 
 def slot(module: nnx.Module, name: str, default: str | Callable = "relu") -> Callable:
-  """The activation at one marked place of ``module``'s ``__call__`` (module docstring)."""
+  """The activation at one marked place of ``module``'s ``__call__`` (module docstring).
+
+  >>> import jax.numpy as jnp
+  >>> from flax import nnx
+  >>> import actsearch
+  >>> class Tiny(nnx.Module):
+  ...   def __call__(self, x):
+  ...     return actsearch.slot(self, "act", "tanh")(x)
+  >>> float(Tiny()(jnp.array(0.5))) == float(jnp.tanh(0.5))  # nothing attached: the default
+  True
+  >>> [p.name for p in actsearch.models.user.find(Tiny(), jnp.ones((2, 3)))]
+  ['act']
+  """
   if not isinstance(module, nnx.Module):
     raise UserError(f"actsearch.slot takes the module that applies the activation (self), got "
                     f"{type(module).__name__}")
@@ -186,7 +198,26 @@ def _factory_kwargs(factory: Callable, model_cfg, input_shape, num_outputs, rngs
 
 def register_model(name: str, factory: Callable[..., nnx.Module] | None = None):
   """Registers ``factory`` (keywords it may take: ``rngs``, ``input_shape``, ``num_outputs``,
-  ``config``, the run's ``model`` config) as backbone ``name``; usable as a decorator."""
+  ``config``, the run's ``model`` config) as backbone ``name``; usable as a decorator.
+
+  >>> import jax.numpy as jnp
+  >>> import ml_collections
+  >>> from flax import nnx
+  >>> import actsearch
+  >>> from actsearch import models
+  >>> @actsearch.register_model("doc_net")
+  ... class DocNet(nnx.Module):
+  ...   def __init__(self, *, input_shape, num_outputs, rngs):
+  ...     self.hidden = nnx.Linear(input_shape[0], 4, rngs=rngs)
+  ...     self.out = nnx.Linear(4, num_outputs, rngs=rngs)
+  ...   def __call__(self, x):
+  ...     return self.out(actsearch.slot(self, "act", nnx.relu)(self.hidden(x)))
+  >>> rngs = nnx.Rngs(0)
+  >>> slots = models.search_slots(["relu", "tanh"], "softmax", "layer", rngs)
+  >>> net = models.build(ml_collections.ConfigDict({"name": "doc_net"}), (3,), 2, slots, rngs)
+  >>> [name for name, _ in models.slots(net)], net(jnp.ones((5, 3))).shape
+  (['act'], (5, 2))
+  """
   def wrap(factory: Callable[..., nnx.Module]):
     def builder(model_cfg, input_shape, num_outputs, make, rngs):
       with their_code(f"the factory of model {name!r}"):
