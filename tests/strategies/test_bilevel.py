@@ -49,7 +49,7 @@ def _flat(tree):
 
 
 @pytest.mark.parametrize("task, cands", [
-    ("classification", CANDS), ("regression", CANDS),
+    ("classification", CANDS), pytest.param("regression", CANDS, marks=pytest.mark.slow),
     pytest.param("classification", FUSED, marks=pytest.mark.slow)])  # fused: the low-rank test
 def test_exact_hypergradient_matches_finite_differences_of_the_unrolled_objective(task, cands):
   xi = 0.5  # large enough that the second-order term matters
@@ -81,12 +81,12 @@ _ROUTES = [
 ]
 
 
-# Each route and each relaxation in the fast tier; the other three pairs in the slow one.
+# The dense routes, one relaxation each, in the fast tier; the rest (convs too) in the slow one.
 @pytest.mark.parametrize("model_cfg, cands, relaxation", [
     pytest.param(*route, relaxation, marks=() if fast else pytest.mark.slow,
                  id=f"{route[0]['name']}{route[0]['widths']}-{relaxation}")
     for i, route in enumerate(_ROUTES) for relaxation in ("softmax", "gumbel")
-    for fast in [(relaxation == "gumbel") == (i == 2)]])
+    for fast in [i < 2 and (relaxation == "gumbel") == (i == 1)]])
 def test_lowrank_second_order_equals_the_general_route(model_cfg, cands, relaxation):
   keys = dict(key_train=jax.random.key(3), key_val=jax.random.key(4))
   with jax.enable_x64(True):

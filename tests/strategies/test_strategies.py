@@ -69,6 +69,7 @@ def toy_experiment(tmp_path):
   table.STRATEGIES.pop("toy", None)
 
 
+@pytest.mark.slow  # a search and a retrain (18 s); the seam's table and errors stay fast
 def test_a_toy_strategy_runs_through_the_seam_end_to_end(tmp_path, toy_experiment,
                                                          classification_npz, capsys):
   workdir = tmp_path / "run"
