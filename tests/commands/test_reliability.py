@@ -67,6 +67,7 @@ def test_a_retrain_on_a_held_workdir_is_refused(tmp_path):
   assert sorted(os.listdir(tmp_path / "rt")) == [".lock"]
 
 
+@pytest.mark.slow  # a search that stops (24 s); a diverged screen network is checked fast
 def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / "stop"
   proc = run_cli(*_args(workdir), env={health.POISON_ENV: "14"})  # inside epoch 2
@@ -81,7 +82,7 @@ def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
-@pytest.mark.slow  # 20 s; the fast tier stops on the poisoned step (above)
+@pytest.mark.slow  # 20 s, as the stop above
 def test_skip_drops_the_step_finishes_and_reports_the_count(tmp_path):
   workdir = tmp_path / "skip"
   proc = run_cli(*_args(workdir, "search.on_nonfinite=skip"), env={health.POISON_ENV: "14"})
