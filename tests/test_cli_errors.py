@@ -7,12 +7,9 @@ the parsed arguments on, without a process start for each).
 
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
-
-from actsearch import cli
 
 from conftest import ROOT, assert_bad_input, run_cli
 
@@ -20,14 +17,9 @@ MLP = os.path.join(ROOT, "experiments", "mlp.py")
 
 
 @pytest.fixture
-def search(capsys):
-  """``actsearch search ARGS`` in this process, as a CompletedProcess of its code and output."""
-  def run(*args):
-    capsys.readouterr()
-    code = cli.main(["search", *args])
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(["search", *args], code, out.out, out.err)
-  return run
+def search(in_process):
+  """``actsearch search ARGS`` in this process."""
+  return lambda *args: in_process("search", *args)
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ def old_record(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["unregistered", "malformed", "no_data", "baseline", "seeds"])
-def test_bad_input_is_one_line_and_exit_2(case, old_record, tmp_path):
+def test_bad_input_is_one_line_and_exit_2(case, old_record, tmp_path, in_process):
   args = ["--no-progress"]
   if case == "unregistered":
     layers = json.loads(json.dumps(OLD_RECORD["layers"]))
@@ -205,7 +205,7 @@ def test_bad_input_is_one_line_and_exit_2(case, old_record, tmp_path):
     args += ["--seeds", "0"]
     needles = ["--seeds must be a positive integer"]
   workdir = tmp_path / "rt"
-  proc = run_cli("retrain", path, "--workdir", str(workdir), *args)
+  proc = in_process("retrain", path, "--workdir", workdir, *args)
   assert_bad_input(proc, *needles)
   assert not workdir.exists()
 

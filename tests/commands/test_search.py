@@ -163,7 +163,8 @@ def test_user_npz_classification_search(classification_npz, tmp_path):
   rc = cli.main(["search", "--config", os.path.join(ROOT, "experiments/mlp.py"),
                  "--data", classification_npz, "--workdir", str(workdir), "--no-progress",
                  "--set", "search.epochs=2", "--set", "model.widths=[8]",
-                 "--set", "search.discretize=argmax"])  # the data's path, not the screen
+                 "--set", 'search.candidates=["relu","gelu"]',  # the data's path, not the
+                 "--set", "search.discretize=argmax"])  # candidates' or the screen's
   assert rc == 0
   arch = json.loads((workdir / "architecture.json").read_text())
   assert arch["data"]["task"] == "classification" and arch["data"]["num_outputs"] == 3

@@ -143,10 +143,10 @@ TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--no-progress"]
 
 
-# The default (screen) in the fast tier; the shortlist is also checked on a fake context there.
-@pytest.mark.parametrize("method", [pytest.param("perturbation", marks=pytest.mark.slow),
-                                    pytest.param("shortlist", marks=pytest.mark.slow),
-                                    "screen"])
+# The slow tier (about 30 s each, compilation-bound); the screen and the shortlist are checked
+# on a fake context in the fast tier, and the fast tier's other searches run the default screen.
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["perturbation", "shortlist", "screen"])
 def test_each_method_through_the_search_records_scores_and_shows_them(method, tmp_path, capsys,
                                                                       monkeypatch):
   from actsearch.train import trainer
@@ -162,7 +162,7 @@ def test_each_method_through_the_search_records_scores_and_shows_them(method, tm
   assert cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),
                    "--workdir", str(workdir), *TINY, "--set", f"search.discretize={method}",
                    "--set", "search.shortlist_epochs=1", "--set", "search.normalize=true",
-                   "--set", "search.shortlist_k=2",
+                   "--set", "search.shortlist_k=2", "--set", "search.shortlist_seeds=1",
                    "--set", 'search.candidates=["relu","gelu","sin"]']) == 0
   arch = architecture.load(str(workdir / "architecture.json"))
   assert arch["discretize"] == method and arch["selection"]["method"] == method
