@@ -8,6 +8,7 @@ The public API, for your own Flax NNX model (``experiments/own_model.py`` runs i
 * ``apply(record, model)``: fixes every slot of your model to the record's choice;
 * ``trained(retrain_dir, variant, seed)``: a retrained seed's network with its weights;
 * ``register_candidate(...)``: a candidate activation of your own;
+* ``register_loss(name)``: a per-example loss of your own (``data.loss``);
 * ``UserError``: what bad input raises (the CLI's exit code 2).
 
 Importing actsearch starts no JAX backend and changes no environment variable.
@@ -30,13 +31,24 @@ True
 >>> net = actsearch.apply(record, net, example=x)
 >>> bool(jnp.allclose(net(x), net.out(jnp.tanh(net.hidden(x)))))
 True
+
+A candidate of your own, by name in ``search.candidates`` (bad input is one ``UserError``):
+
+>>> softsign = actsearch.register_candidate("my_softsign", lambda x: x / (1 + jnp.abs(x)),
+...                                         "x / (1 + |x|)", overwrite=True)
+>>> try:
+...   actsearch.register_candidate("My Softsign", jnp.tanh, "tanh(x)")
+... except actsearch.UserError as e:
+...   print("bad input:", e)
+bad input: ...
 """
 
 from actsearch.api import apply, config, load, retrain, search, trained
 from actsearch.errors import UserError
 from actsearch.models.user import register_model, slot
 from actsearch.space.activations import register as register_candidate
+from actsearch.train.losses import register as register_loss
 from actsearch.version import __version__
 
 __all__ = ["UserError", "__version__", "apply", "config", "load", "register_candidate",
-           "register_model", "retrain", "search", "slot", "trained"]
+           "register_loss", "register_model", "retrain", "search", "slot", "trained"]

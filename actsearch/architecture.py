@@ -294,6 +294,8 @@ def require(arch: dict, path: str, names: Sequence[str] | None = None) -> None:
   if code and backbone not in models.BACKBONES:
     _fail(path, f"backbone {backbone!r} is not registered here; the record says it comes from "
           f"{', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code))
+  from actsearch.train import losses
+  losses.check(arch.get("data", {}).get("loss", losses.AUTO), code, path)
 
 
 def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:

@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
   r.add_argument("--baselines", help="comma-separated candidates, each in every slot "
                  "(default: retrain.baselines)")
   r.add_argument("--workdir", help="default: retrain/ beside FILE")
+  r.add_argument("--weights-out", metavar="DIR", help="also write each trained network there "
+                 "(DIR/VARIANT/seed<s>: an orbax checkpoint of its NNX state)")
   r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                  help="override a field of the retrain config (retrain.*, model.*, data.*)")
   r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,8 +86,9 @@ def _parser() -> argparse.ArgumentParser:
 
   rp = sub.add_parser("reproduce", help="search, retrain and baselines for the headline tasks")
   rp.add_argument("--tasks", default="mnist1d_cnn,mnist1d_mlp,digits_mlp,digits_cnn2d",
-                  help="comma-separated: mnist1d_cnn, mnist1d_mlp, digits_mlp (the default), "
-                       "mnist1d_cnn_catalogue, mnist1d_cnn_default8")
+                  help="comma-separated: mnist1d_cnn, mnist1d_mlp, digits_mlp, digits_cnn2d "
+                       "(the default), mnist1d_cnn_catalogue, mnist1d_cnn_default8, or your "
+                       "own experiment files (PATH.py)")
   rp.add_argument("--workdir", default="runs/reproduce")
   rp.add_argument("--seeds", type=int, default=5, help="retrain seeds per variant")
   rp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -160,7 +163,8 @@ def _retrain(args) -> None:
   if args.baselines is not None:
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
   report = retrain.run(args.file, args.workdir, seeds=args.seeds, epochs=args.epochs,
-                       baselines=baselines, sets=args.set, progress=not args.no_progress)
+                       baselines=baselines, sets=args.set, progress=not args.no_progress,
+                       weights_out=args.weights_out)
   print(retrain.markdown(report))
 
 

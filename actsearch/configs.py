@@ -18,7 +18,7 @@ from ml_collections import config_dict
 from actsearch.errors import UserError
 from actsearch.space import activations, implementation
 from actsearch.strategies import table as strategies
-from actsearch.train import health, optim, trainer
+from actsearch.train import health, losses, optim, trainer
 
 # The checkout the package runs from (a clone, or an editable install): its experiments/.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +51,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_samples = 5000        # mnist1d: examples generated (80% train, 20% test)
   c.data.num_test = 0              # mnist1d: if > 0, num_samples train + num_test test examples
   c.data.task = "auto"             # auto (by label dtype) | classification | regression
+  c.data.loss = "auto"             # auto (cross_entropy | squared_error by task), or your own
+                                   # (actsearch.register_loss; train/losses.py)
   c.data.images = False            # digits: 8x8x1 images (height, width, channels)
   c.data.data_seed = 42            # the dataset generator's seed (fixed: same data every run)
   c.data.val_fraction = 0.5        # share of the training data held out as the search's val split
@@ -203,9 +205,9 @@ def code_of(cfg: ml_collections.ConfigDict) -> list[str]:
   """The user code that registered the candidates and the backbone a config names."""
   from actsearch.models import registry as models
   refs = activations.code_refs(_named(cfg.search))
-  backbone = models.SOURCES.get(cfg.model.name)
-  if backbone and backbone not in refs:
-    refs.append(backbone)
+  for ref in (models.SOURCES.get(cfg.model.name), losses.SOURCES.get(cfg.data.get("loss"))):
+    if ref and ref not in refs:
+      refs.append(ref)
   return refs
 
 
@@ -218,6 +220,7 @@ def check_code(cfg: ml_collections.ConfigDict, where: str) -> None:
   if code and cfg.model.name not in models.BACKBONES:
     raise UserError(f"{where}: backbone {cfg.model.name!r} is not registered here; it comes "
                     f"from {', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code))
+  losses.check(cfg.data.get("loss", losses.AUTO), code, where)
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -310,6 +313,7 @@ def check(cfg: ml_collections.ConfigDict) -> None:
     if not isinstance(value, int) or value < 1:
       raise UserError(f"{key} must be a positive integer, got {value!r}")
   check_run(s, "search")
+  losses.check(cfg.data.get("loss", losses.AUTO))
   if not isinstance(cfg.data.resident_mb, (int, float)) or cfg.data.resident_mb < 0:
     raise UserError(f"data.resident_mb must be a number >= 0, got {cfg.data.resident_mb!r}")
   strategies.get(s.strategy).check(cfg)

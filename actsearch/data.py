@@ -36,6 +36,7 @@ class Splits:
   y_test: np.ndarray
   task: str
   num_outputs: int
+  loss: str = "auto"  # data.loss: what training minimises (train/losses.py)
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -271,7 +272,12 @@ def make_splits(arrays: dict[str, np.ndarray], val_fraction: float, seed: int,
 
 
 def load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None = None) -> Splits:
-  """The splits a config (or ``--data FILE.npz``, which wins) asks for."""
+  """The splits a config (or ``--data FILE.npz``, which wins) asks for, with its loss."""
+  splits = _load(data_cfg, seed, path)
+  return dataclasses.replace(splits, loss=data_cfg.get("loss", "auto"))
+
+
+def _load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None) -> Splits:
   stated = data_cfg.get("task", "auto")
   if path:
     return make_splits(load_npz(path), data_cfg.val_fraction, seed, path, stated)

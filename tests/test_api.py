@@ -193,13 +193,44 @@ def test_importing_actsearch_changes_no_environment_and_starts_no_backend():
   assert json.loads(out.strip().splitlines()[-1]) == [True, False]
 
 
+# The examples that search and retrain, run in this order as one session (the slow tier).
+SESSION = ["search", "retrain", "load", "trained"]
+
+
+def _examples(module):
+  return [t for t in doctest.DocTestFinder().find(module) if t.examples]
+
+
 def test_the_facade_names_have_docstrings_and_its_examples_run():
+  from actsearch.train import losses
   for name in actsearch.__all__:
     if name != "__version__":
       assert (getattr(actsearch, name).__doc__ or "").strip(), name
-  for module in (actsearch, actsearch.api, user):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0, module.__name__
+  runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+  for module in (actsearch, actsearch.api, user, losses):
+    tests = [t for t in _examples(module)
+             if t.name.rsplit(".", 1)[-1] not in SESSION or module is not actsearch.api]
+    assert tests, module.__name__
+    for test in tests:
+      runner.run(test)
+  assert runner.failures == 0
+  shown = "".join(e.source for m in (actsearch, actsearch.api, user, losses)
+                  for t in _examples(m) for e in t.examples)
+  assert [n for n in actsearch.__all__ if n != "__version__"
+          and f"actsearch.{n}" not in shown] == []  # every name in a runnable example
+
+
+@pytest.mark.slow
+def test_the_facades_search_retrain_load_and_trained_examples_run_as_one_session(tmp_path,
+                                                                                 monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  tests = {t.name.rsplit(".", 1)[-1]: t for t in _examples(actsearch.api)}
+  runner, session = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS), {}
+  for name in SESSION:
+    test = tests[name]
+    test.globs = session  # one namespace, as a user typing them in turn
+    runner.run(test, clear_globs=False)
+  assert runner.failures == 0 and runner.tries >= 12
 
 
 BROKEN = '''

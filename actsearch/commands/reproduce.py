@@ -5,6 +5,11 @@ baselines over seeds with the experiment's recipe, and write one combined ``repr
 (per task: found choices, search cost in seconds, each variant's mean and 95% interval, the
 paired difference against ReLU, the verdict) and ``reproduce.json``. Every step resumes: a
 task whose search or retrain finished is not run again, and its recorded cost is kept.
+
+A task is one of ``TASKS`` (``experiments/NAME.py``) or a user's experiment file
+(``--tasks my_experiment.py``): its row is titled by the first line of the file's docstring,
+its runs go to ``WORKDIR/<file's name>``, and the file is imported every time the task runs
+(a backbone, candidate or loss it registers is found on resume in a fresh process).
 """
 
 from __future__ import annotations
@@ -29,14 +34,32 @@ TASKS = {"mnist1d_cnn": "MNIST-1D, 1-D CNN (3 x 25 channels)",
          "mnist1d_cnn_default8": "MNIST-1D, 1-D CNN, the eight default candidates"}
 
 
+def is_file(task: str) -> bool:
+  """A task named by a user's experiment file rather than by ``TASKS``."""
+  return task.endswith(".py")
+
+
+def name_of(task: str) -> str:
+  """A task's directory and row name: its ``TASKS`` key, or its file's name without ``.py``."""
+  return os.path.splitext(os.path.basename(task))[0] if is_file(task) else task
+
+
+def _title(task: str) -> str:
+  if not is_file(task):
+    return TASKS[task]
+  doc = (configs.import_code(os.path.abspath(task)).__doc__ or "").strip()
+  return doc.splitlines()[0].strip() if doc else name_of(task)
+
+
 def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict:
   """Search (timed once) and retrain of one task; returns its row of the table."""
-  task_dir = os.path.join(workdir, task)
+  task_dir = os.path.join(workdir, name_of(task))
   search_dir = os.path.join(task_dir, "search")
   arch_path = os.path.join(search_dir, "architecture.json")
   cost_path = os.path.join(task_dir, "search_cost.json")
+  # imported every time: the code it registers is needed by the retrain of a resumed run
+  cfg = configs.load_config(os.path.abspath(task) if is_file(task) else configs.experiment(task))
   if not (os.path.exists(arch_path) and os.path.exists(cost_path)):
-    cfg = configs.load_config(configs.experiment(task))
     start = time.perf_counter()
     search.run(cfg, search_dir, progress=progress)
     cost = {"search_seconds": time.perf_counter() - start}
@@ -54,15 +77,19 @@ def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict
       files.write_json_atomic(cost_path, cost)
   report = retrain.run(arch_path, os.path.join(task_dir, "retrain"), seeds=seeds,
                        progress=progress)
-  return {"task": task, "title": TASKS[task], "search_seconds": cost["search_seconds"],
+  return {"task": name_of(task), "title": _title(task), "search_seconds": cost["search_seconds"],
           "retrain_one_seed_seconds": cost["retrain_one_seed_seconds"], "report": report}
 
 
 def run(tasks: Sequence[str], workdir: str, seeds: int = 5, progress: bool = True) -> dict:
-  unknown = [t for t in tasks if t not in TASKS]
+  unknown = [t for t in tasks if t not in TASKS and not is_file(t)]
   if unknown or not tasks:
     raise UserError(f"unknown task(s) {', '.join(unknown) or '(none)'}; known: "
-                    f"{', '.join(TASKS)}")
+                    f"{', '.join(TASKS)}, or an experiment file (.py)")
+  names = [name_of(t) for t in tasks]
+  if len(set(names)) < len(names):
+    raise UserError(f"--tasks names one task twice ({', '.join(names)}): each task's runs go "
+                    "to WORKDIR/<name>")
   start = time.perf_counter()
   rows = [run_task(t, workdir, seeds, progress) for t in tasks]
   out = {"tasks": rows, "seeds": seeds, "seconds": time.perf_counter() - start,

@@ -100,7 +100,7 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
   built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
                         nnx.Rngs(params=s)) for s in seeds]
   graphdef, state = trainer.stack_models(built)
-  objective = Objective(graphdef, splits.task)
+  objective = Objective(graphdef, splits.task, splits.loss)
   state, seconds = trainer.fit(r, objective, state, x_fit, y_fit, workdir, seeds,
                                [f"seed{s}" for s in seeds], key=name, progress=progress,
                                desc="retrain", test=(splits.x_test, splits.y_test),
@@ -128,6 +128,22 @@ def weights_path(variant_dir: str, seed: int) -> str:
 def unwrapped(model: nnx.Module) -> nnx.Module:
   """A user's own module out of the engine's wrapper (``models/user.py``); a built-in as is."""
   return model.model if isinstance(model, user.Backbone) else model
+
+
+def copy_weights(workdir: str, report: dict, out: str) -> list[str]:
+  """Copies every variant's trained seeds to ``out/VARIANT/seed<s>`` (``--weights-out``), each
+  an orbax checkpoint of the network's NNX state; returns the directories written."""
+  written = []
+  for name in report["variants"]:
+    for s in report["protocol"]["seeds"]:
+      src = weights_path(os.path.join(workdir, name), s)
+      if not os.path.isdir(src):
+        raise UserError(f"{src} is missing (a variant trained before retrains kept their "
+                        f"weights?): delete {os.path.join(workdir, name)} to train it again")
+      dst = os.path.join(out, name, f"seed{s}")
+      files.copy_tree(src, dst)
+      written.append(dst)
+  return written
 
 
 def save_weights(variant_dir: str, graphdef, state, seeds: Sequence[int]) -> None:
@@ -217,8 +233,9 @@ def summarize(results: dict[str, dict], metric: str, higher: bool) -> dict:
 
 def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
         epochs: int | None = None, baselines: Sequence[str] | None = None,
-        sets: Sequence[str] = (), progress: bool = True) -> dict:
-  """Retrains the record at ``arch_path`` and the baselines; writes and returns results."""
+        sets: Sequence[str] = (), progress: bool = True, weights_out: str | None = None) -> dict:
+  """Retrains the record at ``arch_path`` and the baselines; writes and returns results.
+  ``weights_out``: also copies every variant's trained seeds there (``copy_weights``)."""
   arch = architecture.load(arch_path)
   cfg = config_from_architecture(arch, sets, arch_path)
   if seeds is not None:
@@ -240,7 +257,13 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
   resolved.architecture = {layer["name"]: layer.get("channel_choices") or layer["choice"]
                            for layer in arch["layers"]}
   with WorkdirLock(workdir, enabled=primary):  # one run per workdir
-    return _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary, progress)
+    report = _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary,
+                      progress)
+    if weights_out and primary:
+      written = copy_weights(workdir, report, weights_out)
+      print(f"wrote the trained weights of {len(written)} networks to {weights_out} "
+            "(VARIANT/seed<s>: orbax checkpoints of each network's NNX state)")
+  return report
 
 
 def _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary, progress) -> dict:

@@ -98,7 +98,7 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     for net in nets:
       pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
       members += [init.replace(arch=_with_alpha(graphdef, init, pins)) for _, init in inits]
-    objective = Objective(graphdef, splits.task)
+    objective = Objective(graphdef, splits.task, splits.loss)
     stacked = trainer.stack(members)
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -36,6 +37,28 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    raise
+
+
+def copy_tree(src: str, dst: str) -> None:
+  """Copies directory ``src`` to ``dst`` through a temporary sibling and renames: ``dst`` is
+  the old copy or the new one, whole (a kill between the two renames leaves the old one as
+  ``dst.old-*`` beside it)."""
+  parent = os.path.dirname(os.path.abspath(dst))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+  try:
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    old = None
+    if os.path.exists(dst):
+      old = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".old-", dir=parent)
+      os.rmdir(old)
+      os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old:
+      shutil.rmtree(old)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
     raise
 
 

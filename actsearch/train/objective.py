@@ -3,7 +3,8 @@ r"""The one objective: a model graph's loss and metrics on a batch, for every co
 Search (both passes of a bilevel step), evaluation, retrain and bench call the same
 function. Classification uses the cross-entropy of integer labels,
 :math:`\ell_i = -\log \mathrm{softmax}(f(x_i))_{y_i}`; regression the squared error averaged
-over outputs, :math:`\ell_i = \frac1m \lVert f(x_i) - y_i \rVert^2`. A training loss is the
+over outputs, :math:`\ell_i = \frac1m \lVert f(x_i) - y_i \rVert^2`; or the user's own
+per-example loss ``data.loss`` (``losses.py``). A training loss is the
 mean of :math:`\ell_i` over the batch; an evaluation sums :math:`\ell_i` (and correct
 predictions) over the unmasked examples, so that padded batches and devices add up exactly.
 
@@ -18,11 +19,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from actsearch.models import taps
 from actsearch.space.mixed import ArchParam
+from actsearch.train import losses
 
 Batch = dict[str, jax.Array]
 CLASSIFICATION = "classification"
@@ -33,12 +34,13 @@ def split_model(model: nnx.Module):
   return nnx.split(model, nnx.Param, ArchParam, ...)
 
 
-def per_example(out: jax.Array, y: jax.Array, task: str) -> dict[str, jax.Array]:
+def per_example(out: jax.Array, y: jax.Array, task: str,
+                loss: str = losses.AUTO) -> dict[str, jax.Array]:
   """``{"loss": [B], "correct": [B]}`` (classification) or ``{"loss": [B]}`` (regression)."""
+  terms = {"loss": losses.per_example(loss, task, out, y)}
   if task == CLASSIFICATION:
-    return {"loss": optax.softmax_cross_entropy_with_integer_labels(out, y),
-            "correct": (jnp.argmax(out, -1) == y).astype(jnp.float32)}
-  return {"loss": jnp.mean((out - y) ** 2, axis=-1)}
+    terms["correct"] = (jnp.argmax(out, -1) == y).astype(jnp.float32)
+  return terms
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -46,6 +48,7 @@ class Objective:
   """``objective(params, arch, rest, batch, key) -> (loss, (metrics, rest))``."""
   graphdef: Any
   task: str
+  loss: str = losses.AUTO  # data.loss: auto (the task's) or a registered loss's name
 
   def apply(self, params, arch, rest, x: jax.Array, key: jax.Array | None, *,
             train: bool = True, tape: taps.Tape | None = None):
@@ -61,7 +64,7 @@ class Objective:
   def __call__(self, params, arch, rest, batch: Batch, key: jax.Array | None = None, *,
                train: bool = True, tape: taps.Tape | None = None):
     out, rest = self.apply(params, arch, rest, batch["x"], key, train=train, tape=tape)
-    terms = per_example(out, batch["y"], self.task)
+    terms = per_example(out, batch["y"], self.task, self.loss)
     metrics = {"loss": jnp.mean(terms["loss"])}
     if "correct" in terms:
       metrics["accuracy"] = jnp.mean(terms["correct"])
@@ -71,7 +74,7 @@ class Objective:
     """Summed loss (and correct predictions) and the count of the unmasked examples,
     in evaluation mode (``train=False``, deterministic relaxation)."""
     out, _ = self.apply(params, arch, rest, batch["x"], None, train=False)
-    terms = per_example(out, batch["y"], self.task)
+    terms = per_example(out, batch["y"], self.task, self.loss)
     sums = {k: jnp.sum(v * mask) for k, v in terms.items()}
     sums["count"] = jnp.sum(mask)
     return sums

@@ -88,10 +88,13 @@ def fingerprint(recipe: ml_collections.ConfigDict, objective: Objective, state, 
   alpha pins, constants) and of the data."""
   r = {k: v for k, v in json.loads(recipe.to_json()).items() if k not in _NOT_TRAINED
        and not (k in _AS_BEFORE and v == _AS_BEFORE[k])}
-  return {"recipe": r, "names": list(names), "seeds": [int(s) for s in seeds],
-          "task": objective.task, "structure": structure(objective, state),
-          "state": _digest(*jax.tree.leaves((state.params, state.arch, state.rest))),
-          "data": _digest(x, y)}
+  fp = {"recipe": r, "names": list(names), "seeds": [int(s) for s in seeds],
+        "task": objective.task, "structure": structure(objective, state),
+        "state": _digest(*jax.tree.leaves((state.params, state.arch, state.rest))),
+        "data": _digest(x, y)}
+  if objective.loss != "auto":  # absent for the task's own loss: earlier runs' keys hold
+    fp["loss"] = objective.loss
+  return fp
 
 
 def _key(fp: dict) -> str:

@@ -1,5 +1,7 @@
 """The reproduce table: the found network against the best of the usual activations."""
 
+import os
+
 import pytest
 
 from actsearch import stats
@@ -75,3 +77,73 @@ def test_tasks_that_differ_only_in_their_search_compare_their_found_networks():
   assert "Found of a (x / y) - found of b (z / z): +1.00 [" in text
   rows[1]["report"]["config"] = {**rows[1]["report"]["config"], "model": {"name": "mlp"}}
   assert "Found of a" not in reproduce.markdown({"seeds": 5, "seconds": 1.0, "tasks": rows})
+
+
+USER_TASK = '''"""Digits, a backbone of the user's own (two dense layers, one slot).
+
+Written by the test: a tiny search and retrain.
+"""
+from flax import nnx
+
+import actsearch
+from actsearch.configs import base_config
+
+
+@actsearch.register_model("test_reproduce_net")
+class Net(nnx.Module):
+  def __init__(self, *, input_shape, num_outputs, rngs):
+    self.a = nnx.Linear(input_shape[-1], 8, rngs=rngs)
+    self.b = nnx.Linear(8, num_outputs, rngs=rngs)
+
+  def __call__(self, x):
+    return self.b(actsearch.slot(self, "hidden", nnx.relu)(self.a(x)))
+
+
+def get_config():
+  c = base_config()
+  c.data.name = "digits"
+  c.model.name = "test_reproduce_net"
+  c.search.epochs = 1
+  c.search.candidates = ["relu", "tanh"]
+  c.search.discretize = "argmax"
+  c.retrain.epochs = 1
+  c.retrain.baselines = ["relu", "gelu"]
+  return c
+'''
+
+
+@pytest.mark.slow  # a chain: reproduce in this process, then resumed by a fresh one
+def test_a_users_experiment_file_is_a_reproduce_task_and_resumes_in_a_fresh_process(tmp_path):
+  import json
+
+  from conftest import run_cli
+  task = tmp_path / "my_task.py"
+  task.write_text(USER_TASK)
+  workdir = tmp_path / "rp"
+  out = reproduce.run([str(task)], str(workdir), seeds=2, progress=False)
+  row, = out["tasks"]
+  assert row["task"] == "my_task"
+  assert row["title"] == "Digits, a backbone of the user's own (two dense layers, one slot)."
+  assert list(row["report"]["variants"]) == ["found", "relu", "gelu"]
+  arch = json.loads((workdir / "my_task" / "search" / "architecture.json").read_text())
+  assert arch["model"]["name"] == "test_reproduce_net" and arch["code"] == [str(task)]
+  results = workdir / "my_task" / "retrain" / "results.json"
+  before = json.loads(results.read_text())
+  # a fresh process: nothing registered until the task's file is imported again
+  proc = run_cli("reproduce", "--tasks", str(task), "--workdir", str(workdir), "--seeds", "2",
+                 "--no-progress")
+  assert proc.returncode == 0, proc.stderr
+  assert "Digits, a backbone of the user's own" in proc.stdout
+  assert proc.stdout.count("finished earlier, kept") == 3  # nothing trained again
+  after = json.loads(results.read_text())  # rewritten (provenance), the same numbers
+  assert after["variants"] == before["variants"] and after["summary"] == before["summary"]
+
+
+@pytest.mark.parametrize("tasks, needle", [
+    (["nope"], "unknown task(s) nope"),
+    (["a/x.py", "b/x.py"], "names one task twice"),
+])
+def test_reproduce_refuses_unknown_and_twice_named_tasks(tasks, needle, tmp_path):
+  with pytest.raises(reproduce.UserError) as err:
+    reproduce.run(tasks, str(tmp_path))
+  assert needle in str(err.value) and not os.listdir(tmp_path)

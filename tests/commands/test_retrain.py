@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from flax import nnx
 from tensorboard.backend.event_processing import event_accumulator
 
 from actsearch import architecture, cli, configs, data, models
@@ -92,6 +93,29 @@ def test_tensorboard_reads_each_variant_and_seed(retrained):
       tags = set(acc.Tags()["scalars"])
       assert {"train/loss", "train/accuracy", "test/accuracy", "test/loss"} <= tags
       assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+
+
+def test_weights_out_writes_every_trained_network_in_a_format_that_loads(arch_path, retrained,
+                                                                        tmp_path):
+  import jax
+
+  import actsearch
+  from actsearch.train import weights
+  out = tmp_path / "weights"
+  (out / "gelu" / "seed1").mkdir(parents=True)
+  (out / "gelu" / "seed1" / "stale").write_text("from an earlier copy")
+  # a finished retrain trains nothing again; the flag copies what it kept
+  assert cli.main(["retrain", str(arch_path), "--workdir", str(retrained), *RETRAIN,
+                   "--weights-out", str(out)]) == 0
+  assert sorted(os.listdir(out)) == ["found", "gelu", "relu"]
+  assert all(sorted(os.listdir(out / v)) == ["seed0", "seed1"] for v in os.listdir(out))
+  assert not (out / "gelu" / "seed1" / "stale").exists()
+  for variant, seed in (("gelu", 1), ("found", 0)):
+    want = actsearch.trained(str(retrained), variant, seed)
+    fresh = actsearch.trained(str(retrained), variant, 1 - seed)  # the other seed's weights
+    got = weights.load_into(str(out / variant / f"seed{seed}"), fresh)
+    for a, b in zip(jax.tree.leaves(nnx.state(got)), jax.tree.leaves(nnx.state(want))):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_seeds_trained_together_equal_each_seed_alone(arch_path):
