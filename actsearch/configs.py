@@ -106,6 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.shortlist_max = 16      # shortlist: at most this many networks
   c.search.shortlist_epochs = 10   # shortlist: epochs each network trains on the train split
   c.search.shortlist_seeds = 1     # shortlist: initialisations per network (score: their mean)
+  # shortlist and screen: score each network on 1/4, 1/2 and all of the train split and rank by
+  # its learning curve extrapolated to the retrain's size (train + val; strategies/curves.py)
+  c.search.learning_curve = False
 
   # The recipe that trains a fixed architecture from scratch (``actsearch retrain``): found
   # architecture and baselines alike, on train + val, scored on the test split.

@@ -25,6 +25,10 @@ def get_config():
   # initialisations per network, the most faithful val estimate (README "Choosing the defaults").
   c.search.shortlist_epochs = 40
   c.search.shortlist_seeds = 3
+  # The retrain trains on twice the screen's data, and on this MLP the rankings cross between
+  # the two sizes (val only: docs/choosing-defaults.md, "A learning curve"): every network is
+  # scored on 1/4, 1/2 and all of the train split and ranked at train + val's size.
+  c.search.learning_curve = True
   # Chosen on the val split (README "Retrain"): the MLP overfits, strong decoupled decay helps.
   c.retrain.optimizer = "adamw"
   c.retrain.weight_decay = 0.2

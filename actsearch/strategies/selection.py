@@ -22,7 +22,8 @@ import numpy as np
 from flax import nnx
 
 from actsearch import data, models
-from actsearch.strategies import discretize
+from actsearch.errors import UserError
+from actsearch.strategies import curves, discretize
 from actsearch.train import step as train_step
 from actsearch.train import trainer
 from actsearch.train.objective import Objective, split_model
@@ -85,6 +86,21 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     return float(out["val/loss"][0])
 
   def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:
+    n = len(splits.x_train)
+    if not cfg.search.get("learning_curve", False):
+      return fit_and_score(nets, n)
+    smallest = curves.sizes(n)[0]
+    if smallest < cfg.retrain.batch_size:
+      raise UserError(f"search.learning_curve trains on {smallest} of the {n} train examples, "
+                      f"fewer than one batch (retrain.batch_size {cfg.retrain.batch_size})")
+    at = [fit_and_score(nets, m) for m in curves.sizes(n)]
+    beyond = (n + len(splits.x_val)) / n  # the retrain trains on train + val
+    scores = [curves.extrapolate([a[0][i] for a in at], curves.RATIO, beyond)
+              for i in range(len(nets))]
+    return scores, sum(a[1] for a in at)
+
+  def fit_and_score(nets: list[dict[str, str]], n: int) -> tuple[list[float], float]:
+    """The networks trained on the first ``n`` examples of the train split, scored on val."""
     seeds = [cfg.seed + j for j in range(cfg.search.shortlist_seeds)]
     # each slot holds only the candidates some network takes there: with the whole catalogue
     # searched, a shortlisted network computes its own activations, not 80 pinned to zero
@@ -103,7 +119,8 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs
     try:
-      trained, seconds = trainer.fit(r, objective, stacked, splits.x_train, splits.y_train,
+      trained, seconds = trainer.fit(r, objective, stacked, splits.x_train[:n],
+                                     splits.y_train[:n],
                                      os.path.join(workdir, "selection"), seeds * len(nets),
                                      [f"net{i}/seed{s}" for i in range(len(nets))
                                       for s in seeds],
@@ -114,7 +131,7 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
       # others of its batch train again one by one (their runs keyed apart from the batch's)
       if len(nets) == 1:
         return [-np.inf], 0.0
-      alone = [train_and_score([net]) for net in nets]
+      alone = [fit_and_score([net], n) for net in nets]
       return [a[0][0] for a in alone], sum(a[1] for a in alone)
     out = trainer.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
@@ -127,7 +144,9 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
       score_name=(("val accuracy" if classification else "minus val loss")
                   + f" after {cfg.search.shortlist_epochs} epochs from scratch"
                   + (f", mean of {cfg.search.shortlist_seeds} seeds"
-                     if cfg.search.shortlist_seeds > 1 else "")),
+                     if cfg.search.shortlist_seeds > 1 else "")
+                  + (", extrapolated to train + val from 1/4, 1/2 and all of train "
+                     "(learning curve)" if cfg.search.get("learning_curve", False) else "")),
       shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max)
 
 
