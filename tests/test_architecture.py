@@ -19,7 +19,8 @@ LEGACY_SETS = ["data.num_samples=600", "model.widths=[8,8]", "search.epochs=2",
                "search.batch_size=50", "search.discretize=argmax", "search.eval_every=1",
                # the experiment's candidates, shortlist and baselines when the fixture was made
                'search.candidates=["relu","gelu","silu","tanh","sin","elu","softplus","gaussian"]',
-               "search.shortlist_k=2", 'retrain.baselines=["relu","gelu","silu","elu"]']
+               "search.shortlist_k=2", 'retrain.baselines=["relu","gelu","silu","elu"]',
+               "search.learning_curve=false"]
 
 
 @pytest.fixture

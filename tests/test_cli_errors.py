@@ -121,19 +121,19 @@ def test_candidates_lists_every_builtin_with_its_formula():
     assert kind in proc.stdout
 
 
-@pytest.mark.slow  # three processes
 @pytest.mark.parametrize("value, needles", [
     ('{"block7/act": ["relu"]}', ["search.slot_candidates names 'block7/act'", "block0/act"]),
     ('{"block0/act": "relu"}', ["search.slot_candidates.block0/act must be a list"]),
     ('{"block0/act": ["relu", "nn_actt"]}', ["unknown candidate activation 'nn_actt'"]),
 ])
-def test_bad_slot_candidates(value, needles, tmp_path, classification_npz, workdir_with_config):
+def test_bad_slot_candidates(value, needles, tmp_path, classification_npz, workdir_with_config,
+                             search):
   config = tmp_path / "exp.py"
   config.write_text("from actsearch.configs import base_config\n\n"
                     "def get_config():\n  c = base_config()\n  c.data.name = 'npz'\n"
                     f"  c.search.slot_candidates = {value}\n  return c\n")
-  proc = run_cli("search", "--config", str(config), "--data", classification_npz,
-                 "--workdir", str(workdir_with_config))
+  proc = search("--config", str(config), "--data", classification_npz,
+                "--workdir", str(workdir_with_config))
   assert_bad_input(proc, *needles)
   assert _unchanged(workdir_with_config)
 

@@ -78,6 +78,7 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
   candidate; ``only`` (``{slot: candidates}``) restricts the slots it names."""
   cfg, splits = su.cfg, su.splits
   classification = splits.task == data.CLASSIFICATION
+  curve = bool(cfg.search.get("learning_curve", False))
 
   def removal_loss(removed: dict[str, str]) -> float:
     arch = _with_alpha(su.graphdef, state, {s: {c: -PIN} for s, c in removed.items()})
@@ -87,13 +88,13 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
 
   def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:
     n = len(splits.x_train)
-    if not cfg.search.get("learning_curve", False):
+    if not curve:
       return fit_and_score(nets, n)
-    smallest = curves.sizes(n)[0]
-    if smallest < cfg.retrain.batch_size:
-      raise UserError(f"search.learning_curve trains on {smallest} of the {n} train examples, "
+    sizes = curves.sizes(n)
+    if sizes[0] < cfg.retrain.batch_size:
+      raise UserError(f"search.learning_curve trains on {sizes[0]} of the {n} train examples, "
                       f"fewer than one batch (retrain.batch_size {cfg.retrain.batch_size})")
-    at = [fit_and_score(nets, m) for m in curves.sizes(n)]
+    at = [fit_and_score(nets, m) for m in sizes]
     beyond = (n + len(splits.x_val)) / n  # the retrain trains on train + val
     scores = [curves.extrapolate([a[0][i] for a in at], curves.RATIO, beyond)
               for i in range(len(nets))]
@@ -146,7 +147,7 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
                   + (f", mean of {cfg.search.shortlist_seeds} seeds"
                      if cfg.search.shortlist_seeds > 1 else "")
                   + (", extrapolated to train + val from 1/4, 1/2 and all of train "
-                     "(learning curve)" if cfg.search.get("learning_curve", False) else "")),
+                     "(learning curve)" if curve else "")),
       shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max)
 
 

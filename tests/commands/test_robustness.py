@@ -4,7 +4,7 @@ import pytest
 
 from actsearch.train.checkpoint import Checkpointer
 
-from conftest import run_cli
+from conftest import assert_bad_input, run_cli
 
 SETS = ["data.num_samples=2000", "data.num_test=0", "search.discretize=argmax",
         'search.candidates=["default"]',
@@ -30,6 +30,5 @@ def test_a_diverging_search_stops_with_one_line_and_keeps_no_bad_checkpoint(tmp_
   assert not ckpt.exists() or Checkpointer(str(ckpt), read_only=True).latest() is None
 
 
-def test_export_of_a_run_without_checkpoint_is_bad_input(tmp_path):
-  proc = run_cli("export", str(tmp_path))
-  assert proc.returncode == 2 and "not a search run" in proc.stderr
+def test_export_of_a_run_without_checkpoint_is_bad_input(tmp_path, in_process):
+  assert_bad_input(in_process("export", tmp_path), "not a search run")

@@ -10,7 +10,7 @@ import pytest
 from actsearch import architecture, cli
 from actsearch.strategies import darts, table
 
-from conftest import ROOT, assert_bad_input, run_cli
+from conftest import ROOT, assert_bad_input
 
 # A black-box strategy: two random architectures, each trained briefly by the shared trainer
 # on the train split and scored on val; the better one is the record. It imports nothing of
@@ -97,10 +97,10 @@ def test_darts_is_the_default_entry():
   assert configs.base_config().search.strategy == "darts"
 
 
-def test_an_unknown_strategy_is_one_line_and_exit_2(tmp_path):
-  assert_bad_input(run_cli("search", "--config", os.path.join(ROOT, "experiments", "mlp.py"),
-                           "--workdir", str(tmp_path / "w"), "--set",
-                           "search.strategy=annealing"), "search.strategy", "darts")
+def test_an_unknown_strategy_is_one_line_and_exit_2(tmp_path, in_process):
+  assert_bad_input(in_process("search", "--config", os.path.join(ROOT, "experiments", "mlp.py"),
+                              "--workdir", tmp_path / "w", "--set",
+                              "search.strategy=annealing"), "search.strategy", "darts")
   assert not (tmp_path / "w").exists()  # nothing written
 
 
