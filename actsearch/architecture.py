@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from actsearch.errors import UserError
+from actsearch.errors import UserError, comes_from
 from actsearch.space import activations
 from actsearch.train.files import read_json, write_json_atomic
 from actsearch.version import __version__
@@ -293,7 +293,7 @@ def require(arch: dict, path: str, names: Sequence[str] | None = None) -> None:
   backbone = arch.get("model", {}).get("name")
   if code and backbone not in models.BACKBONES:
     _fail(path, f"backbone {backbone!r} is not registered here; the record says it comes from "
-          f"{', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code))
+          f"{comes_from(code)}")
   from actsearch.train import losses
   losses.check(arch.get("data", {}).get("loss", losses.AUTO), code, path)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import ml_collections
 from ml_collections import config_dict
 
-from actsearch.errors import UserError
+from actsearch.errors import UserError, comes_from
 from actsearch.space import activations, implementation
 from actsearch.strategies import table as strategies
 from actsearch.train import health, losses, optim, trainer
@@ -222,7 +222,7 @@ def check_code(cfg: ml_collections.ConfigDict, where: str) -> None:
   activations.require(activations.expand(_named(cfg.search)), code, where)
   if code and cfg.model.name not in models.BACKBONES:
     raise UserError(f"{where}: backbone {cfg.model.name!r} is not registered here; it comes "
-                    f"from {', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code))
+                    f"from {comes_from(code)}")
   losses.check(cfg.data.get("loss", losses.AUTO), code, where)
 
 

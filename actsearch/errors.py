@@ -17,6 +17,12 @@ class WriteError(OSError):
   usable."""
 
 
+def comes_from(code) -> str:
+  """``a.py, mod: pass --import a.py --import mod``: the user code a run recorded for a name
+  that is not registered here, and the flags that load it (the tail of every such line)."""
+  return f"{', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code)
+
+
 USER_CODE = "actsearch_user_code"  # the attribute that marks an exception of the user's code
 
 

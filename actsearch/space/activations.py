@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from actsearch.errors import UserError
+from actsearch.errors import UserError, comes_from
 
 KINDS = ("fixed", "parametric", "learned")
 
@@ -347,9 +347,8 @@ def require(candidate_names: Sequence[str], code: Sequence[str], where: str) -> 
   if not missing:
     return
   if code:
-    flags = " ".join(f"--import {c}" for c in code)
     raise UserError(f"{where}: candidate {missing[0]!r} is not registered here; it comes from "
-                    f"{', '.join(code)}: pass {flags}")
+                    f"{comes_from(code)}")
   raise UserError(f"{where}: unknown candidate activation {missing[0]!r} (no user code is "
                   "recorded that registers it)")
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from actsearch.errors import UserError, their_code
+from actsearch.errors import UserError, comes_from, their_code
 from actsearch.space import activations
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
@@ -87,7 +87,7 @@ def check(name, code=(), where: str = "data.loss") -> None:
     return
   if code:
     raise UserError(f"{where}: loss {name!r} is not registered here; it comes from "
-                    f"{', '.join(code)}: pass " + " ".join(f"--import {c}" for c in code))
+                    f"{comes_from(code)}")
   close = difflib.get_close_matches(str(name), list(LOSSES), n=1)
   raise UserError(f"{where}: unknown loss {name!r}; known: {', '.join([AUTO, *LOSSES])}"
                   + (f" (did you mean {close[0]!r}?)" if close else ""))
