@@ -353,7 +353,8 @@ def table(arch: dict[str, Any]) -> str:
          if arch.get("relaxation") else f"strategy {name}")
   head = f"{len(arch['layers'])} slots, {len(arch['candidates'])} candidates, {how}"
   metrics = ", ".join(f"{k} {v:.4g}" for k, v in arch["metrics"].items())
-  out = [head, *lines] + ([f"supernet: {metrics}"] if metrics else [])
+  label = "supernet" if arch.get("relaxation") else "found"
+  out = [head, *lines] + ([f"{label}: {metrics}"] if metrics else [])
   learned = [(layer["name"], c, vals) for layer in arch["layers"]
              for c, vals in layer.get("params", {}).items() if vals]
   if learned:
@@ -390,6 +391,12 @@ def _decided(arch: dict[str, Any], sel: dict[str, Any]) -> list[str]:
   """Lines saying which slots' choices the weights did not make (their largest weight is
   another candidate's), and, for a shortlist, how the network the weights favour scored
   against the chosen one."""
+  if not any(layer.get("weights") for layer in arch["layers"]):  # no supernet behind it
+    nets = sel.get("evaluated")
+    cached = sel.get("cached")
+    return [f"decided by {sel['method']} (no relaxed weights)"
+            + (f": the best of {len(nets)} networks trained" if isinstance(nets, list) else "")
+            + (f", {cached} proposals answered by the cache" if cached else "")]
   overruled = []
   for layer in arch["layers"]:
     weights = layer.get("weights") or {}

@@ -109,6 +109,24 @@ def base_config() -> ml_collections.ConfigDict:
   # shortlist and screen: score each network on 1/4, 1/2 and all of the train split and rank by
   # its learning curve extrapolated to the retrain's size (train + val; strategies/curves.py)
   c.search.learning_curve = False
+  # Black-box strategies (random, evolution, reinforce; strategies/blackbox.py): each network
+  # trained and scored as a shortlisted one. Budget in training examples passed (a supernet
+  # pass counted once per candidate it mixes); unset: what this config's DARTS search spends.
+  c.search.budget = config_dict.placeholder(int)
+  c.search.random = ml_collections.ConfigDict({"batch": 8})  # networks drawn per round
+  # Real et al. 2019: population size, tournament sample size (chosen for budgets of about 50
+  # networks on the planted teacher's seeds 10-59: docs/strategies.md)
+  c.search.evolution = ml_collections.ConfigDict({"population": 6, "sample": 6})
+  # networks per policy update, the policy's step size, the moving-average baseline's decay
+  # (chosen alike)
+  c.search.reinforce = ml_collections.ConfigDict({"batch": 2, "lr": 1.0,
+                                                  "baseline_decay": 0.9})
+  # Dynamic adjustment by correlation (strategies/correlation.py): form parameter (w = w0 + gain
+  # r of `activation`'s one parameter) or switch (sigmoid if r > above, tanh if r < below, else
+  # relu); rounds of round_epochs each, r on the first val_batch val examples
+  c.search.correlation = ml_collections.ConfigDict({
+      "form": "parameter", "activation": "prelu", "gain": 1.0, "rounds": 5, "round_epochs": 2,
+      "tolerance": 1e-3, "val_batch": 1000, "above": 0.5, "below": -0.5})
 
   # The recipe that trains a fixed architecture from scratch (``actsearch retrain``): found
   # architecture and baselines alike, on train + val, scored on the test split.
@@ -350,12 +368,13 @@ INIT_PARAMS = ("initial", "searched")
 
 
 def check_act(node: ml_collections.ConfigDict, where: str) -> None:
-  """``act_weight_decay`` (>= 0, or null) and ``act_lr_scale`` (> 0) of a weight optimizer."""
+  """``act_weight_decay`` (>= 0, or null) and ``act_lr_scale`` (>= 0; 0 freezes the candidates'
+  parameters, as the correlation rule's) of a weight optimizer."""
   decay, scale = node.get("act_weight_decay"), node.get("act_lr_scale", 1.0)
   if decay is not None and (not isinstance(decay, (int, float)) or decay < 0):
     raise UserError(f"{where}.act_weight_decay must be a number >= 0, got {decay!r}")
-  if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
-    raise UserError(f"{where}.act_lr_scale must be a positive number, got {scale!r}")
+  if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale < 0:
+    raise UserError(f"{where}.act_lr_scale must be a number >= 0, got {scale!r}")
 
 
 def check_candidates(s: ml_collections.ConfigDict) -> None:

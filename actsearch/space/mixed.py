@@ -19,6 +19,8 @@ random start to one slot changes no other slot's or layer's initial weights.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,6 +34,22 @@ from actsearch.space import activations, fused, relaxations
 from actsearch.space import implementation as impl
 
 GRANULARITIES = ("layer", "channel")
+
+
+_CAPTURE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("actsearch_capture",
+                                                                     default=None)
+
+
+@contextlib.contextmanager
+def capturing():
+  """While active, every fixed slot called records ``{id(slot): (input, output)}`` in the
+  dict it yields (inside a traced function: the traced arrays, to be returned by it)."""
+  store: dict = {}
+  token = _CAPTURE.set(store)
+  try:
+    yield store
+  finally:
+    _CAPTURE.reset(token)
 
 
 class ArchParam(nnx.Variable):
@@ -251,5 +269,10 @@ class FixedActivation(Slot):
     del key
     if not self.per_channel:
       cand = self.candidates[0]
-      return cand.fn(x, **self.candidate_params().get(cand.name, {}))
-    return mix_reference(x, self.onehot[...], self.candidates, self.candidate_params())
+      y = cand.fn(x, **self.candidate_params().get(cand.name, {}))
+    else:
+      y = mix_reference(x, self.onehot[...], self.candidates, self.candidate_params())
+    store = _CAPTURE.get()
+    if store is not None:
+      store[id(self)] = (x, y)
+    return y

@@ -15,6 +15,10 @@ which is what discretize and evaluation use.
 * ``dirichlet`` (DrNAS, Chen et al. 2021): :math:`w \sim \mathrm{Dir}(\beta)` with
   concentration :math:`\beta = \mathrm{elu}(\alpha) + 1` and pathwise (implicit
   reparameterisation) gradients; without a key, the mean :math:`\beta / \sum_j \beta_j`.
+* ``draw`` (random activation, the ``random_activation`` strategy): a one-hot draw, uniform
+  over the candidates not removed (:math:`\alpha_k > ` ``REMOVED``), one per call (the whole
+  batch shares it); alpha gets no gradient. Without a key, the uniform weights over those
+  candidates: a slot pinned to one candidate is that candidate exactly.
 """
 
 from __future__ import annotations
@@ -53,14 +57,28 @@ def dirichlet(alpha: jax.Array, key: jax.Array | None = None,
   return jax.random.dirichlet(key, concentration, dtype=alpha.dtype)
 
 
+REMOVED = -5e3  # alpha below this: a candidate removed (discretize pins to -1e4)
+
+
+def draw(alpha: jax.Array, key: jax.Array | None = None, temperature: float = 1.0) -> jax.Array:
+  del temperature
+  alive = jax.lax.stop_gradient(alpha) > REMOVED
+  if key is None:
+    w = alive.astype(alpha.dtype)
+    return w / jnp.sum(w, axis=-1, keepdims=True)
+  pick = jax.random.categorical(key, jnp.where(alive, 0.0, -jnp.inf), axis=-1)
+  return jax.nn.one_hot(pick, alpha.shape[-1], dtype=alpha.dtype)
+
+
 RELAXATIONS: dict[str, Callable[..., jax.Array]] = {
     "softmax": softmax,
     "gumbel": gumbel,
     "sigmoid": sigmoid,
     "dirichlet": dirichlet,
+    "draw": draw,
 }
 
-STOCHASTIC = frozenset({"gumbel", "dirichlet"})
+STOCHASTIC = frozenset({"gumbel", "dirichlet", "draw"})
 
 
 def get(name: str) -> Callable[..., jax.Array]:

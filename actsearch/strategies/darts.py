@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from actsearch import data, models, plots
@@ -136,15 +137,58 @@ def _supernet(su: Setup, state) -> nnx.Module:
   return nnx.merge(su.graphdef, state.params, state.arch, state.rest)
 
 
+def slot_views_of(su: Setup) -> list[discretize.SlotView]:
+  """The supernet's slots at step 0 (names and candidates)."""
+  return discretize.slot_views(_supernet(su, su.state))
+
+
+def measurements(su: Setup, state, workdir: str) -> discretize.Context:
+  """What discretization (and a black-box strategy) may measure: networks trained from
+  scratch and scored on val (``selection.context``), the supernet's removal losses."""
+  return selection.context(su, state, workdir,
+                           lambda seed, only=None: build_supernet(su.cfg, su.splits, plain=True,
+                                                                  seed=seed, only=only))
+
+
+# batch passes per bilevel step: first order, the weight step on a train batch and the alpha
+# step on a val batch; DARTS' finite difference (eq. 8), the virtual step, the val gradient at
+# it, two train gradients at w +- eps and the weight step; exact, the virtual step, the val
+# gradient, its Hessian-vector product and the weight step
+PASSES = {"first": 2, "second_fd": 5, "second": 4}
+
+
+def supernet_examples(cfg: ml_collections.ConfigDict, model: nnx.Module, steps: int) -> int:
+  """Examples the supernet passed in ``steps`` bilevel steps, each pass counted once per
+  candidate its slots mix (the mean over slots), so that a one-shot search is not flattered."""
+  mixed_k = np.mean([len(slot.candidates) for _, slot in models.slots(model)])
+  return int(steps * cfg.search.batch_size * PASSES[cfg.search.order] * mixed_k)
+
+
+def default_examples(su: Setup) -> int:
+  """What the search of ``su.cfg`` spends, estimated before it runs: its supernet steps and,
+  for ``screen``, every candidate screened plus a full shortlist; for ``shortlist``, the
+  shortlist (each network at ``selection.network_examples``)."""
+  cfg = su.cfg
+  views = discretize.slot_views(su.model)
+  per = selection.network_examples(cfg, len(su.splits.x_train))
+  spanned = min(cfg.search.shortlist_max,
+                int(np.prod([min(cfg.search.shortlist_k, len(v.candidates)) for v in views])))
+  nets = {"screen": len({c for v in views for c in v.candidates}) + spanned,
+          "shortlist": spanned}.get(cfg.search.discretize, 0)
+  return supernet_examples(cfg, su.model, cfg.search.epochs * su.steps_per_epoch) + nets * per
+
+
 def discretized(su: Setup, state, metrics: dict[str, float], workdir: str,
                 step: int = 0) -> Found:
-  """One choice per slot of a state, by the method of ``search.discretize``."""
+  """One choice per slot of a state, by the method of ``search.discretize``; its cost: the
+  supernet's examples (``supernet_examples``) and the selection's trainings."""
   s = su.cfg.search
-  ctx = selection.context(su, state, workdir,
-                          lambda seed, only=None: build_supernet(su.cfg, su.splits, plain=True,
-                                                                 seed=seed, only=only))
+  ctx = measurements(su, state, workdir)
   layers, info = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)), ctx)
-  return Found(layers=layers, metrics=metrics, step=step,
+  supernet = supernet_examples(su.cfg, su.model, step)
+  cost = {"examples": supernet + ctx.spent["examples"], "supernet_examples": supernet,
+          "selection_examples": ctx.spent["examples"], "trainings": ctx.spent["trainings"]}
+  return Found(layers=layers, metrics=metrics, step=step, cost=cost,
                fields={"relaxation": s.relaxation, "granularity": s.granularity,
                        "discretize": s.discretize, "selection": info})
 

@@ -64,6 +64,12 @@ class Context:
   score_name: str = ""                 # what ``train_and_score`` measures
   shortlist_k: int = 2
   shortlist_max: int = 16
+  # {slot: candidate} -> the trained supernet's val score (higher is better) with those slots
+  # pinned to those candidates, the others as they are
+  pinned_score: Callable[[dict[str, str]], float] | None = None
+  # what ``train_and_score`` spent so far: {"trainings": networks x seeds trained, "examples":
+  # training examples passed}, the budget's units (``blackbox``)
+  spent: dict = dataclasses.field(default_factory=dict)
 
 
 def slot_views(model) -> list[SlotView]:
@@ -154,11 +160,18 @@ def screened_shortlist(views: Sequence[SlotView], screen: dict[str, float], k: i
                        limit: int) -> list[dict[str, str]]:
   """The networks spanned by the ``k`` candidates of each slot with the best screen scores
   (ties: the larger weight), at most ``limit``, those with the largest sum of scores first."""
+  return scored_shortlist(views, {v.name: screen for v in views}, k, limit)
+
+
+def scored_shortlist(views: Sequence[SlotView], scores: dict[str, dict[str, float]], k: int,
+                     limit: int) -> list[dict[str, str]]:
+  """As ``screened_shortlist`` with each slot's own scores (``scores[slot][candidate]``)."""
   tops = []
   for view in views:
+    own = scores[view.name]
     order = sorted(range(len(view.candidates)),
-                   key=lambda i: (-screen[view.candidates[i]], -view.mean[i], i))[:k]
-    tops.append([(view.candidates[i], screen[view.candidates[i]]) for i in order])
+                   key=lambda i: (-own[view.candidates[i]], -view.mean[i], i))[:k]
+    tops.append([(view.candidates[i], own[view.candidates[i]]) for i in order])
   return _span(views, tops, limit)
 
 
@@ -213,8 +226,47 @@ def screen(views: Sequence[SlotView], ctx: Context):
                   "screened": len(cands), "shortlisted": len(nets)}
 
 
+def pinned(views: Sequence[SlotView], ctx: Context):
+  """Random activation's choice (``random_activation``): the activation that serves each slot
+  best in the trained supernet, then validated by the shortlist.
+
+  1. The supernet (trained with a random draw per step) scored on val with slots pinned
+     (``Context.pinned_score``): every combination when there are at most
+     ``shortlist_max`` (a candidate's score: the best combination that holds it), otherwise
+     slot by slot, the other slots as trained (their expected weights: the uniform mixture).
+  2. The ``shortlist_k`` best of each slot span at most ``shortlist_max`` networks, trained
+     from scratch and scored on val as DARTS' shortlist; the best wins.
+  """
+  start = time.perf_counter()
+  names = [v.name for v in views]
+  scores: dict[str, dict[str, float]] = {n: {} for n in names}
+  combos = list(itertools.product(*[v.candidates for v in views]))
+  if len(combos) <= ctx.shortlist_max:
+    for combo in combos:
+      value = _finite(ctx.pinned_score(dict(zip(names, combo))))
+      for n, c in zip(names, combo):
+        scores[n][c] = max(scores[n].get(c, -np.inf), value)
+    jointly = True
+  else:
+    for view in views:
+      for c in view.candidates:
+        scores[view.name][c] = _finite(ctx.pinned_score({view.name: c}))
+    jointly = False
+  nets = scored_shortlist(views, scores, ctx.shortlist_k, ctx.shortlist_max)
+  trained, _ = ctx.train_and_score(nets)
+  best = nets[int(np.argmax([_finite(t) for t in trained]))]
+  layers = [_layer(v, best[v.name], scores[v.name]) for v in views]
+  for layer in layers:  # alpha never moved: its uniform weights would only mislead
+    del layer["weights"]
+  return layers, {"method": "pinned", "score": ctx.score_name,
+                  "pinned": "every combination" if jointly else "slot by slot",
+                  "seconds": time.perf_counter() - start,
+                  "evaluated": [{"choices": n, "score": float(t)} for n, t in zip(nets, trained)],
+                  "shortlisted": len(nets)}
+
+
 METHODS: dict[str, Callable] = {"argmax": argmax, "perturbation": perturbation,
-                                "shortlist": shortlist, "screen": screen}
+                                "shortlist": shortlist, "screen": screen, "pinned": pinned}
 
 
 def get(name: str):

@@ -79,12 +79,23 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
   cfg, splits = su.cfg, su.splits
   classification = splits.task == data.CLASSIFICATION
   curve = bool(cfg.search.get("learning_curve", False))
+  spent = {"trainings": 0, "examples": 0}
 
   def removal_loss(removed: dict[str, str]) -> float:
     arch = _with_alpha(su.graphdef, state, {s: {c: -PIN} for s, c in removed.items()})
     out = trainer.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
                         splits.y_val, cfg.search.eval_batch_size, "val")
     return float(out["val/loss"][0])
+
+  slot_cands = {v.name: v.candidates for v in discretize.slot_views(su.model)}
+
+  def pinned_score(net: dict[str, str]) -> float:
+    pins = {s: {c: (PIN if c == choice else -PIN) for c in slot_cands[s]}
+            for s, choice in net.items()}
+    arch = _with_alpha(su.graphdef, state, pins)
+    out = trainer.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
+                        splits.y_val, cfg.search.eval_batch_size, "val")
+    return float(out["val/accuracy"][0] if classification else -out["val/loss"][0])
 
   def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:
     n = len(splits.x_train)
@@ -134,6 +145,8 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
         return [-np.inf], 0.0
       alone = [fit_and_score([net], n) for net in nets]
       return [a[0][0] for a in alone], sum(a[1] for a in alone)
+    spent["trainings"] += len(members)
+    spent["examples"] += len(members) * training_examples(cfg, n)
     out = trainer.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]
@@ -141,14 +154,27 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     return [float(s) for s in scores], seconds
 
   return discretize.Context(
-      train_and_score=train_and_score, removal_loss=removal_loss,
+      train_and_score=train_and_score, removal_loss=removal_loss, pinned_score=pinned_score,
       score_name=(("val accuracy" if classification else "minus val loss")
                   + f" after {cfg.search.shortlist_epochs} epochs from scratch"
                   + (f", mean of {cfg.search.shortlist_seeds} seeds"
                      if cfg.search.shortlist_seeds > 1 else "")
                   + (", extrapolated to train + val from 1/4, 1/2 and all of train "
                      "(learning curve)" if curve else "")),
-      shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max)
+      shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max, spent=spent)
+
+
+def training_examples(cfg, n: int) -> int:
+  """Examples one short training of ``n`` train examples passes: ``search.shortlist_epochs``
+  epochs of ``n // retrain.batch_size`` whole batches."""
+  return cfg.search.shortlist_epochs * (n // cfg.retrain.batch_size) * cfg.retrain.batch_size
+
+
+def network_examples(cfg, n: int) -> int:
+  """Examples one network's score costs: a training per seed (``search.shortlist_seeds``), on
+  1/4, 1/2 and all of the train split with the learning curve."""
+  sizes = curves.sizes(n) if cfg.search.get("learning_curve", False) else [n]
+  return cfg.search.shortlist_seeds * sum(training_examples(cfg, m) for m in sizes)
 
 
 def _stacked(state):

@@ -8,10 +8,29 @@ Like ``discretize.METHODS``, a strategy is one entry: ``darts`` is built in, and
 from __future__ import annotations
 
 from actsearch.errors import UserError
-from actsearch.strategies import darts
+from actsearch.strategies import (
+  blackbox,
+  correlation,
+  darts,
+  evolution,
+  random_activation,
+  random_search,
+  reinforce,
+)
 from actsearch.strategies.base import Strategy
 
-STRATEGIES: dict[str, Strategy] = {"darts": darts.STRATEGY}
+STRATEGIES: dict[str, Strategy] = {
+    "darts": darts.STRATEGY,
+    "random_activation": random_activation.STRATEGY,
+    "correlation": correlation.STRATEGY,
+    "random": blackbox.make("random", random_search.search,
+                            "random search: uniform networks, the best evaluated"),
+    "evolution": blackbox.make("evolution", evolution.search,
+                               "regularized evolution: tournament, one-slot mutation, aging"),
+    "reinforce": blackbox.make("reinforce", reinforce.search,
+                               "REINFORCE on a categorical policy per slot, moving-average "
+                               "baseline"),
+}
 
 
 def register(name: str, strategy: Strategy) -> Strategy:

@@ -23,7 +23,20 @@ def test_relaxations_give_valid_weights(name):
   if name != "sigmoid":
     np.testing.assert_allclose(np.asarray(w.sum(-1)), 1.0, rtol=1e-6)
   g = jax.grad(lambda a: jnp.sum(fn(a, jax.random.key(1), 1.0) * jnp.arange(4.0)))(ALPHA)
-  assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).sum()) > 0
+  assert bool(jnp.all(jnp.isfinite(g)))
+  assert (float(jnp.abs(g).sum()) > 0) == (name != "draw")  # random activation: no gradient
+
+
+def test_a_draw_is_one_candidate_uniform_over_those_not_removed():
+  alpha = jnp.array([0.3, -1e4, 0.8, 0.0])  # candidate 1 removed
+  draws = np.stack([np.asarray(relaxations.draw(alpha, jax.random.key(i))) for i in range(600)])
+  assert set(np.unique(draws)) == {0.0, 1.0} and (draws.sum(1) == 1).all()
+  counts = draws.sum(0)
+  assert counts[1] == 0 and all(160 < c < 240 for c in counts[[0, 2, 3]]), counts
+  np.testing.assert_allclose(np.asarray(relaxations.draw(alpha)), [1 / 3, 0, 1 / 3, 1 / 3])
+  pinned = jnp.array([-1e4, 1e4, -1e4, -1e4])  # pinned: that candidate exactly, keyed or not
+  for key in (None, jax.random.key(5)):
+    np.testing.assert_array_equal(np.asarray(relaxations.draw(pinned, key)), [0, 1, 0, 0])
 
 
 def test_softmax_is_the_darts_formula_and_temperature_sharpens():

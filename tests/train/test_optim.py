@@ -68,3 +68,11 @@ def test_the_mask_finds_activation_parameters_by_path():
   flat = {"/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): v
           for path, v in jax.tree_util.tree_flatten_with_path(mask)[0]}
   assert [k for k, v in flat.items() if v] == ["act/p_prelu__slope/value"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_an_act_lr_scale_of_zero_freezes_the_candidates_parameters(optimizer):
+  # the correlation rule's parameter: decayed and scaled to exactly no update
+  _, upd = _step(_cfg(optimizer, act_weight_decay=0.2, act_lr_scale=0.0))
+  assert np.all(np.asarray(upd["act"]["p_prelu__slope"][...]) == 0)
+  assert np.any(np.asarray(upd["dense"]["kernel"][...]) != 0)

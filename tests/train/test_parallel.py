@@ -91,6 +91,30 @@ def test_twenty_steps_agree_and_compile_once_on_one_two_and_four_devices(tmp_pat
   assert max(jax.tree.leaves(moved)) > 1e-3  # alpha did move, so agreement means something
 
 
+@pytest.mark.slow  # two processes
+def test_random_activation_ends_equal_on_one_and_two_devices(tmp_path):
+  import json
+  sets = [*SETS, "search.strategy=random_activation", "search.learning_curve=false",
+          "search.shortlist_k=1", "search.shortlist_epochs=1", "search.shortlist_seeds=1",
+          "retrain.batch_size=24"]
+  states, records = {}, {}
+  for n in (1, 2):
+    args, env = _search(tmp_path / f"d{n}", n, sets=sets)
+    proc = run_cli(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    states[n] = _state(tmp_path / f"d{n}", sets)
+    records[n] = json.loads((tmp_path / f"d{n}" / "architecture.json").read_text())
+  assert int(states[1].step) == 20
+  chex.assert_trees_all_close(states[2].params, states[1].params, atol=1e-5, rtol=0)
+  a, b = records[1]["layers"], records[2]["layers"]
+  assert [x["choice"] for x in a] == [x["choice"] for x in b]
+  for x, y in zip(a, b):
+    assert x["scores"].keys() == y["scores"].keys()
+    np.testing.assert_allclose(list(x["scores"].values()), list(y["scores"].values()),
+                               atol=1e-5)
+  assert records[1]["selection"]["pinned"] == "slot by slot"  # 8^2 networks > 16
+
+
 def test_replica_check_catches_diverged_devices(tmp_path):
   code = ("import numpy as np, jax, pytest\n"
           "from actsearch.train.parallel import assert_replicated, replicate\n"

@@ -1,0 +1,123 @@
+"""Every strategy beside DARTS end to end from the command line on MNIST-1D: killed at a step
+the test names and resumed, it ends bit-identical to an uninterrupted run; its record retrains
+and shows like DARTS'."""
+
+import json
+import os
+
+import pytest
+
+from actsearch import architecture, cli
+from actsearch.strategies import correlation
+
+from conftest import ROOT, assert_bad_input, pause_and_kill, run_cli
+
+# 240 train / 240 val examples; a short training is 2 epochs of 10 batches of 24 (480
+# examples); the budget buys 6 networks, proposed 2 (random, reinforce) or 1 (evolution, after
+# a population of 3) at a time, so each run trains in several calls
+PER = 2 * 10 * 24
+SETS = ["data.num_samples=600", "data.num_test=0", "search.learning_curve=false",
+        'search.candidates=["relu","tanh","gelu","sin"]', "model.widths=[16,12]",
+        "search.shortlist_epochs=2", "search.shortlist_seeds=1", "retrain.batch_size=24",
+        f"search.budget={6 * PER}",
+        "search.random.batch=2", "search.evolution.population=3",
+        "search.evolution.sample=2", "search.reinforce.batch=2",
+        # correlation: rounds of 2 epochs (20 steps); random activation: 3 epochs of 10 steps
+        # (batch 24), then its shortlist of 2 epochs
+        "search.correlation.round_epochs=2", "search.correlation.rounds=3",
+        "search.correlation.tolerance=0.0", "search.epochs=3", "search.batch_size=24",
+        "search.shortlist_k=1"]
+BLACK_BOX = ["random", "evolution", "reinforce"]
+STRATEGIES = [*BLACK_BOX, "correlation", "correlation_switch", "random_activation"]
+
+
+def _args(workdir, strategy):
+  name, *form = strategy.split("_switch")
+  extra = ["--set", "search.correlation.form=switch",
+           "--set", "search.correlation.activation=relu"] if form else []
+  return ["search", "--config", "experiments/mnist1d_mlp.py", "--workdir", str(workdir),
+          "--no-progress", "--set", f"search.strategy={name}",
+          *[a for s in SETS for a in ("--set", s)], *extra]
+
+
+def _without_clocks(arch):
+  arch = json.loads(json.dumps(arch))
+  arch["strategy"]["cost"].pop("seconds")
+  arch["selection"].pop("seconds")
+  return arch
+
+
+def _metrics(workdir):
+  return [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow  # six strategies, each run whole, killed and resumed, and retrained
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_strategy_killed_mid_training_resumes_bit_identical(strategy, tmp_path, capsys):
+  whole, cut = tmp_path / "whole", tmp_path / "cut"
+  proc = run_cli(*_args(whole, strategy))
+  assert proc.returncode == 0, proc.stderr
+  # killed after step 35: inside the second training call (black box: steps 21-40), the
+  # second round (correlation), the shortlist after 30 search steps (random activation); each
+  # after a checkpoint at step 30
+  pause_and_kill(_args(cut, strategy), str(tmp_path / "marker"), 35)
+  proc = run_cli(*_args(cut, strategy))
+  assert proc.returncode == 0, proc.stderr
+  a = architecture.load(str(whole / "architecture.json"))
+  b = architecture.load(str(cut / "architecture.json"))
+  assert _without_clocks(a) == _without_clocks(b)
+  name = strategy.split("_switch")[0]
+  assert a["strategy"]["name"] == name and a["strategy"]["cost"]["examples"] > 0
+  # retrain accepts the record; show prints it
+  rc = cli.main(["retrain", str(whole / "architecture.json"), "--seeds", "1", "--epochs", "1",
+                 "--baselines", "relu", "--no-progress"])
+  assert rc == 0, capsys.readouterr().err
+  assert cli.main(["show", str(whole / "architecture.json")]) == 0
+  out = capsys.readouterr().out
+  assert "Verdict" in out and (name if name != "random_activation" else "draw") in out
+  if name in BLACK_BOX:
+    _black_box_record(a, whole, cut, name)
+  elif name == "correlation":
+    rounds = a["selection"]["rounds"]
+    assert all(set(r["r"]) == {"block0/act", "block1/act"} for r in rounds)
+    last_r = rounds[-2]["r"]  # the last round trained with what the one before measured
+    if "switch" in strategy:  # relu's r is about 0.86: sigmoid, which stays (settled)
+      assert 2 <= len(rounds) <= 4
+      assert [layer["choice"] for layer in a["layers"]] == \
+          [correlation.switched(last_r[layer["name"]]) for layer in a["layers"]]
+    else:
+      assert len(rounds) == 4  # tolerance 0: never settled, every round run
+      for layer in a["layers"]:
+        w = last_r[layer["name"]] + 0.25  # w0 + gain r, gain 1
+        assert layer["params"]["prelu"]["slope"]["value"] == pytest.approx(w, abs=1e-6)
+      assert a["retrain"]["init_params"] == "searched" and a["retrain"]["act_lr_scale"] == 0
+  else:
+    assert a["relaxation"] == "draw" and a["selection"]["method"] == "pinned"
+    assert a["selection"]["pinned"] == "every combination"  # 4^2 = 16 <= shortlist_max
+
+
+def _black_box_record(a, whole, cut, strategy):
+  assert (whole / "evaluations.json").read_text() == (cut / "evaluations.json").read_text()
+  assert _metrics(whole) == _metrics(cut)  # the replayed networks logged once, the same
+  assert a["relaxation"] is None
+  cost = a["strategy"]["cost"]
+  assert cost["trainings"] == 6 and cost["examples"] == 6 * PER == cost["budget"]
+  sel = a["selection"]
+  assert sel["method"] == strategy and len(sel["evaluated"]) == 6
+  assert sel["proposals"] == 6 + sel["cached"]
+  best = max(sel["evaluated"], key=lambda e: e["score"])
+  assert {layer["name"]: layer["choice"] for layer in a["layers"]} == best["choices"]
+  assert a["metrics"]["val_accuracy"] == best["score"]
+  assert [r["step"] for r in _metrics(whole)] == [PER * i for i in range(1, 7)]
+
+
+def test_a_black_box_strategys_bad_keys_are_one_line(tmp_path, in_process):
+  mlp = os.path.join(ROOT, "experiments", "mlp.py")
+  for sets, needle in ((["search.strategy=evolution", "search.evolution.population=0"],
+                        "search.evolution.population"),
+                       (["search.strategy=reinforce", "search.reinforce.baseline_decay=1.0"],
+                        "below 1"),
+                       (["search.strategy=random", "search.budget=-5"], "search.budget")):
+    assert_bad_input(in_process("search", "--config", mlp, "--workdir", tmp_path / "w",
+                                *[a for s in sets for a in ("--set", s)]), needle)
+  assert not (tmp_path / "w").exists()
