@@ -318,3 +318,20 @@ def test_the_task_can_be_stated_instead_of_inferred_from_the_labels():
   with pytest.raises(actsearch.UserError) as e:
     data.make_splits({**floats, "y_test": np.full(10, 0.5)}, 0.5, 0, "x", task="classification")
   _one_line(e, "not whole numbers")
+
+
+def test_every_strategy_is_reachable_from_the_facade(tmp_path):
+  # the table's strategies by name through actsearch.search, as --set search.strategy does;
+  # random stands for the black box here (each runs end to end in tests/strategies)
+  import actsearch
+  from actsearch.strategies import table
+  assert set(table.STRATEGIES) >= {"darts", "random", "evolution", "reinforce", "correlation",
+                                   "random_activation"}
+  cfg = actsearch.config()
+  cfg.data.num_samples, cfg.model.widths = 400, [8]
+  cfg.search.candidates, cfg.search.strategy = ["relu", "tanh"], "random"
+  cfg.search.shortlist_epochs, cfg.retrain.batch_size = 1, 50
+  cfg.search.budget = 2 * (160 // 50) * 50  # two networks of one epoch on 160 examples
+  record = actsearch.search(cfg, str(tmp_path / "run"))
+  assert record["strategy"]["name"] == "random" and record["strategy"]["cost"]["trainings"] == 2
+  assert len(record["selection"]["evaluated"]) == 2

@@ -31,8 +31,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from actsearch import data
 from actsearch.errors import UserError
 from actsearch.space import activations
+from actsearch.strategies import darts, selection
+from actsearch.strategies.base import Found, Strategy
 from actsearch.train import files
 
 Net = tuple[int, ...]  # one candidate index per slot
@@ -210,8 +213,6 @@ def drive(search: Callable[[Evaluations], None], space: Space, train, trainings:
 def budget(cfg, su) -> tuple[int, int]:
   """(examples one evaluated network costs, distinct networks the budget allows):
   ``search.budget`` examples, unset the default DARTS search's (``darts.default_examples``)."""
-  from actsearch.strategies import darts, selection
-
   per = selection.network_examples(cfg, len(su.splits.x_train))
   total = cfg.search.get("budget")
   total = darts.default_examples(su) if total is None else total
@@ -221,8 +222,6 @@ def budget(cfg, su) -> tuple[int, int]:
 def check_keys(cfg, name: str) -> None:
   """DARTS' keys (its setup builds the supernet), ``search.budget`` and the strategy's own
   ``search.<name>.*``: positive numbers, counts whole, a decay below 1."""
-  from actsearch.strategies import darts
-
   darts.check(cfg)
   b = cfg.search.get("budget")
   if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0):
@@ -240,8 +239,6 @@ def make(name: str, search: Callable, doc: str):
   """The ``Strategy`` of a black-box ``search(space, evals, seed, **keys)``: DARTS' setup (the
   supernet, from which each evaluated network is pinned as the shortlist pins it), the
   budget, the cache, the record."""
-  from actsearch.strategies import darts
-  from actsearch.strategies.base import Found, Strategy
 
   def run(r) -> Found:
     su, cfg = r.setup, r.cfg
@@ -260,7 +257,7 @@ def make(name: str, search: Callable, doc: str):
             "cached": out.evals.cached, "space": space.size,
             # fewer than the budget allows: it proposed only networks it had seen
             "converged": n < min(trainings, space.size)}
-    score_key = "val_accuracy" if su.splits.task == "classification" else "val_minus_loss"
+    score_key = "val_accuracy" if su.splits.task == data.CLASSIFICATION else "val_minus_loss"
     return Found(layers=layers(space, out.evals, best), metrics={score_key: score}, step=n,
                  fields={"relaxation": None, "granularity": "layer", "discretize": name,
                          "selection": info},

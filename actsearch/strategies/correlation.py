@@ -135,6 +135,7 @@ def run(r: Run) -> Found:
   if c.form == "parameter":
     recipe.act_lr_scale = 0.0  # the rule sets the parameter; the optimizer does not
   x_probe = splits.x_val[:c.val_batch]
+  r.logger.resume_at(0)  # a resumed run passes its finished rounds again and logs them again
   carried = None  # the weights outside the slots, carried from round to round
   rounds, examples = [], 0
   for k in range(c.rounds + 1):
@@ -160,6 +161,10 @@ def run(r: Run) -> Found:
     if c.form == "parameter":
       row["w"] = {n: params[n][c.activation][pname] for n in names}
     rounds.append(row)
+    best = max(x["val_score"] for x in rounds)
+    r.logger.scalars(examples, {"correlation/val_score": val, "correlation/best_score": best,
+                                **{f"correlation/r/{n}": rs[n] for n in names},
+                                **{f"correlation/w/{n}": w for n, w in row.get("w", {}).items()}})
     if k == c.rounds:
       break
     if c.form == "parameter":

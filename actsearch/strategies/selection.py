@@ -81,20 +81,20 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
   curve = bool(cfg.search.get("learning_curve", False))
   spent = {"trainings": 0, "examples": 0}
 
-  def removal_loss(removed: dict[str, str]) -> float:
-    arch = _with_alpha(su.graphdef, state, {s: {c: -PIN} for s, c in removed.items()})
-    out = trainer.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
-                        splits.y_val, cfg.search.eval_batch_size, "val")
-    return float(out["val/loss"][0])
-
   slot_cands = {v.name: v.candidates for v in discretize.slot_views(su.model)}
 
-  def pinned_score(net: dict[str, str]) -> float:
-    pins = {s: {c: (PIN if c == choice else -PIN) for c in slot_cands[s]}
-            for s, choice in net.items()}
+  def supernet_val(pins: dict[str, dict[str, float]]) -> dict:
+    """The trained supernet scored on val with some alphas pinned (``_with_alpha``)."""
     arch = _with_alpha(su.graphdef, state, pins)
-    out = trainer.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
-                        splits.y_val, cfg.search.eval_batch_size, "val")
+    return trainer.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
+                         splits.y_val, cfg.search.eval_batch_size, "val")
+
+  def removal_loss(removed: dict[str, str]) -> float:
+    return float(supernet_val({s: {c: -PIN} for s, c in removed.items()})["val/loss"][0])
+
+  def pinned_score(net: dict[str, str]) -> float:
+    out = supernet_val({s: {c: (PIN if c == choice else -PIN) for c in slot_cands[s]}
+                        for s, choice in net.items()})
     return float(out["val/accuracy"][0] if classification else -out["val/loss"][0])
 
   def train_and_score(nets: list[dict[str, str]]) -> tuple[list[float], float]:

@@ -1,6 +1,7 @@
 """The table of search strategies: ``search.strategy`` names an entry.
 
-Like ``discretize.METHODS``, a strategy is one entry: ``darts`` is built in, and
+Like ``discretize.METHODS``, a strategy is one entry: ``darts``, ``random``, ``evolution``,
+``reinforce``, ``correlation`` and ``random_activation`` are built in, and
 ``register("name", Strategy(run=...))`` (in an experiment file, say) makes
 ``--set search.strategy=name`` run another. ``base`` says what a strategy is given and returns.
 """
@@ -21,8 +22,6 @@ from actsearch.strategies.base import Strategy
 
 STRATEGIES: dict[str, Strategy] = {
     "darts": darts.STRATEGY,
-    "random_activation": random_activation.STRATEGY,
-    "correlation": correlation.STRATEGY,
     "random": blackbox.make("random", random_search.search,
                             "random search: uniform networks, the best evaluated"),
     "evolution": blackbox.make("evolution", evolution.search,
@@ -30,6 +29,8 @@ STRATEGIES: dict[str, Strategy] = {
     "reinforce": blackbox.make("reinforce", reinforce.search,
                                "REINFORCE on a categorical policy per slot, moving-average "
                                "baseline"),
+    "correlation": correlation.STRATEGY,
+    "random_activation": random_activation.STRATEGY,
 }
 
 

@@ -95,6 +95,7 @@ def test_twenty_steps_agree_and_compile_once_on_one_two_and_four_devices(tmp_pat
 def test_random_activation_ends_equal_on_one_and_two_devices(tmp_path):
   import json
   sets = [*SETS, "search.strategy=random_activation", "search.learning_curve=false",
+          'search.candidates=["relu","tanh","sin"]',
           "search.shortlist_k=1", "search.shortlist_epochs=1", "search.shortlist_seeds=1",
           "retrain.batch_size=24"]
   states, records = {}, {}
@@ -112,7 +113,7 @@ def test_random_activation_ends_equal_on_one_and_two_devices(tmp_path):
     assert x["scores"].keys() == y["scores"].keys()
     np.testing.assert_allclose(list(x["scores"].values()), list(y["scores"].values()),
                                atol=1e-5)
-  assert records[1]["selection"]["pinned"] == "slot by slot"  # 8^2 networks > 16
+  assert records[1]["selection"]["pinned"] == "every combination"  # 3^2 networks <= 16
 
 
 def test_replica_check_catches_diverged_devices(tmp_path):
