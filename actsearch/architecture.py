@@ -73,7 +73,9 @@ def _fail(path: str, what: str):
   raise UserError(line)
 
 
-def _number(v) -> bool:
+def finite_number(v) -> bool:
+  """A JSON number (not a bool) that is finite as a float: an integer beyond float's range is
+  not."""
   if not isinstance(v, (int, float)) or isinstance(v, bool):
     return False
   try:
@@ -95,7 +97,7 @@ def _common(arch: dict, path: str, optional_kinds: tuple) -> None:
   cands = arch["candidates"]
   if not cands or not all(isinstance(c, str) for c in cands):
     _fail(path, "'candidates' must be a non-empty list of names")
-  if not all(_number(v) for v in arch["metrics"].values()):
+  if not all(finite_number(v) for v in arch["metrics"].values()):
     _fail(path, "'metrics' must map names to finite numbers")
   if not arch["layers"]:
     _fail(path, "'layers' is empty")
@@ -115,7 +117,7 @@ def _check_selection(sel: dict, path: str) -> None:
   ``evaluated``: a count, or the networks trained as ``{"choices": {slot: candidate},
   "score": number}``."""
   if not isinstance(sel.get("method", "argmax"), str) \
-      or not isinstance(sel.get("score", ""), str) or not _number(sel.get("seconds", 0.0)):
+      or not isinstance(sel.get("score", ""), str) or not finite_number(sel.get("seconds", 0.0)):
     _fail(path, "'selection' must hold 'method' and 'score' (strings) and 'seconds' (a number)")
   nets = sel.get("evaluated", 0)
   if isinstance(nets, list):
@@ -126,7 +128,7 @@ def _check_selection(sel: dict, path: str) -> None:
               and not isinstance(net["score"], bool)):  # a diverged network's may be NaN
         _fail(path, "'selection.evaluated' must list {\"choices\": {slot: candidate}, "
                     "\"score\": number}")
-  elif not _number(nets):
+  elif not finite_number(nets):
     _fail(path, "'selection.evaluated' must be a count or a list of networks")
 
 
@@ -136,7 +138,7 @@ def _check_layer(layer: dict, where: str, cands: list, path: str) -> None:
     _fail(path, f"{where}: choice {layer.get('choice')!r} is not one of the candidates")
   weights = layer.get("weights")
   if weights is not None and (not isinstance(weights, dict) or set(weights) != set(cands)
-                              or not all(_number(w) for w in weights.values())):
+                              or not all(finite_number(w) for w in weights.values())):
     _fail(path, f"{where}: 'weights' must map every candidate to a number")
   scores = layer.get("scores", {})
   if not isinstance(scores, dict) or not set(scores) <= set(cands) or not all(
@@ -185,7 +187,7 @@ def _read_v1(arch: dict, path: str) -> dict[str, Any]:
 def _array(value, what: str, path: str) -> np.ndarray:
   """A number or nested lists of numbers, as a float64 array (rectangular, finite)."""
   def ok(v):
-    return _number(v) if not isinstance(v, list) else all(ok(x) for x in v)
+    return finite_number(v) if not isinstance(v, list) else all(ok(x) for x in v)
   if not ok(value):
     _fail(path, f"{what} must be a finite number or nested lists of them")
   try:
@@ -223,7 +225,7 @@ def _read_v2(arch: dict, path: str) -> dict[str, Any]:
                        ("retrain", dict), ("strategy", dict), ("code", list)))
   strategy = arch.get("strategy", {"name": "darts"})
   if not isinstance(strategy.get("name"), str) or not isinstance(strategy.get("cost", {}), dict) \
-      or not all(_number(v) for v in strategy.get("cost", {}).values()):
+      or not all(finite_number(v) for v in strategy.get("cost", {}).values()):
     _fail(path, "'strategy' must be {\"name\": string, \"cost\": {name: number}}")
   if not all(isinstance(c, str) and c for c in arch.get("code", [])):
     _fail(path, "'code' must list files or modules")

@@ -186,6 +186,7 @@ RESULT_CASES = {
     "seed not an integer": _with(VALID_RESULT, ["seeds", 0, "seed"], "0"),
     "test loss a string": _with(VALID_RESULT, ["seeds", 0, "test_loss"], "0.5"),
     "accuracy infinite": _with(VALID_RESULT, ["seeds", 0, "test_accuracy"], float("inf")),
+    "train loss beyond float": _with(VALID_RESULT, ["seeds", 0, "train_loss"], 10 ** 400),
     "no wall time": _with(VALID_RESULT, ["wall_time_s"], _DELETE),
     "param count a float": _with(VALID_RESULT, ["seeds", 0, "param_count"], 10.5),
 }
@@ -197,6 +198,11 @@ def test_results_reader_refuses(case, tmp_path):
   path.write_text(json.dumps(RESULT_CASES[case]))
   with pytest.raises(UserError, match="delete it to train that variant again"):
     retrain.read_result(str(path))
+
+
+def test_an_integer_beyond_int64_is_a_finite_number_to_the_results_reader():
+  # hypothesis found numpy's isfinite raising TypeError on it (the reader now uses Python's)
+  retrain.validate_result(_with(VALID_RESULT, ["seeds", 0, "test_loss"], -2 ** 63 - 1), "r")
 
 
 # Each JSON reader, fed its valid file with one value anywhere replaced by any JSON value:

@@ -174,8 +174,7 @@ def validate_result(result, path: str) -> dict:
       fail(f"seeds[{i}] must be an object with an integer 'seed'")
     for key in _SEED_FIELDS + (("test_accuracy",) if "test_accuracy" in row else ()):
       value = row.get(key)
-      if not isinstance(value, (int, float)) or isinstance(value, bool) \
-          or not np.isfinite(value):
+      if not architecture.finite_number(value):
         fail(f"seeds[{i}].{key} must be a finite number")
     if not isinstance(row.get("param_count"), int) or isinstance(row.get("param_count"), bool):
       fail(f"seeds[{i}].param_count must be an integer")
