@@ -98,12 +98,13 @@ MAX_COLUMNS = 24  # a heatmap of more candidates shows these many (the largest w
 MAX_BARS = 24  # the networks panel shows at most these many (the best)
 
 
-def _columns(layers: Sequence[Mapping[str, Any]], cands: list[str]) -> list[str]:
+def _columns(layers: Sequence[Mapping[str, Any]], cands: list[str],
+             key: str = "weights") -> list[str]:
   """The candidates the heatmap shows: all of them, or, beyond ``MAX_COLUMNS``, the chosen
-  ones and those with the largest weight in any slot, in the record's order."""
+  ones and those with the largest weight (``key``) in any slot, in the record's order."""
   if len(cands) <= MAX_COLUMNS:
     return cands
-  best = {c: max(float((layer.get("weights") or {}).get(c, -np.inf)) for layer in layers)
+  best = {c: max(float((layer.get(key) or {}).get(c, -np.inf)) for layer in layers)
           for c in cands}
   keep = {layer["choice"] for layer in layers}
   for c in sorted(cands, key=lambda c: -best[c]):
@@ -140,14 +141,17 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
   largest weights (the title says how many are left out). Per-channel slots show the weights
   averaged over channels and, under the slot name, how many channels chose what. The
   shortlist panel draws one bar per trained network, best first, the chosen one in red: what
-  decided, when the weights did not.
+  decided, when the weights did not. A record without relaxed weights (a black-box strategy,
+  the correlation rule, random activation) shows its candidates' scores instead.
   """
   layers = list(arch["layers"])
   every = list(dict.fromkeys([*arch["candidates"],
                               *(c for layer in layers for c in layer.get("candidates", []))]))
-  cands = _columns(layers, every)
-  w = np.array([[float((layer.get("weights") or {}).get(c, np.nan)) for c in cands]
+  key = "weights" if any(layer.get("weights") for layer in layers) else "scores"
+  cands = _columns(layers, every, key)
+  w = np.array([[float((layer.get(key) or {}).get(c, np.nan)) for c in cands]
                 for layer in layers])
+  w[~np.isfinite(w)] = np.nan  # a candidate never scored (or diverged): an empty cell
   finite = w[np.isfinite(w)]
   lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
   if hi - lo < 1e-6:
@@ -191,9 +195,13 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
       ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1.0, 1.0, fill=False, edgecolor="crimson",
                              linewidth=3.0, clip_on=False, zorder=3))
   hidden = len(every) - len(cands)
-  ax.set_title(_title(arch) + (f"\n{len(cands)} of {len(every)} candidates shown (the "
-                               f"largest weights)" if hidden else ""))
-  fig.colorbar(image, ax=ax, label=f"relaxed weight (scale {lo:.3f} to {hi:.3f})", shrink=0.9)
+  sel = arch.get("selection") or {}
+  title = _title(arch) if key == "weights" else (
+      f"Scores per candidate ({sel.get('method', 'strategy')}; no relaxed weights)")
+  ax.set_title(title + (f"\n{len(cands)} of {len(every)} candidates shown (the "
+                        f"largest {key})" if hidden else ""))
+  what = "relaxed weight" if key == "weights" else "score"
+  fig.colorbar(image, ax=ax, label=f"{what} (scale {lo:.3f} to {hi:.3f})", shrink=0.9)
   if nets:
     _shortlist_panel(bars, nets, (arch.get("selection") or {}).get("score", "val score"),
                      len(every_net))

@@ -180,6 +180,22 @@ def test_weights_figure_ignores_scores():
   np.testing.assert_array_equal(plots.to_rgb(plots.weights_figure(arch)), plain)
 
 
+def test_a_record_without_weights_shows_its_scores():
+  # a black-box strategy's record: scores of the candidates its evaluated networks used
+  arch = record(relaxation=None, selection={"method": "evolution", "score": "val accuracy",
+                                            "seconds": 1.0})
+  for layer, scores in zip(arch["layers"], ({"relu": 0.91, "sin": 0.85},
+                                            {"gelu": 0.93, "relu": 0.90})):
+    del layer["weights"]
+    layer["scores"] = scores
+  ax = plots.weights_figure(arch).axes[0]
+  assert "Scores per candidate (evolution" in ax.get_title()
+  cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+           for t in ax.texts}
+  assert cells == {(0, CANDS.index("relu")): "0.910", (0, CANDS.index("sin")): "0.850",
+                   (1, CANDS.index("gelu")): "0.930", (1, CANDS.index("relu")): "0.900"}
+
+
 def lines_by_label(ax):
   return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
 
