@@ -368,8 +368,11 @@ def table(arch: dict[str, Any]) -> str:
   if sel and sel.get("method", "argmax") != "argmax":
     count = sel.get("evaluated")
     count = len(count) if isinstance(count, list) else count
+    rounds = sel.get("rounds")
+    done = (f"{count} evaluated, " if count is not None else "") + (
+        f"{len(rounds)} rounds, " if isinstance(rounds, list) else "")
     out.append(f"discretize: {sel['method']}, score = {sel.get('score', '?')} "
-               f"({count} evaluated, {float(sel.get('seconds', 0.0)):.1f} s)")
+               f"({done}{float(sel.get('seconds', 0.0)):.1f} s)")
     lines = [_ranked(layer.get("scores", {})) for layer in arch["layers"]]
     if len(lines) > 1 and len(set(lines)) == 1:  # a screen scores every slot alike
       out.append(f"  every slot: {lines[0]}")

@@ -348,7 +348,8 @@ def activations_figure(arch: Mapping[str, Any]) -> Figure:
     w_choice = float((layer.get("weights") or {}).get(layer["choice"], float("nan")))
     ax.set_title(f"{layer['name']}: {layer['choice']}", fontsize=11)
     ax.set_xlim(*X_RANGE)
-    ax.set_xlabel(f"x   (choice weight {w_choice:.2f})", fontsize=9)
+    ax.set_xlabel(f"x   (choice weight {w_choice:.2f})" if np.isfinite(w_choice) else "x",
+                  fontsize=9)
     ax.set_ylabel("activation(x)", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)

@@ -113,3 +113,18 @@ def test_a_malformed_selection_is_one_line(tmp_path, selection, needle):
   path.write_text(json.dumps(arch))
   with pytest.raises(UserError, match=needle):
     architecture.load(str(path))
+
+
+def test_show_says_what_a_strategy_without_weights_did():
+  layers = [{"name": "block0/act", "choice": "prelu", "candidates": ["prelu"],
+             "scores": {"prelu": 0.998}, "params": {}}]
+  arch = architecture.validate(architecture.make(
+      layers, candidates=["relu", "prelu"], relaxation=None, granularity="layer", model={},
+      data={}, metrics={"val_accuracy": 0.3}, seed=0, discretize="correlation",
+      strategy="correlation", selection={"method": "correlation (parameter)",
+                                         "score": "Pearson r", "seconds": 1.0,
+                                         "rounds": [{}, {}]}))
+  text = architecture.table(arch)
+  assert "strategy correlation" in text and "found: val_accuracy 0.3" in text
+  assert "(2 rounds, 1.0 s)" in text and "None" not in text
+  assert "decided by correlation (parameter) (no relaxed weights)" in text

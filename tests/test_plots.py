@@ -194,6 +194,7 @@ def test_a_record_without_weights_shows_its_scores():
            for t in ax.texts}
   assert cells == {(0, CANDS.index("relu")): "0.910", (0, CANDS.index("sin")): "0.850",
                    (1, CANDS.index("gelu")): "0.930", (1, CANDS.index("relu")): "0.900"}
+  assert plots.activations_figure(arch).axes[0].get_xlabel() == "x"  # no "weight nan"
 
 
 def lines_by_label(ax):
