@@ -9,7 +9,7 @@ RUN ?=
 ARCH ?=
 LOGDIR ?= runs
 
-.PHONY: setup search test test-slow test-long test-all export show retrain reproduce tensorboard bench lint \
+.PHONY: setup search test test-slow test-long test-all export show retrain reproduce compare tensorboard bench lint \
 	candidates clean
 
 # uv installs the same packages from the same registry in a quarter of pip's time (17 s against
@@ -57,6 +57,11 @@ retrain: $(STAMP)
 TASKS ?= mnist1d_cnn,mnist1d_mlp,digits_mlp,digits_cnn2d
 reproduce: $(STAMP)
 	$(BIN)/actsearch reproduce --tasks $(TASKS) --workdir runs/reproduce $(ARGS)
+
+# Every search strategy at DARTS' budget and 5x it on the digits MLP (3 search seeds) and the
+# MNIST-1D CNN (1), each found network retrained with 5 seeds (docs/strategies.md).
+compare: $(STAMP)
+	$(BIN)/actsearch compare --workdir runs/compare $(ARGS)
 
 candidates: $(STAMP)
 	$(BIN)/actsearch candidates

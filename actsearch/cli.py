@@ -1,5 +1,5 @@
-"""``actsearch search | export | show | candidates | retrain | reproduce | bench``: flags, then
-one call each.
+"""``actsearch search | export | show | candidates | retrain | reproduce | compare | bench``:
+flags, then one call each.
 
 Bad input is one line on stderr and exit code 2; anything else that fails is exit code 1.
 """
@@ -93,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
   rp.add_argument("--seeds", type=int, default=5, help="retrain seeds per variant")
   rp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+  cm = sub.add_parser("compare", help="every search strategy at DARTS' budget and 5x it, "
+                      "retrained over seeds: one table")
+  cm.add_argument("--tasks", default="digits_mlp,mnist1d_cnn",
+                  help="comma-separated: digits_mlp (3 search seeds), mnist1d_cnn (1)")
+  cm.add_argument("--strategies", default="darts,random,evolution,reinforce,correlation,"
+                  "random_activation", help="comma-separated (darts always runs: its spend is "
+                  "the budget)")
+  cm.add_argument("--scales", default="1,5", help="comma-separated budgets, in units of "
+                  "DARTS' default spend")
+  cm.add_argument("--search-seeds", type=int, help="at most this many search seeds per task")
+  cm.add_argument("--workdir", default="runs/compare")
+  cm.add_argument("--seeds", type=int, default=5, help="retrain seeds per found network")
+  cm.add_argument("--no-progress", action="store_true", help="no progress bar")
+
   b = sub.add_parser("bench", help="time and size the mixed activation and the search step")
   b.add_argument("--out", help="write the results as JSON")
   b.add_argument("--repeats", type=int, default=30, help="timed calls per measurement")
@@ -179,6 +193,23 @@ def _reproduce(args) -> None:
   print(f"wrote {os.path.join(args.workdir, 'reproduce.md')}")
 
 
+def _compare(args) -> None:
+  from actsearch.commands import compare
+
+  def names(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+  try:
+    scales = [int(x) for x in names(args.scales)]
+  except ValueError:
+    raise UserError(f"--scales takes comma-separated integers, got {args.scales!r}") from None
+  if args.search_seeds is not None and args.search_seeds < 1:
+    raise UserError(f"--search-seeds must be a positive integer, got {args.search_seeds}")
+  out = compare.run(names(args.tasks), args.workdir, args.seeds, scales, names(args.strategies),
+                    args.search_seeds, progress=not args.no_progress)
+  print(compare.markdown(out))
+  print(f"wrote {os.path.join(args.workdir, 'compare.md')}")
+
+
 def _bench(args) -> None:
   from actsearch.commands import bench
 
@@ -198,13 +229,15 @@ def _bench(args) -> None:
 
 
 COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _candidates,
-            "retrain": _retrain, "reproduce": _reproduce, "bench": _bench}
+            "retrain": _retrain, "reproduce": _reproduce, "compare": _compare,
+            "bench": _bench}
 
 
 # Writes that fail for want of room or permission: one line, exit 1 (not a traceback).
 _NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
-COMPILED = ("search", "retrain", "reproduce", "bench")  # commands that run compiled steps
+# commands that run compiled steps
+COMPILED = ("search", "retrain", "reproduce", "compare", "bench")
 
 
 def _quiet_background_writers() -> None:

@@ -1,0 +1,262 @@
+"""``actsearch compare`` (``make compare``): every strategy on one engine, one budget, one table.
+
+For each task (``TASKS``: the MNIST-1D CNN and the digits MLP, each at a reduced scale, see
+their experiment files) and each search seed, every strategy of ``STRATEGIES`` searches at
+each budget of ``--scales`` (1 and 5 by default), in units of what DARTS' default search of
+that task and seed spends (``strategy.cost.examples`` of its record); then every found network
+is retrained from scratch with the task's recipe over ``--seeds`` seeds (0..N-1) on train + val
+and scored on the test split. How each strategy is given a budget of ``scale`` (``cell_config``):
+
+* ``darts`` and ``random_activation`` (one supernet, then the shortlist): at 1x the task's
+  config; at ``scale`` > 1, ``search.epochs`` times ``scale`` and ``search.shortlist_k`` + 1
+  (``shortlist_max`` raised so that the whole larger shortlist trains). Their spend is what
+  their record says, not exactly ``scale`` times the 1x budget.
+* ``random``, ``evolution``, ``reinforce``: ``search.budget`` = ``scale`` x DARTS' 1x spend
+  (a space smaller than the budget is evaluated whole and the search ends there).
+* ``correlation``: ``round_epochs`` such that its ``rounds + 1`` trainings pass about
+  ``scale`` x DARTS' 1x spend; a rule that settles early spends less (its record says what).
+
+The table (``markdown``): per task, strategy and budget, the examples spent and trainings
+(mean over search seeds), the search's wall time, each seed's found network, the retrained test
+accuracy (mean and 95% interval over every search seed x retrain seed), and the paired
+difference against DARTS' answer at the same budget and search seed (paired by search seed and
+retrain seed). A network found twice (same choices, same recipe) is retrained once.
+
+Every step resumes: a cell whose search finished (``architecture.json`` and ``cost.json``) is
+not run again and keeps its recorded wall time; a retrain that finished is read back. The
+table is rewritten after every cell, so an interrupted run still shows what it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from actsearch import architecture, configs, stats
+from actsearch.commands import retrain, search
+from actsearch.errors import UserError
+from actsearch.train import files
+
+# task -> (experiment file, search seeds, title)
+TASKS = {"digits_mlp": ("compare_digits_mlp", 3, "sklearn digits 8x8, MLP (64, 64)"),
+         "mnist1d_cnn": ("compare_mnist1d_cnn", 1, "MNIST-1D (4000), 1-D CNN (3 x 25)")}
+STRATEGIES = ("darts", "random", "evolution", "reinforce", "correlation", "random_activation")
+ONE_SHOT = ("darts", "random_activation")  # one supernet, then the shortlist
+BLACK_BOX = ("random", "evolution", "reinforce")
+REFERENCE = "darts"
+
+
+def _slots(cfg: ml_collections.ConfigDict) -> int:
+  """The number of activation slots of the task's backbone."""
+  from flax import nnx
+
+  from actsearch import data, models
+
+  splits = data.load(cfg.data, cfg.seed)
+  model = models.build(cfg.model, splits.input_shape, splits.num_outputs,
+                       models.uniform_slots("relu"), nnx.Rngs(params=0))
+  return len(models.slots(model))
+
+
+def cell_config(base: ml_collections.ConfigDict, strategy: str, scale: int, seed: int,
+                budget: float | None, train_examples: int | None = None,
+                slots: int | None = None) -> ml_collections.ConfigDict:
+  """The config of one cell: ``base`` with ``strategy`` at ``scale`` times the reference
+  budget ``budget`` (DARTS' 1x spend, in training examples; unused by the one-shot strategies).
+  ``train_examples``: the search's train split size (correlation); ``slots``: the backbone's
+  activation slots (the one-shot strategies at ``scale`` > 1)."""
+  cfg = base.copy_and_resolve_references()
+  cfg.seed = seed
+  s = cfg.search
+  s.strategy = strategy
+  if strategy in ONE_SHOT:
+    if scale > 1:
+      s.epochs = s.epochs * scale
+      s.shortlist_k = s.shortlist_k + 1
+      s.shortlist_max = max(s.shortlist_max, s.shortlist_k ** slots)
+  elif strategy in BLACK_BOX:
+    s.budget = int(round(scale * budget))
+  elif strategy == "correlation":
+    c = s.correlation
+    per_epoch = (train_examples // cfg.retrain.batch_size) * cfg.retrain.batch_size
+    c.round_epochs = max(1, int(round(scale * budget / ((c.rounds + 1) * per_epoch))))
+  else:
+    raise UserError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+  return cfg
+
+
+def retrain_key(arch: dict) -> str:
+  """Identifies a retrain: the choices (and the learned parameters where the recipe starts
+  from them), the backbone, the data and the recipe; not the search seed or its scores."""
+  rec = arch.get("retrain", {})
+  layers = [{"name": layer["name"], "choice": layer.get("channel_choices") or layer["choice"],
+             **({"params": layer.get("params", {})}
+                if rec.get("init_params") == "searched" else {})} for layer in arch["layers"]]
+  blob = json.dumps({"layers": layers, "model": arch["model"], "data": arch["data"],
+                     "retrain": rec}, sort_keys=True)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cell_name(strategy: str, scale: int, seed: int) -> str:
+  return f"{strategy}_x{scale}_seed{seed}"
+
+
+def run_cell(task_dir: str, base, strategy: str, scale: int, seed: int, reference: dict | None,
+             seeds: int, progress: bool) -> dict:
+  """Search (timed once) and retrain of one cell; returns its row."""
+  cell_dir = os.path.join(task_dir, _cell_name(strategy, scale, seed))
+  search_dir = os.path.join(cell_dir, "search")
+  arch_path = os.path.join(search_dir, "architecture.json")
+  cost_path = os.path.join(cell_dir, "cost.json")
+  if not (os.path.exists(arch_path) and os.path.exists(cost_path)):
+    budget = reference["strategy"]["cost"]["examples"] if reference else None
+    train = reference["data"]["train"] if reference else None
+    slots = _slots(base) if strategy in ONE_SHOT and scale > 1 else None
+    cfg = cell_config(base, strategy, scale, seed, budget, train, slots)
+    start = time.perf_counter()
+    search.run(cfg, search_dir, progress=progress)
+    if jax.process_index() == 0:
+      files.write_json_atomic(cost_path, {"search_seconds": time.perf_counter() - start})
+  arch = architecture.load(arch_path)
+  key = retrain_key(arch)
+  report = retrain.run(arch_path, os.path.join(task_dir, "retrain", key), seeds=seeds,
+                       baselines=[], progress=progress)
+  metric = report["metric"]
+  return {"strategy": strategy, "scale": scale, "seed": seed, "found": report["found"],
+          "cost": arch["strategy"]["cost"], "retrain": key,
+          "search_seconds": files.read_json(cost_path)["search_seconds"], "metric": metric,
+          "test": {r["seed"]: r[metric] for r in report["variants"][retrain.FOUND]["seeds"]}}
+
+
+def _order(tasks: Sequence[str], scales: Sequence[int], strategies: Sequence[str]):
+  """Cells by priority: each task's first search seed whole, then the further seeds; DARTS at
+  1x first in each (its spend is every other cell's budget)."""
+  firsts, rest = [], []
+  for task in tasks:
+    for seed in range(TASKS[task][1]):
+      cells = [(task, REFERENCE, 1, seed)] + [
+          (task, st, sc, seed) for sc in scales for st in strategies
+          if (st, sc) != (REFERENCE, 1)]
+      (firsts if seed == 0 else rest).extend(cells)
+  return firsts + rest
+
+
+def run(tasks: Sequence[str], workdir: str, seeds: int = 5, scales: Sequence[int] = (1, 5),
+        strategies: Sequence[str] = STRATEGIES, search_seeds: int | None = None,
+        progress: bool = True) -> dict:
+  """Runs (or resumes) every cell and writes ``compare.json`` and ``compare.md`` after each.
+  ``search_seeds``: at most this many search seeds per task (default: each task's own)."""
+  unknown = [t for t in tasks if t not in TASKS] + [s for s in strategies if s not in STRATEGIES]
+  if unknown or not tasks or not strategies:
+    raise UserError(f"unknown task(s) or strategies {', '.join(unknown) or '(none)'}; tasks: "
+                    f"{', '.join(TASKS)}; strategies: {', '.join(STRATEGIES)}")
+  if not scales or any(s < 1 for s in scales) or seeds < 2:
+    raise UserError("--scales takes positive integers; --seeds at least 2 (for an interval)")
+  if REFERENCE not in strategies:
+    strategies = (REFERENCE, *strategies)  # every budget is DARTS' spend
+  start = time.perf_counter()
+  out = {"tasks": {}, "seeds": seeds, "scales": list(scales), "seconds": 0.0,
+         "provenance": retrain.provenance()}
+  bases = {}
+  for task, strategy, scale, seed in _order(tasks, scales, strategies):
+    if search_seeds is not None and seed >= search_seeds:
+      continue
+    if task not in bases:
+      bases[task] = configs.load_config(configs.experiment(TASKS[task][0]))
+      out["tasks"][task] = {"title": TASKS[task][2], "experiment": TASKS[task][0], "cells": []}
+    task_dir = os.path.join(workdir, task)
+    reference = None
+    if strategy != REFERENCE or scale != 1:
+      reference = architecture.load(os.path.join(task_dir, _cell_name(REFERENCE, 1, seed),
+                                                 "search", "architecture.json"))
+    row = run_cell(task_dir, bases[task], strategy, scale, seed, reference, seeds, progress)
+    out["tasks"][task]["cells"].append(row)
+    out["seconds"] = time.perf_counter() - start
+    if jax.process_index() == 0:
+      files.write_json_atomic(os.path.join(workdir, "compare.json"), out)
+      files.write_text_atomic(os.path.join(workdir, "compare.md"), markdown(out))
+  return out
+
+
+def rows(cells: list[dict], scales: Sequence[int]) -> list[dict]:
+  """One row per (strategy, scale) of a task's cells: pooled test scores with their interval,
+  and the paired difference against DARTS at the same scale and search seed."""
+  by = {}
+  for c in cells:
+    by.setdefault((c["strategy"], c["scale"]), []).append(c)
+  ref = {(c["scale"], c["seed"]): c for c in cells if c["strategy"] == REFERENCE}
+  out = []
+  for scale in scales:
+    for strategy in STRATEGIES:
+      group = sorted(by.get((strategy, scale), []), key=lambda c: c["seed"])
+      if not group:
+        continue
+      values = [v for c in group for _, v in sorted(c["test"].items())]
+      row = {"strategy": strategy, "scale": scale, "search_seeds": [c["seed"] for c in group],
+             "found": [c["found"] for c in group],
+             "examples": float(np.mean([c["cost"].get("examples", np.nan) for c in group])),
+             "trainings": float(np.mean([c["cost"].get("trainings", np.nan) for c in group])),
+             "search_seconds": float(np.mean([c["search_seconds"] for c in group])),
+             "summary": stats.summary(values), "paired": None}
+      a, b = [], []
+      for c in group:
+        r = ref.get((scale, c["seed"]))
+        if strategy == REFERENCE or r is None:
+          continue
+        common = sorted(set(c["test"]) & set(r["test"]))
+        a += [c["test"][s] for s in common]
+        b += [r["test"][s] for s in common]
+      if len(a) >= 2:
+        row["paired"] = stats.paired(a, b)
+      out.append(row)
+  return out
+
+
+def _ci(mean: float, low: float, high: float, scale: float, sign: str = "") -> str:
+  if not np.isfinite(low):
+    return f"{mean * scale:{sign}.2f}"
+  return f"{mean * scale:{sign}.2f} [{low * scale:{sign}.2f}, {high * scale:{sign}.2f}]"
+
+
+def markdown(out: dict) -> str:
+  """The table of ``run``'s result (one section per task)."""
+  lines = [f"# actsearch compare ({out['seeds']} retrain seeds per found network)", ""]
+  for t in out["tasks"].values():
+    cells = t["cells"]
+    if not cells:
+      continue
+    metric = cells[0]["metric"]
+    pct = 100.0 if metric == "test_accuracy" else 1.0
+    unit = "test accuracy (%)" if pct == 100.0 else metric
+    n_seeds = len({c["seed"] for c in cells})
+    lines += [f"## {t['title']} (experiments/{t['experiment']}.py; {n_seeds} search "
+              f"seed{'s' if n_seeds > 1 else ''})", "",
+              f"| strategy | budget | examples spent | trainings | search (s) | found | "
+              f"{unit}, mean [95% CI] | minus DARTS, same budget and seed [95% CI] |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows(cells, out["scales"]):
+      s, p = r["summary"], r["paired"]
+      diff = (_ci(p["mean_diff"], p["ci_low"], p["ci_high"], pct, "+") if p else "")
+      found = "; ".join(f"{seed}: {f}" for seed, f in zip(r["search_seeds"], r["found"]))
+      lines.append(f"| {r['strategy']} | {r['scale']}x | {r['examples'] / 1e6:.2f}M | "
+                   f"{r['trainings']:.0f} | {r['search_seconds']:.0f} | {found} | "
+                   f"{_ci(s['mean'], s['ci_low'], s['ci_high'], pct)} | {diff} |")
+    lines.append("")
+  lines += ["budget: in units of what DARTS' default search of the task and seed spends "
+            "(training examples passed, a supernet pass counted once per candidate it mixes, "
+            "its shortlist included); DARTS and random activation at 5x: 5x the epochs and "
+            "one more candidate per slot in the shortlist. examples spent, trainings, search: "
+            "means over the search seeds (search: in-process wall time with data loading and "
+            "compilation). found: per search seed. Accuracy: every search seed's network "
+            "retrained with every retrain seed (pooled); the difference is paired by search "
+            "seed and retrain seed.", "",
+            f"Total wall time of this run: {out['seconds']:.0f} s (cells finished earlier "
+            "are read back, not rerun)."]
+  return "\n".join(lines) + "\n"
