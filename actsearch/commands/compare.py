@@ -8,9 +8,10 @@ is retrained from scratch with the task's recipe over ``--seeds`` seeds (0..N-1)
 and scored on the test split. How each strategy is given a budget of ``scale`` (``cell_config``):
 
 * ``darts`` and ``random_activation`` (one supernet, then the shortlist): at 1x the task's
-  config; at ``scale`` > 1, ``search.epochs`` times ``scale`` and ``search.shortlist_k`` + 1
-  (``shortlist_max`` raised so that the whole larger shortlist trains). Their spend is what
-  their record says, not exactly ``scale`` times the 1x budget.
+  config; at ``scale`` > 1, ``search.epochs`` times ``scale`` and the shortlist widened to the
+  most candidates per slot whose estimated total spend stays within ``scale`` x DARTS' 1x
+  spend (``wider_shortlist``; random activation given DARTS' shortlist). Their spend is what
+  their record says (a screen that finds duplicates spends less than the estimate).
 * ``random``, ``evolution``, ``reinforce``: ``search.budget`` = ``scale`` x DARTS' 1x spend
   (a space smaller than the budget is evaluated whole and the search ends there).
 * ``correlation``: ``round_epochs`` such that its ``rounds + 1`` trainings pass about
@@ -53,25 +54,35 @@ BLACK_BOX = ("random", "evolution", "reinforce")
 REFERENCE = "darts"
 
 
-def _slots(cfg: ml_collections.ConfigDict) -> int:
-  """The number of activation slots of the task's backbone."""
-  from flax import nnx
+def wider_shortlist(cfg: ml_collections.ConfigDict, scale: int,
+                    budget: float) -> tuple[int, int]:
+  """``(shortlist_k, shortlist_max)`` of a one-shot search given ``scale`` x ``budget``: its
+  ``search.epochs`` already scaled, the most candidates per slot whose estimated spend
+  (``darts.default_examples``: the supernet, the screen, the whole shortlist) stays within
+  ``scale * budget``; at least the config's own ``shortlist_k``."""
+  from actsearch.strategies import darts, discretize
 
-  from actsearch import data, models
-
-  splits = data.load(cfg.data, cfg.seed)
-  model = models.build(cfg.model, splits.input_shape, splits.num_outputs,
-                       models.uniform_slots("relu"), nnx.Rngs(params=0))
-  return len(models.slots(model))
+  su = darts.setup(cfg.copy_and_resolve_references())
+  views = discretize.slot_views(su.model)
+  s = su.cfg.search
+  widest = max(len(v.candidates) for v in views)
+  best = (s.shortlist_k, s.shortlist_max)
+  for k in range(s.shortlist_k + 1, widest + 1):
+    s.shortlist_k = k
+    s.shortlist_max = max(best[1], int(np.prod([min(k, len(v.candidates)) for v in views])))
+    if darts.default_examples(su) > scale * budget:
+      break
+    best = (s.shortlist_k, s.shortlist_max)
+  return best
 
 
 def cell_config(base: ml_collections.ConfigDict, strategy: str, scale: int, seed: int,
                 budget: float | None, train_examples: int | None = None,
-                slots: int | None = None) -> ml_collections.ConfigDict:
+                shortlist: tuple[int, int] | None = None) -> ml_collections.ConfigDict:
   """The config of one cell: ``base`` with ``strategy`` at ``scale`` times the reference
   budget ``budget`` (DARTS' 1x spend, in training examples; unused by the one-shot strategies).
-  ``train_examples``: the search's train split size (correlation); ``slots``: the backbone's
-  activation slots (the one-shot strategies at ``scale`` > 1)."""
+  ``train_examples``: the search's train split size (correlation); ``shortlist``: the one-shot
+  strategies' ``(shortlist_k, shortlist_max)`` at ``scale`` > 1 (``wider_shortlist``)."""
   cfg = base.copy_and_resolve_references()
   cfg.seed = seed
   s = cfg.search
@@ -79,8 +90,8 @@ def cell_config(base: ml_collections.ConfigDict, strategy: str, scale: int, seed
   if strategy in ONE_SHOT:
     if scale > 1:
       s.epochs = s.epochs * scale
-      s.shortlist_k = s.shortlist_k + 1
-      s.shortlist_max = max(s.shortlist_max, s.shortlist_k ** slots)
+      if shortlist is not None:
+        s.shortlist_k, s.shortlist_max = shortlist
   elif strategy in BLACK_BOX:
     s.budget = int(round(scale * budget))
   elif strategy == "correlation":
@@ -118,8 +129,10 @@ def run_cell(task_dir: str, base, strategy: str, scale: int, seed: int, referenc
   if not (os.path.exists(arch_path) and os.path.exists(cost_path)):
     budget = reference["strategy"]["cost"]["examples"] if reference else None
     train = reference["data"]["train"] if reference else None
-    slots = _slots(base) if strategy in ONE_SHOT and scale > 1 else None
-    cfg = cell_config(base, strategy, scale, seed, budget, train, slots)
+    cfg = cell_config(base, strategy, scale, seed, budget, train)
+    if strategy in ONE_SHOT and scale > 1:
+      cfg = cell_config(base, strategy, scale, seed, budget, train,
+                        wider_shortlist(cfg, scale, budget))
     start = time.perf_counter()
     search.run(cfg, search_dir, progress=progress)
     if jax.process_index() == 0:
@@ -252,7 +265,8 @@ def markdown(out: dict) -> str:
   lines += ["budget: in units of what DARTS' default search of the task and seed spends "
             "(training examples passed, a supernet pass counted once per candidate it mixes, "
             "its shortlist included); DARTS and random activation at 5x: 5x the epochs and "
-            "one more candidate per slot in the shortlist. examples spent, trainings, search: "
+            "the widest shortlist (candidates per slot) whose estimated spend stays within "
+            "5x. examples spent, trainings, search: "
             "means over the search seeds (search: in-process wall time with data loading and "
             "compilation). found: per search seed. Accuracy: every search seed's network "
             "retrained with every retrain seed (pooled); the difference is paired by search "
