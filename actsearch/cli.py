@@ -204,8 +204,12 @@ def _compare(args) -> None:
     raise UserError(f"--scales takes comma-separated integers, got {args.scales!r}") from None
   if args.search_seeds is not None and args.search_seeds < 1:
     raise UserError(f"--search-seeds must be a positive integer, got {args.search_seeds}")
-  out = compare.run(names(args.tasks), args.workdir, args.seeds, scales, names(args.strategies),
-                    args.search_seeds, progress=not args.no_progress)
+  try:
+    out = compare.run(names(args.tasks), args.workdir, args.seeds, scales,
+                      names(args.strategies), args.search_seeds, progress=not args.no_progress)
+  except compare.CellFailed as e:
+    print(f"actsearch: error: {e}", file=sys.stderr)
+    raise SystemExit(EXIT_FAILURE) from None
   print(compare.markdown(out))
   print(f"wrote {os.path.join(args.workdir, 'compare.md')}")
 

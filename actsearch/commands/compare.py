@@ -23,9 +23,15 @@ accuracy (mean and 95% interval over every search seed x retrain seed), and the 
 difference against DARTS' answer at the same budget and search seed (paired by search seed and
 retrain seed). A network found twice (same choices, same recipe) is retrained once.
 
-Every step resumes: a cell whose search finished (``architecture.json`` and ``cost.json``) is
-not run again and keeps its recorded wall time; a retrain that finished is read back. The
-table is rewritten after every cell, so an interrupted run still shows what it has.
+Each search and each retrain runs in its own ``actsearch`` process (its wall time includes
+starting Python and JAX, about 5 s), which gives the memory of its compiled programs back; the
+processes share JAX's persistent compilation cache (``WORKDIR/jax_cache``), so a network an
+earlier cell compiled (black-box strategies compile one program per network) is read back,
+as a user's repeated runs would with that cache: a cell's wall time depends on the cells run
+before it, its examples spent do not. Every step resumes: a cell whose search
+finished (``architecture.json`` and ``cost.json``) is not run again and keeps its recorded wall
+time; a retrain that finished is read back. The table is rewritten after every cell, so an
+interrupted run still shows what it has. One host (the cells' processes see its devices).
 """
 
 from __future__ import annotations
@@ -33,15 +39,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 
-import jax
 import ml_collections
 import numpy as np
 
 from actsearch import architecture, configs, stats
-from actsearch.commands import retrain, search
+from actsearch.commands import retrain
 from actsearch.errors import UserError
 from actsearch.train import files
 
@@ -115,14 +122,47 @@ def retrain_key(arch: dict) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def overrides(base: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict) -> list[str]:
+  """``KEY.PATH=VALUE`` (VALUE as JSON) for every field where ``cfg`` differs from ``base``."""
+  a, b = configs.to_json(base), configs.to_json(cfg)
+  return [f"{k}={json.dumps(configs.lookup(b, k))}" for k in configs.diff_keys(a, b)]
+
+
+class CellFailed(RuntimeError):
+  """A cell's search or retrain process failed (not bad input); its workdir keeps its newest
+  checkpoint, so running compare again resumes it."""
+
+
+def _actsearch(args: list[str], progress: bool, cache: str) -> None:
+  """Runs ``actsearch ARGS`` in its own process, which gives back the memory of what it
+  compiled (one process that compiled every network of every cell ran out of memory
+  mappings), with JAX's persistent compilation cache in ``cache`` (unless the user set one):
+  a program that an earlier cell compiled (the same network, trained alike) is read back."""
+  cmd = [sys.executable, "-m", "actsearch", *args, *([] if progress else ["--no-progress"])]
+  env = dict(os.environ)
+  if "JAX_COMPILATION_CACHE_DIR" not in env:
+    env.update({"JAX_COMPILATION_CACHE_DIR": os.path.abspath(cache),
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+  rc = subprocess.run(cmd, check=False, env=env).returncode
+  if rc == 2:
+    raise UserError(f"actsearch {args[0]} refused its input (the line above): "
+                    f"{' '.join(args)}")
+  if rc != 0:
+    raise CellFailed(f"actsearch {' '.join(args)} failed (exit {rc}); its workdir keeps its "
+                     "newest checkpoint: run compare again to resume")
+
+
 def _cell_name(strategy: str, scale: int, seed: int) -> str:
   return f"{strategy}_x{scale}_seed{seed}"
 
 
-def run_cell(task_dir: str, base, strategy: str, scale: int, seed: int, reference: dict | None,
-             seeds: int, progress: bool) -> dict:
-  """Search (timed once) and retrain of one cell; returns its row."""
+def run_cell(task_dir: str, experiment: str, base, strategy: str, scale: int, seed: int,
+             reference: dict | None, seeds: int, progress: bool) -> dict:
+  """Search (timed once) and retrain of one cell, each in its own process (``_actsearch``);
+  returns its row. ``experiment``: the task's experiment file, ``base`` its config."""
   cell_dir = os.path.join(task_dir, _cell_name(strategy, scale, seed))
+  cache = os.path.join(os.path.dirname(os.path.abspath(task_dir)), "jax_cache")
   search_dir = os.path.join(cell_dir, "search")
   arch_path = os.path.join(search_dir, "architecture.json")
   cost_path = os.path.join(cell_dir, "cost.json")
@@ -134,13 +174,16 @@ def run_cell(task_dir: str, base, strategy: str, scale: int, seed: int, referenc
       cfg = cell_config(base, strategy, scale, seed, budget, train,
                         wider_shortlist(cfg, scale, budget))
     start = time.perf_counter()
-    search.run(cfg, search_dir, progress=progress)
-    if jax.process_index() == 0:
-      files.write_json_atomic(cost_path, {"search_seconds": time.perf_counter() - start})
+    _actsearch(["search", "--config", experiment, "--workdir", search_dir,
+                *[a for o in overrides(base, cfg) for a in ("--set", o)]], progress, cache)
+    files.write_json_atomic(cost_path, {"search_seconds": time.perf_counter() - start})
   arch = architecture.load(arch_path)
   key = retrain_key(arch)
-  report = retrain.run(arch_path, os.path.join(task_dir, "retrain", key), seeds=seeds,
-                       baselines=[], progress=progress)
+  retrain_dir = os.path.join(task_dir, "retrain", key)
+  if not os.path.exists(os.path.join(retrain_dir, "results.json")):
+    _actsearch(["retrain", arch_path, "--seeds", str(seeds), "--baselines", "",
+                "--workdir", retrain_dir], progress, cache)
+  report = files.read_json(os.path.join(retrain_dir, "results.json"))
   metric = report["metric"]
   return {"strategy": strategy, "scale": scale, "seed": seed, "found": report["found"],
           "cost": arch["strategy"]["cost"], "retrain": key,
@@ -189,12 +232,12 @@ def run(tasks: Sequence[str], workdir: str, seeds: int = 5, scales: Sequence[int
     if strategy != REFERENCE or scale != 1:
       reference = architecture.load(os.path.join(task_dir, _cell_name(REFERENCE, 1, seed),
                                                  "search", "architecture.json"))
-    row = run_cell(task_dir, bases[task], strategy, scale, seed, reference, seeds, progress)
+    row = run_cell(task_dir, configs.experiment(TASKS[task][0]), bases[task], strategy, scale,
+                   seed, reference, seeds, progress)
     out["tasks"][task]["cells"].append(row)
     out["seconds"] = time.perf_counter() - start
-    if jax.process_index() == 0:
-      files.write_json_atomic(os.path.join(workdir, "compare.json"), out)
-      files.write_text_atomic(os.path.join(workdir, "compare.md"), markdown(out))
+    files.write_json_atomic(os.path.join(workdir, "compare.json"), out)
+    files.write_text_atomic(os.path.join(workdir, "compare.md"), markdown(out))
   return out
 
 
