@@ -309,11 +309,11 @@ def markdown(out: dict) -> str:
             "(training examples passed, a supernet pass counted once per candidate it mixes, "
             "its shortlist included); DARTS and random activation at 5x: 5x the epochs and "
             "the widest shortlist (candidates per slot) whose estimated spend stays within "
-            "5x. examples spent, trainings, search: "
-            "means over the search seeds (search: in-process wall time with data loading and "
-            "compilation). found: per search seed. Accuracy: every search seed's network "
-            "retrained with every retrain seed (pooled); the difference is paired by search "
-            "seed and retrain seed.", "",
+            "5x. examples spent, trainings, search: means over the search seeds (search: wall "
+            "time of the search's own process, start-up, data and compilation included, "
+            "compilations cached across cells). found: per search seed. Accuracy: every "
+            "search seed's network retrained with every retrain seed (pooled); the difference "
+            "is paired by search seed and retrain seed.", "",
             f"Total wall time of this run: {out['seconds']:.0f} s (cells finished earlier "
             "are read back, not rerun)."]
   return "\n".join(lines) + "\n"

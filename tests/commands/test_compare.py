@@ -129,3 +129,14 @@ def test_the_table_has_a_row_per_strategy_and_budget():
   assert "| 1x | 0.10M | 10 | 5 | 0: sin / tanh |" in row
   assert row.endswith("| +1.00 [+1.00, +1.00] |")
   assert next(line for line in lines if line.startswith("| darts")).endswith("|  |")
+
+
+def test_a_cell_is_the_experiment_with_set_overrides(base):
+  """The cell's process gets the experiment file and ``--set`` for each changed field; applied
+  to the experiment's config they give the cell's config back."""
+  cfg = compare.cell_config(base, "evolution", 5, 1, BUDGET)
+  sets = compare.overrides(base, cfg)
+  assert sorted(s.split("=")[0] for s in sets) == ["search.budget", "search.strategy", "seed"]
+  again = base.copy_and_resolve_references()
+  configs.apply_overrides(again, sets)
+  assert configs.to_json(again) == configs.to_json(cfg)
