@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
+def _names(text: str) -> list[str]:
+  """The names of a comma-separated flag, blanks dropped."""
+  return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _search(args) -> None:
   from actsearch.train import distributed
 
@@ -175,7 +180,7 @@ def _retrain(args) -> None:
     raise UserError(f"--epochs must be a positive integer, got {args.epochs}")
   baselines = None
   if args.baselines is not None:
-    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    baselines = _names(args.baselines)
   report = retrain.run(args.file, args.workdir, seeds=args.seeds, epochs=args.epochs,
                        baselines=baselines, sets=args.set, progress=not args.no_progress,
                        weights_out=args.weights_out)
@@ -187,7 +192,7 @@ def _reproduce(args) -> None:
 
   if args.seeds < 1:
     raise UserError(f"--seeds must be a positive integer, got {args.seeds}")
-  tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+  tasks = _names(args.tasks)
   out = reproduce.run(tasks, args.workdir, args.seeds, progress=not args.no_progress)
   print(reproduce.markdown(out))
   print(f"wrote {os.path.join(args.workdir, 'reproduce.md')}")
@@ -195,18 +200,13 @@ def _reproduce(args) -> None:
 
 def _compare(args) -> None:
   from actsearch.commands import compare
-
-  def names(text):
-    return [t.strip() for t in text.split(",") if t.strip()]
   try:
-    scales = [int(x) for x in names(args.scales)]
+    scales = [int(x) for x in _names(args.scales)]
   except ValueError:
     raise UserError(f"--scales takes comma-separated integers, got {args.scales!r}") from None
-  if args.search_seeds is not None and args.search_seeds < 1:
-    raise UserError(f"--search-seeds must be a positive integer, got {args.search_seeds}")
   try:
-    out = compare.run(names(args.tasks), args.workdir, args.seeds, scales,
-                      names(args.strategies), args.search_seeds, progress=not args.no_progress)
+    out = compare.run(_names(args.tasks), args.workdir, args.seeds, scales,
+                      _names(args.strategies), args.search_seeds, progress=not args.no_progress)
   except compare.CellFailed as e:
     print(f"actsearch: error: {e}", file=sys.stderr)
     raise SystemExit(EXIT_FAILURE) from None
@@ -217,7 +217,7 @@ def _compare(args) -> None:
 def _bench(args) -> None:
   from actsearch.commands import bench
 
-  cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+  cases = _names(args.cases)
   unknown = set(cases) - set(bench.CASES)
   if unknown or args.repeats < 1 or args.rounds < 1 or (args.epochs is not None
                                                           and args.epochs < 2):

@@ -215,6 +215,8 @@ def run(tasks: Sequence[str], workdir: str, seeds: int = 5, scales: Sequence[int
                     f"{', '.join(TASKS)}; strategies: {', '.join(STRATEGIES)}")
   if not scales or any(s < 1 for s in scales) or seeds < 2:
     raise UserError("--scales takes positive integers; --seeds at least 2 (for an interval)")
+  if search_seeds is not None and search_seeds < 1:
+    raise UserError(f"--search-seeds must be a positive integer, got {search_seeds}")
   if REFERENCE not in strategies:
     strategies = (REFERENCE, *strategies)  # every budget is DARTS' spend
   start = time.perf_counter()

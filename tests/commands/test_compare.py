@@ -61,7 +61,8 @@ def test_an_unknown_strategy_or_task_is_refused(base, tmp_path):
   with pytest.raises(UserError):
     compare.cell_config(base, "annealing", 1, 0, BUDGET)
   for kwargs in ({"tasks": ["cifar"]}, {"tasks": ["digits_mlp"], "strategies": ["annealing"]},
-                 {"tasks": ["digits_mlp"], "scales": [0]}, {"tasks": ["digits_mlp"], "seeds": 1}):
+                 {"tasks": ["digits_mlp"], "scales": [0]}, {"tasks": ["digits_mlp"], "seeds": 1},
+                 {"tasks": ["digits_mlp"], "search_seeds": 0}):
     with pytest.raises(UserError):
       compare.run(workdir=str(tmp_path), **{"seeds": 5, **kwargs})
   assert not list(tmp_path.iterdir())  # nothing written
