@@ -130,6 +130,14 @@ def _check_selection(sel: dict, path: str) -> None:
                     "\"score\": number}")
   elif not finite_number(nets):
     _fail(path, "'selection.evaluated' must be a count or a list of networks")
+  rule = sel.get("simpler")
+  if rule is not None and not (
+      isinstance(rule, dict) and isinstance(rule.get("best"), dict)
+      and all(isinstance(c, str) for c in rule["best"].values())
+      and all(finite_number(rule.get(k)) for k in
+              ("best_score", "standard_error", "best_parameters", "parameters"))):
+    _fail(path, "'selection.simpler' must hold 'best' ({slot: candidate}) and the numbers "
+                "'best_score', 'standard_error', 'best_parameters', 'parameters'")
 
 
 def _check_layer(layer: dict, where: str, cands: list, path: str) -> None:
@@ -379,7 +387,19 @@ def table(arch: dict[str, Any]) -> str:
     else:
       out += [f"  {layer['name']}: {line}" for layer, line in zip(arch["layers"], lines)]
     out += _decided(arch, sel)
+    out += _simpler(sel.get("simpler"))
   return "\n".join(out)
+
+
+def _simpler(rule: dict | None) -> list[str]:
+  """The line saying that the one-standard-error rule chose a simpler network than the best
+  scoring one (``discretize.choose``)."""
+  if not rule:
+    return []
+  return [f"  one-standard-error rule: the best score, {_choices(rule['best'])} "
+          f"{rule['best_score']:.4g} ({rule['best_parameters']} learned activation "
+          f"parameters), beat the chosen by less than its standard error "
+          f"{rule['standard_error']:.3g}; the chosen has {rule['parameters']}"]
 
 
 SHOWN_SCORES = 12  # candidates' scores show prints per slot (the best)

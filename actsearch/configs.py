@@ -105,7 +105,11 @@ def base_config() -> ml_collections.ConfigDict:
                                    # the best screened)
   c.search.shortlist_max = 16      # shortlist: at most this many networks
   c.search.shortlist_epochs = 10   # shortlist: epochs each network trains on the train split
-  c.search.shortlist_seeds = 1     # shortlist: initialisations per network (score: their mean)
+  c.search.shortlist_seeds = 1     # shortlist: initialisations per network
+  c.search.shortlist_reduce = "mean"  # mean | best: a network's score over its initialisations
+  # true: the simplest network (fewest learned activation parameters) scoring within one
+  # standard error of the best (over its initialisations) is chosen (discretize.choose)
+  c.search.simplest_within_se = False
   # shortlist and screen: score each network on 1/4, 1/2 and all of the train split and rank by
   # its learning curve extrapolated to the retrain's size (train + val; strategies/curves.py)
   c.search.learning_curve = False

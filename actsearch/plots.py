@@ -204,13 +204,16 @@ def weights_figure(arch: Mapping[str, Any]) -> Figure:
   fig.colorbar(image, ax=ax, label=f"{what} (scale {lo:.3f} to {hi:.3f})", shrink=0.9)
   if nets:
     _shortlist_panel(bars, nets, (arch.get("selection") or {}).get("score", "val score"),
-                     len(every_net))
+                     len(every_net), sel.get("simpler"))
   return fig
 
 
-def _shortlist_panel(ax, nets: list[tuple[str, float, bool]], score: str, total: int) -> None:
+def _shortlist_panel(ax, nets: list[tuple[str, float, bool]], score: str, total: int,
+                     simpler: Mapping[str, Any] | None = None) -> None:
   """Horizontal bars, one per trained network (best at the top), the chosen one in red; the
-  axis spans the scores' range, so that close scores are told apart."""
+  axis spans the scores' range, so that close scores are told apart. When the
+  one-standard-error rule chose (``simpler``), a dashed line marks the best score less one
+  standard error: every network right of it was as good as the measurement tells."""
   labels = [n for n, _, _ in nets]
   values = np.array([v for _, v, _ in nets])
   y = np.arange(len(nets))
@@ -228,7 +231,14 @@ def _shortlist_panel(ax, nets: list[tuple[str, float, bool]], score: str, total:
     ax.text(v, yi, f" {raw:.4g}", va="center", ha="left", fontsize=7)
   ax.set_xlabel(score)
   shown = f"the best {len(nets)} of {total}" if total > len(nets) else f"{total}"
-  ax.set_title(f"Networks trained: {shown}\n(red: the chosen one)")
+  note = "(red: the chosen one)"
+  if simpler:
+    floor = float(simpler["best_score"]) - float(simpler["standard_error"])
+    ax.axvline(floor, color="black", linestyle="--", linewidth=1.0)
+    ax.set_xlim(min(base, floor - 0.1 * span), high + 0.4 * span)
+    note = ("(red: the chosen one, the fewest learned\nactivation parameters right of the "
+            "dashed line,\nthe best less one standard error)")
+  ax.set_title(f"Networks trained: {shown}\n{note}")
   ax.grid(True, axis="x", alpha=0.3)
 
 

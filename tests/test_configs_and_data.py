@@ -66,6 +66,7 @@ def test_bad_overrides_are_user_errors_naming_the_problem(item, message):
     ("search.granularity=neuron", "search.granularity is 'neuron'"),
     ("search.batch_size=0", "search.batch_size must be a positive integer"),
     ("search.warmup_epochs=500", "search.warmup_epochs must be"),
+    ("search.shortlist_reduce=median", "search.shortlist_reduce is 'median'; known: mean, best"),
 ])
 def test_check_rejects_values_no_search_can_run_with(item, message):
   cfg = configs.base_config()

@@ -347,3 +347,18 @@ def test_the_shortlist_panel_ranks_the_networks_and_marks_the_chosen_one():
 def test_without_a_list_of_networks_there_is_no_panel():
   assert len([a for a in plots.weights_figure(record()).axes if a.images]) == 1
   assert len(plots.weights_figure(record()).axes) == 2  # the heatmap and its colour bar
+
+
+def test_the_shortlist_panel_marks_the_one_standard_error_line_when_the_rule_chose():
+  arch = shortlisted({("prelu", "gelu"): 0.91, ("relu", "gelu"): 0.93})
+  arch["selection"]["simpler"] = {"rule": "one standard error",
+                                  "best": {"block0/act": "relu", "block1/act": "gelu"},
+                                  "best_score": 0.93, "standard_error": 0.05,
+                                  "best_parameters": 10, "parameters": 0}
+  bars = plots.weights_figure(arch).axes[1]
+  [line] = bars.get_lines()
+  assert line.get_xdata()[0] == pytest.approx(0.88) and line.get_linestyle() == "--"
+  assert bars.get_xlim()[0] < 0.88  # the line is inside the axis
+  assert "one standard error" in bars.get_title()
+  del arch["selection"]["simpler"]  # the best chosen: no line
+  assert not plots.weights_figure(arch).axes[1].get_lines()

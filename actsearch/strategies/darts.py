@@ -73,6 +73,9 @@ def check(cfg: ml_collections.ConfigDict) -> None:
   for key in ("shortlist_k", "shortlist_max", "shortlist_epochs", "shortlist_seeds"):
     if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
       raise UserError(f"search.{key} must be a positive integer, got {s[key]!r}")
+  if s.get("shortlist_reduce", "mean") not in selection.REDUCE_TEXT:
+    raise UserError(f"search.shortlist_reduce is {s.shortlist_reduce!r}; known: "
+                    f"{', '.join(selection.REDUCE_TEXT)}")
   if not isinstance(s.get("learning_curve", False), bool):
     raise UserError(f"search.learning_curve must be true or false, got {s.learning_curve!r}")
 

@@ -24,6 +24,10 @@ slot (each with the ``scores`` of its candidates) and a record of what it measur
   scored on val; the ``search.shortlist_k`` best-screened candidates of each slot then span the
   shortlist, validated as above. The ranking a search over a large catalogue needs when the
   supernet's weights do not rank (``screen``'s docstring).
+
+Both score a network by the ``mean`` or the ``best`` of its ``search.shortlist_seeds``
+initialisations (``search.shortlist_reduce``) and, with ``search.simplest_within_se``, choose
+by the one-standard-error rule (``choose``) rather than the best score.
 """
 
 from __future__ import annotations
@@ -70,6 +74,11 @@ class Context:
   # what ``train_and_score`` spent so far: {"trainings": networks x seeds trained, "examples":
   # training examples passed}, the budget's units (``blackbox``)
   spent: dict = dataclasses.field(default_factory=dict)
+  # a network trained by ``train_and_score`` -> the standard error of its score over its
+  # initialisations (0 with one); with ``simplest_within_se`` the choice among trained
+  # networks follows the one-standard-error rule (``choose``)
+  standard_error: Callable[[dict[str, str]], float] | None = None
+  simplest_within_se: bool = False
 
 
 def slot_views(model) -> list[SlotView]:
@@ -143,7 +152,7 @@ def shortlist(views: Sequence[SlotView], ctx: Context):
   """Trains the shortlisted discrete networks briefly; the best val score wins."""
   nets = shortlist_of(views, ctx.shortlist_k, ctx.shortlist_max)
   scores, seconds = ctx.train_and_score(nets)
-  best = int(np.argmax(scores))  # first of equals: the larger product of weights
+  best, simpler = choose(views, nets, scores, ctx)  # first of equals: the larger weights
   layers = []
   for view in views:
     per_cand: dict[str, float] = {}
@@ -153,7 +162,8 @@ def shortlist(views: Sequence[SlotView], ctx: Context):
     layers.append(_layer(view, nets[best][view.name], per_cand))
   return layers, {"method": "shortlist", "score": ctx.score_name, "seconds": seconds,
                   "evaluated": [{"choices": net, "score": float(s)}
-                                for net, s in zip(nets, scores)]}
+                                for net, s in zip(nets, scores)],
+                  **({"simpler": simpler} if simpler else {})}
 
 
 def screened_shortlist(views: Sequence[SlotView], screen: dict[str, float], k: int,
@@ -173,6 +183,43 @@ def scored_shortlist(views: Sequence[SlotView], scores: dict[str, dict[str, floa
                    key=lambda i: (-own[view.candidates[i]], -view.mean[i], i))[:k]
     tops.append([(view.candidates[i], own[view.candidates[i]]) for i in order])
   return _span(views, tops, limit)
+
+
+def activation_parameters(views: Sequence[SlotView], net: dict[str, str]) -> int:
+  """How many learned activation parameters ``net`` holds: the sizes of its candidates'
+  parameters in the supernet (per layer or per channel, as searched); 0 for fixed ones."""
+  return sum(int(np.size(p)) for v in views if v.name in net
+             for p in v.params.get(net[v.name], {}).values())
+
+
+def choose(views: Sequence[SlotView], nets: Sequence[dict[str, str]], scores: Sequence[float],
+           ctx: Context) -> tuple[int, dict | None]:
+  """The index of the chosen network among trained ``nets`` and, when the one-standard-error
+  rule made the choice, what it weighed.
+
+  Without ``ctx.simplest_within_se``: the best score (first of equals). With it, the
+  one-standard-error rule (Breiman et al. 1984, *Classification and Regression Trees*;
+  Hastie, Tibshirani & Friedman 2009, *The Elements of Statistical Learning*, sec. 7.10):
+  with :math:`b` the best network and :math:`SE_b` the standard error of its score over its
+  initialisations, every network scoring at least :math:`s_b - SE_b` is as good as the
+  measurement can tell, and the simplest of them, the fewest learned activation parameters
+  (``activation_parameters``; then the better score), is chosen. A learned shape (PAU's ten
+  coefficients) can fit what a fixed candidate fits; it is chosen only when it fits
+  measurably better."""
+  finite = [_finite(s) for s in scores]
+  best = int(np.argmax(finite))
+  if not ctx.simplest_within_se or ctx.standard_error is None or not np.isfinite(finite[best]):
+    return best, None
+  se = ctx.standard_error(nets[best])
+  floor = finite[best] - se
+  sizes = [activation_parameters(views, n) for n in nets]
+  within = [i for i, s in enumerate(finite) if s >= floor]
+  chosen = min(within, key=lambda i: (sizes[i], -finite[i], i))
+  if chosen == best:
+    return best, None
+  return chosen, {"rule": "one standard error", "best": dict(nets[best]),
+                  "best_score": finite[best], "standard_error": se,
+                  "best_parameters": sizes[best], "parameters": sizes[chosen]}
 
 
 def _finite(score: float) -> float:
@@ -218,12 +265,15 @@ def screen(views: Sequence[SlotView], ctx: Context):
   if todo:
     scores, _ = ctx.train_and_score(todo)
     trained.update({key(n): s for n, s in zip(todo, scores)})
-  best = max(nets, key=lambda n: _finite(trained[key(n)]))  # first of equals: the best screened
+  # first of equals: the best screened
+  at, simpler = choose(views, nets, [trained[key(n)] for n in nets], ctx)
+  best = nets[at]
   layers = [_layer(v, best[v.name], {c: screen_scores[c] for c in v.candidates}) for v in views]
   evaluated = [{"choices": dict(zip(names, k)), "score": float(s)} for k, s in trained.items()]
   return layers, {"method": "screen", "score": ctx.score_name,
                   "seconds": time.perf_counter() - start, "evaluated": evaluated,
-                  "screened": len(cands), "shortlisted": len(nets)}
+                  "screened": len(cands), "shortlisted": len(nets),
+                  **({"simpler": simpler} if simpler else {})}
 
 
 def pinned(views: Sequence[SlotView], ctx: Context):

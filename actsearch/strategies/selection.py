@@ -79,6 +79,8 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
   cfg, splits = su.cfg, su.splits
   classification = splits.task == data.CLASSIFICATION
   curve = bool(cfg.search.get("learning_curve", False))
+  reduce = cfg.search.get("shortlist_reduce", "mean")
+  seed_scores: dict[tuple, list[float]] = {}  # a network's val score per initialisation
   spent = {"trainings": 0, "examples": 0}
 
   slot_cands = {v.name: v.candidates for v in discretize.slot_views(su.model)}
@@ -150,18 +152,52 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     out = trainer.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]
-    scores = np.asarray(scores).reshape(len(nets), len(seeds)).mean(1)  # mean over seeds
-    return [float(s) for s in scores], seconds
+    per_seed = np.asarray(scores, np.float64).reshape(len(nets), len(seeds))
+    for net, row in zip(nets, per_seed):
+      seed_scores[network_key(net)] = [float(v) for v in row]
+    return [reduce_seeds(row, reduce) for row in per_seed], seconds
+
+  def standard_error(net: dict[str, str]) -> float:
+    return seed_error(seed_scores.get(network_key(net), []))
 
   return discretize.Context(
       train_and_score=train_and_score, removal_loss=removal_loss, pinned_score=pinned_score,
       score_name=(("val accuracy" if classification else "minus val loss")
                   + f" after {cfg.search.shortlist_epochs} epochs from scratch"
-                  + (f", mean of {cfg.search.shortlist_seeds} seeds"
+                  + (f", {REDUCE_TEXT[reduce]} {cfg.search.shortlist_seeds} seeds"
                      if cfg.search.shortlist_seeds > 1 else "")
                   + (", extrapolated to train + val from 1/4, 1/2 and all of train "
                      "(learning curve)" if curve else "")),
-      shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max, spent=spent)
+      shortlist_k=cfg.search.shortlist_k, shortlist_max=cfg.search.shortlist_max, spent=spent,
+      standard_error=standard_error,
+      simplest_within_se=bool(cfg.search.get("simplest_within_se", False)))
+
+
+REDUCE_TEXT = {"mean": "mean of", "best": "best of"}
+
+
+def network_key(net: dict[str, str]) -> tuple:
+  return tuple(sorted(net.items()))
+
+
+def reduce_seeds(scores, reduce: str) -> float:
+  """A network's score from its initialisations' val scores (higher is better): their
+  ``mean`` (what a retrain over seeds expects; one diverged start makes it -inf), or the
+  ``best`` (restarts, as k-means' ``n_init`` keeps the best fit: what the architecture can
+  reach, not how often its training gets there; the diverged starts are ignored)."""
+  scores = np.asarray(scores, np.float64)
+  if reduce == "best":
+    finite = scores[np.isfinite(scores)]
+    return float(finite.max()) if finite.size else -np.inf
+  return float(scores.mean())
+
+
+def seed_error(scores) -> float:
+  """The standard error of a network's score, :math:`s / \\sqrt{n}` with :math:`s` the sample
+  standard deviation of its ``n`` initialisations' finite val scores; 0 for fewer than two."""
+  scores = np.asarray(scores, np.float64)
+  scores = scores[np.isfinite(scores)]
+  return float(scores.std(ddof=1) / np.sqrt(scores.size)) if scores.size > 1 else 0.0
 
 
 def training_examples(cfg, n: int) -> int:

@@ -94,6 +94,63 @@ def test_screen_trains_each_candidate_alone_then_the_best_screened_combinations(
                         discretize="screen", selection=info))
 
 
+# one slot: gaussian and sin are fixed, pau carries 10 learned coefficients
+PAU = np.zeros(10)
+ONE_SLOT = [discretize.SlotView("s", np.array([0.2, 0.3, 0.5]), ("gaussian", "sin", "pau"),
+                                {"pau": {"num": PAU[:6], "den": PAU[6:]}})]
+
+
+@pytest.mark.parametrize("scores, errors, rule, expected", [
+    # without the rule: the best score
+    ({"gaussian": -0.08, "sin": -0.10, "pau": -0.07}, {"pau": 0.02}, False, "pau"),
+    # pau's lead (0.01) is within its standard error (0.02): the simplest within, gaussian
+    ({"gaussian": -0.08, "sin": -0.10, "pau": -0.07}, {"pau": 0.02}, True, "gaussian"),
+    # both fixed ones within: the better of them
+    ({"gaussian": -0.08, "sin": -0.075, "pau": -0.07}, {"pau": 0.02}, True, "sin"),
+    # a lead beyond one standard error stands
+    ({"gaussian": -0.08, "sin": -0.10, "pau": -0.05}, {"pau": 0.02}, True, "pau"),
+    # one initialisation: no standard error, the best score
+    ({"gaussian": -0.08, "sin": -0.10, "pau": -0.07}, {}, True, "pau"),
+    # the best is fixed: nothing simpler to prefer
+    ({"gaussian": -0.06, "sin": -0.10, "pau": -0.07}, {"gaussian": 0.05}, True, "gaussian"),
+])
+def test_the_one_standard_error_rule_prefers_the_fewest_learned_parameters(scores, errors,
+                                                                           rule, expected):
+  def train_and_score(nets):
+    return [scores[n["s"]] for n in nets], 0.1
+  ctx = discretize.Context(train_and_score=train_and_score, score_name="minus val loss",
+                           shortlist_k=3, shortlist_max=16, simplest_within_se=rule,
+                           standard_error=lambda net: errors.get(net["s"], 0.0))
+  for method in (discretize.screen, discretize.shortlist):
+    layers, info = method(ONE_SLOT, ctx)
+    assert layers[0]["choice"] == expected
+    best = max(scores, key=scores.get)
+    if expected == best:
+      assert "simpler" not in info
+    else:
+      assert info["simpler"] == {"rule": "one standard error", "best": {"s": best},
+                                 "best_score": scores[best], "standard_error": errors[best],
+                                 "best_parameters": 10, "parameters": 0}
+      arch = architecture.make(layers, candidates=list(ONE_SLOT[0].candidates),
+                               relaxation="softmax", granularity="layer", model={}, data={},
+                               metrics={}, seed=0, discretize=info["method"], selection=info)
+      assert "one-standard-error rule: the best score, pau -0.07 (10 learned activation " \
+             "parameters)" in architecture.table(arch)
+
+
+def test_a_diverged_best_leaves_the_rule_out():
+  nets = [{"s": "pau"}, {"s": "gaussian"}]
+  ctx = discretize.Context(simplest_within_se=True, standard_error=lambda net: 1.0)
+  assert discretize.choose(ONE_SLOT, nets, [-np.inf, np.nan], ctx) == (0, None)
+
+
+def test_activation_parameters_count_the_chosen_candidates_parameters():
+  views = [*ONE_SLOT, discretize.SlotView("t", np.array([0.5, 0.5]), ("prelu", "relu"),
+                                          {"prelu": {"slope": np.zeros(25)}})]
+  assert discretize.activation_parameters(views, {"s": "pau", "t": "prelu"}) == 35
+  assert discretize.activation_parameters(views, {"s": "sin", "t": "relu"}) == 0
+
+
 def test_screened_shortlist_orders_by_the_sum_of_scores_and_a_missing_candidate_keeps_the_top():
   views = [discretize.SlotView("a", np.array([0.5, 0.5]), ("relu", "sin"), {}),
            discretize.SlotView("b", np.array([0.9, 0.1]), ("gelu", "relu"), {})]
@@ -248,3 +305,22 @@ def test_a_shortlisted_network_computes_only_its_candidates_from_the_same_weight
   assert set(a) == set(b) and len(a) >= 4
   for path in a:
     np.testing.assert_array_equal(np.asarray(a[path][...]), np.asarray(b[path][...]))
+
+
+@pytest.mark.parametrize("scores, reduce, expected", [
+    ([-0.1, -0.3], "mean", -0.2),
+    ([-0.1, -0.3], "best", -0.1),
+    ([-0.1, np.nan, -0.3], "best", -0.1),      # a diverged start is ignored by the best
+    ([-0.1, -np.inf], "mean", -np.inf),        # and sinks the mean
+    ([np.nan, np.nan], "best", -np.inf),
+])
+def test_a_networks_score_over_its_initialisations(scores, reduce, expected):
+  from actsearch.strategies.selection import reduce_seeds
+  assert reduce_seeds(scores, reduce) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("scores, expected", [
+    ([1.0, 2.0, 3.0], 1.0 / np.sqrt(3.0)), ([1.0], 0.0), ([1.0, np.nan, 3.0], 1.0), ([], 0.0)])
+def test_the_standard_error_of_a_networks_score(scores, expected):
+  from actsearch.strategies.selection import seed_error
+  assert seed_error(scores) == pytest.approx(expected)
