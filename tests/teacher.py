@@ -7,7 +7,7 @@ def teacher_data(activation: str, seed: int, n_train: int = 4000, n_test: int = 
                  dim: int = 8, hidden: int = 8, scale: float = 2.0) -> dict[str, np.ndarray]:
   fn = {"sin": np.sin, "gaussian": lambda z: np.exp(-z * z), "tanh": np.tanh,
         "square": np.square, "soft_shrink": lambda z: z - np.clip(z, -0.5, 0.5),
-        "relu": lambda z: np.maximum(z, 0.0)}[activation]
+        "relu": lambda z: np.maximum(z, 0.0), "signed_square": lambda z: z * np.abs(z)}[activation]
   rng = np.random.default_rng(1000 + seed)
   w1 = rng.normal(size=(dim, hidden)) * scale / np.sqrt(dim)
   b1 = rng.normal(size=hidden) * 0.5

@@ -1,9 +1,10 @@
 """Known answers: the search finds the activation of a teacher network.
 
 Regression data come from a one-hidden-layer teacher whose activation is known (sin,
-gaussian, square, tanh, soft_shrink); ``experiments/mlp.py`` with one hidden layer of the
-teacher's width searches its default candidates through ``--data FILE.npz``, nothing else
-set. The exported choice must be the teacher's activation for at least 4 of 5 seeds.
+gaussian, square, tanh, signed_square, soft_shrink); ``experiments/mlp.py`` with one hidden
+layer of the teacher's width searches its default candidates through ``--data FILE.npz``,
+nothing else set. The exported choice must be the teacher's activation for at least 4 of 5
+seeds.
 """
 
 import json
@@ -25,7 +26,8 @@ MLP = os.path.join(ROOT, "experiments/mlp.py")
 # others, each as long, run outside CI (`make test-long`)
 @pytest.mark.parametrize("teacher", [pytest.param("sin", marks=pytest.mark.slow),
                                      *[pytest.param(t, marks=pytest.mark.long) for t in
-                                       ("gaussian", "square", "tanh", "soft_shrink")]])
+                                       ("gaussian", "square", "tanh", "signed_square",
+                                        "soft_shrink")]])
 def test_the_default_path_recovers_the_teacher_activation(teacher, tmp_path):
   assert teacher in configs.load_config(MLP).search.candidates
   choices = []
