@@ -152,7 +152,7 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     out = trainer.score(objective, trained, splits.x_val, splits.y_val,
                         cfg.search.eval_batch_size, "val")
     scores = out["val/accuracy"] if classification else -out["val/loss"]
-    per_seed = np.asarray(scores, np.float64).reshape(len(nets), len(seeds))
+    per_seed = np.asarray(scores).reshape(len(nets), len(seeds))  # float32, as before
     for net, row in zip(nets, per_seed):
       seed_scores[network_key(net)] = [float(v) for v in row]
     return [reduce_seeds(row, reduce) for row in per_seed], seconds
@@ -185,7 +185,7 @@ def reduce_seeds(scores, reduce: str) -> float:
   ``mean`` (what a retrain over seeds expects; one diverged start makes it -inf), or the
   ``best`` (restarts, as k-means' ``n_init`` keeps the best fit: what the architecture can
   reach, not how often its training gets there; the diverged starts are ignored)."""
-  scores = np.asarray(scores, np.float64)
+  scores = np.asarray(scores)  # the mean in the scores' own precision
   if reduce == "best":
     finite = scores[np.isfinite(scores)]
     return float(finite.max()) if finite.size else -np.inf
