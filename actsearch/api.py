@@ -17,7 +17,7 @@ from flax import nnx
 
 from actsearch import architecture
 from actsearch.errors import UserError
-from actsearch.models import registry, user
+from actsearch.models import network, registry, user
 from actsearch.space import activations
 
 
@@ -109,8 +109,10 @@ def apply(record: Mapping | str, model: nnx.Module, example: jax.Array | None = 
   ``record``: an ``architecture.json`` path or a loaded record. The places are found by
   tracing ``model(example)``; without ``example``, on zeros of the record's input shape
   (``data.input_shape``, which every search records). The record's slots and the model's must
-  be the same names. Returns ``model``, changed in place; applying again replaces the slots.
-  The module's docstring (``actsearch``) has an example.
+  be the same names (the trace runs in eval mode, with ``train=False`` where ``__call__``
+  takes it). Returns ``model``, changed in place, in the mode it came in (its weights, batch
+  statistics and mode are the user's; ``model.eval()`` for inference); applying again
+  replaces the slots. The module's docstring (``actsearch``) has an example.
   """
   arch = architecture.load(record) if isinstance(record, str) else architecture.validate(record)
   if example is None:
@@ -139,7 +141,9 @@ def trained(retrain_dir: str, variant: str = "found", seed: int = 0) -> nnx.Modu
   user's model, the user's own module, built by its registered factory) with the variant's
   activations (``found`` or a baseline's name) and its trained weights. The weights are
   ``retrain_dir/<variant>/weights/seed<seed>``, an orbax checkpoint of the module's NNX state
-  (``actsearch.train.weights``).
+  (``actsearch.train.weights``), batch norm's running averages included. It is returned in
+  eval mode (Flax's ``model.eval()``: batch norm uses its running averages, dropout is off);
+  call ``model.train()`` to train it further.
 
   After ``retrain``'s example: seed 1's ReLU network, scored by a plain forward pass.
 
@@ -173,6 +177,7 @@ def trained(retrain_dir: str, variant: str = "found", seed: int = 0) -> nnx.Modu
   slot = command.variants(arch, [] if variant == command.FOUND else [variant],
                           where=results["architecture"])[variant]
   model = registry.build(cfg.model, arch["data"]["input_shape"], arch["data"]["num_outputs"],
-                         slot, nnx.Rngs(params=seed))
-  return weights.load_into(command.weights_path(os.path.join(retrain_dir, variant), seed),
-                           command.unwrapped(model))
+                         slot, network.rngs(seed))
+  net = weights.load_into(command.weights_path(os.path.join(retrain_dir, variant), seed),
+                          command.unwrapped(model))
+  return network.set_mode(net, train=False)

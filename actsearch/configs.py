@@ -146,6 +146,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrain.weight_decay = 0.0
   c.retrain.act_weight_decay = 0.0  # decay of candidate activations' parameters (optim.py)
   c.retrain.act_lr_scale = 1.0     # their lr, as a multiple of retrain.lr
+  c.retrain.norm_weight_decay = 0.0  # decay of batch norm's scale and bias (null: weight_decay)
   # where the found network's activation parameters start: initial (the candidates' initial
   # values, as the baselines' do: every variant trained from scratch) | searched (the record's)
   c.retrain.init_params = "initial"
@@ -169,6 +170,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.weights.weight_decay = 3e-4
   c.optim.weights.act_weight_decay = 0.0  # candidate activations' parameters: no decay
   c.optim.weights.act_lr_scale = 1.0  # their lr, as a multiple of optim.weights.lr
+  c.optim.weights.norm_weight_decay = 0.0  # batch norm's scale and bias: no decay
   c.optim.weights.grad_clip = 5.0
   c.optim.arch = ml_collections.ConfigDict()
   c.optim.arch.lr = 3e-4           # Adam on alpha
@@ -372,11 +374,14 @@ INIT_PARAMS = ("initial", "searched")
 
 
 def check_act(node: ml_collections.ConfigDict, where: str) -> None:
-  """``act_weight_decay`` (>= 0, or null) and ``act_lr_scale`` (>= 0; 0 freezes the candidates'
-  parameters, as the correlation rule's) of a weight optimizer."""
-  decay, scale = node.get("act_weight_decay"), node.get("act_lr_scale", 1.0)
-  if decay is not None and (not isinstance(decay, (int, float)) or decay < 0):
-    raise UserError(f"{where}.act_weight_decay must be a number >= 0, got {decay!r}")
+  """``act_weight_decay`` and ``norm_weight_decay`` (>= 0, or null) and ``act_lr_scale`` (>= 0;
+  0 freezes the candidates' parameters, as the correlation rule's) of a weight optimizer."""
+  scale = node.get("act_lr_scale", 1.0)
+  for key in ("act_weight_decay", "norm_weight_decay"):
+    value = node.get(key)
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                              or value < 0):
+      raise UserError(f"{where}.{key} must be a number >= 0, got {value!r}")
   if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale < 0:
     raise UserError(f"{where}.act_lr_scale must be a number >= 0, got {scale!r}")
 

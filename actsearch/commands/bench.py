@@ -29,14 +29,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
 from actsearch import configs, models
+from actsearch.models import network
 from actsearch.space import implementation, kernels
 from actsearch.strategies import bilevel
 from actsearch.train import optim, trainer
 from actsearch.train import step as train_step
-from actsearch.train.objective import Objective, split_model
+from actsearch.train.objective import Objective
 
 BENCH_CANDIDATES = ["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus"]
 
@@ -88,18 +88,18 @@ def _timed_case(name: str, fused: bool, plan: str,
   tx_a = optim.arch_optimizer(cfg.optim.arch)
 
   # Fixed network: ReLU in every slot, trained by retrain's own step.
-  fixed = models.build(model_cfg, in_shape, n_out, models.uniform_slots("relu"), nnx.Rngs(0))
+  fixed = models.build(model_cfg, in_shape, n_out, models.uniform_slots("relu"), network.rngs(0))
   f_graph, f_state = train_step.init_state(fixed, tx_w)
   f_obj = Objective(f_graph, "classification")
   fixed_grad = jax.jit(jax.grad(lambda p: f_obj(p, f_state.arch, f_state.rest, train)[0]))
   fixed_step = jax.jit(train_step.TrainStep(f_obj, tx_w, schedule), donate_argnums=(0,))
 
   # Mixed network: the supernet.
-  rngs = nnx.Rngs(0)
+  rngs = network.rngs(0)
   slot = models.search_slots(cands, "softmax", "layer", rngs, use_fused=fused,
                              implementation=plan)
   mixed = models.build(model_cfg, in_shape, n_out, slot, rngs)
-  m_graph, m_params, m_arch, m_rest = split_model(mixed)
+  m_graph, m_params, m_arch, m_rest = network.split_model(mixed)
   m_obj = Objective(m_graph, "classification")
   mixed_grad = jax.jit(jax.grad(lambda p, a: m_obj(p, a, m_rest, train, None)[0],
                                 argnums=(0, 1)))
@@ -348,7 +348,7 @@ def _retrain_setup(cfg, seeds):
   y = np.concatenate([splits.y_train, splits.y_val])
   graphdef, state = trainer.stack_models([
       models.build(cfg.model, splits.input_shape, splits.num_outputs,
-                   models.uniform_slots("relu"), nnx.Rngs(params=s)) for s in seeds])
+                   models.uniform_slots("relu"), network.rngs(s)) for s in seeds])
   return Objective(graphdef, splits.task, splits.loss), state, x, y, splits
 
 

@@ -31,7 +31,7 @@ from flax import nnx
 from actsearch import architecture, configs, data, models, stats
 from actsearch.commands import workdirs
 from actsearch.errors import UserError
-from actsearch.models import user
+from actsearch.models import network, user
 from actsearch.space import activations
 from actsearch.train import files, trainer, weights
 from actsearch.train.lock import WorkdirLock
@@ -98,7 +98,7 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
   r = cfg.retrain
   x_fit, y_fit = _fit_split(splits)
   built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
-                        nnx.Rngs(params=s)) for s in seeds]
+                        network.rngs(s)) for s in seeds]
   graphdef, state = trainer.stack_models(built)
   objective = Objective(graphdef, splits.task, splits.loss)
   state, seconds = trainer.fit(r, objective, state, x_fit, y_fit, workdir, seeds,

@@ -1,7 +1,9 @@
 """Backbones (what is searched): one module per backbone (``mlp``, ``cnn1d``, ``cnn2d``), a
 user's own model (``user``: its slots marked inline, ``register_model``), a registry
-(``registry``: ``register``, ``build``, the slot factories, ``slots``) and the layers the
-backbones share (``taps``: dense layers that record what the second-order hypergradient needs).
+(``registry``: ``register``, ``build``, the slot factories, ``slots``), how the engine runs
+any of them (``network``: the random streams a model is built with, train and eval modes, batch
+norm across devices, the split into state) and the layers the backbones share (``taps``: dense
+layers that record what the second-order hypergradient needs).
 
 Every backbone is called as ``model(x, key=None, *, train=True)`` and holds its activation
 slots as modules (``MixedActivation`` while searching, ``FixedActivation`` when retrained),

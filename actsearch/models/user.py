@@ -22,7 +22,11 @@ changes no state of the user's model.
 The engine calls a backbone as ``model(x, key, train=...)``; ``Backbone`` wraps the user's
 model so: it passes ``train`` on where the user's ``__call__`` takes it, and hands ``key`` to
 the slots through a context variable, each slot folding in its own name, so a stochastic
-relaxation (Gumbel, Dirichlet) samples in a model whose ``__call__`` threads no key.
+relaxation (Gumbel, Dirichlet) samples in a model whose ``__call__`` threads no key. Before
+every call the engine also sets the mode by Flax's own switch (``network.merge``:
+``model.train()`` / ``model.eval()``), so a model whose layers read their mode from their
+attributes (``nnx.BatchNorm``, ``nnx.Dropout``, ``nnx.MultiHeadAttention``) and a model that
+takes ``train`` are run alike.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from actsearch.errors import UserError, their_code
-from actsearch.models import registry
+from actsearch.models import network, registry
 from actsearch.space import activations
 from actsearch.space.mixed import slot_key
 
@@ -119,17 +123,21 @@ def _modules(model: nnx.Module) -> dict[int, tuple]:
 
 def find(model: nnx.Module, *args, **kwargs) -> list[Place]:
   """The marked places of ``model``, in the order its call reaches them, found by tracing
-  ``model(*args, **kwargs)`` abstractly (nothing computed, the model's state untouched)."""
+  ``model(*args, **kwargs)`` abstractly in eval mode (``train=False`` where its ``__call__``
+  takes ``train``; nothing computed, the model's state and mode untouched)."""
   graphdef, state = nnx.split(model)
   calls: list = []
   paths: dict[int, tuple] = {}
 
+  takes_train = _takes(type(model).__call__, "train") and "train" not in kwargs
+
   def trace(state, args, kwargs):
-    copy = nnx.merge(graphdef, state)
+    copy = network.set_mode(nnx.merge(graphdef, state), train=False)
+    network.sync_batch_norm(copy, None)
     paths.update(_modules(copy))
     token = _RECORDING.set(calls)
     try:
-      return copy(*args, **kwargs)
+      return copy(*args, **kwargs, **({"train": False} if takes_train else {}))
     finally:
       _RECORDING.reset(token)
   with their_code(f"{type(model).__name__}.__call__"):

@@ -30,6 +30,12 @@ Hypergradients (``search.order``):
 Data parallel: under ``pmap`` with ``axis_name``, every gradient and metric is averaged
 over the axis with ``lax.pmean`` before it is used, so each device holds the same w and
 alpha and the result does not depend on how the global batch is split.
+
+Batch statistics (batch norm), as DARTS' code does: both passes run in train mode, each
+normalising with the statistics of its own batch (the global batch: synchronised across
+devices); the running averages keep the train pass's update, the val pass's (and the
+virtual step's) is dropped, so they follow the weights' training data alone. Dropout draws
+its own masks in each pass.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from flax import nnx, struct
 
 from actsearch.errors import UserError
 from actsearch.models import taps
-from actsearch.train.objective import Batch, Objective, split_model
+from actsearch.models.network import split_model
+from actsearch.train.objective import Batch, Objective, training_pass
 from actsearch.train.parallel import pmean, pmean_floats
 
 ORDERS = ("first", "second", "second_fd")
@@ -286,6 +293,9 @@ class StepFn:
       state = state.replace(rest=set_temperature(state.rest, self.temperature(state.step)))
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     k_train, k_val = jax.random.split(key) if self.stochastic else (None, None)
+    # the two passes draw their own dropout masks (pass 0: train, 1: val) on each device
+    k_train = training_pass(state.step, self.axis_name, 0, relax=k_train)
+    k_val = training_pass(state.step, self.axis_name, 1, relax=k_val)
     xi = self.schedule(state.step) if self.xi is None else self.xi
     arch_active = state.step >= self.warmup_steps
     g_a, g_w, train_m, val_m, rest = hypergradient(

@@ -40,6 +40,7 @@ from flax import nnx
 
 from actsearch import data, models
 from actsearch.errors import UserError
+from actsearch.models import network
 from actsearch.space import activations
 from actsearch.space.mixed import Slot, capturing
 from actsearch.strategies.base import Found, Run, Strategy
@@ -104,12 +105,13 @@ def _layers(names, choices: dict[str, str], params: dict[str, dict]) -> dict[str
 
 
 def correlations(graphdef, state, x: np.ndarray, names) -> dict[str, float]:
-  """r of each slot on the batch ``x`` (``pearson``), for a one-member stack ``state``."""
+  """r of each slot on the batch ``x`` (``pearson``), for a one-member stack ``state``, the
+  network in eval mode (batch norm's running averages, no dropout)."""
   @jax.jit
   def measure(params, arch, rest):
-    model = nnx.merge(graphdef, params, arch, rest)
+    model = network.merge(graphdef, params, arch, rest, train=False)
     with capturing() as store:
-      model(jnp.asarray(x))
+      model(jnp.asarray(x), train=False)
     by_id = {id(slot): name for name, slot in models.slots(model)}
     return {by_id[k]: pearson(*io) for k, io in store.items()}
   one = jax.tree.map(lambda v: v[0], state)
@@ -121,7 +123,7 @@ def run(r: Run) -> Found:
   cfg, splits = r.cfg, r.splits
   c = cfg.search.correlation
   start = time.perf_counter()
-  rngs = lambda: nnx.Rngs(params=cfg.seed)  # noqa: E731
+  rngs = lambda: network.rngs(cfg.seed)  # noqa: E731
   probe = models.build(cfg.model, splits.input_shape, splits.num_outputs,
                        models.uniform_slots(c.activation), rngs())
   names = [n for n, _ in models.slots(probe)]
@@ -200,10 +202,11 @@ def run(r: Run) -> Found:
 
 
 def _carry(model: nnx.Module, previous: nnx.Module) -> None:
-  """Copies every variable outside the slots (weights, normalisation statistics) from
-  ``previous`` into ``model``, a model of the same backbone whose slots may differ."""
+  """Copies every variable outside the slots (weights, normalisation statistics; not the
+  random streams, which each round draws from its own) from ``previous`` into ``model``, a
+  model of the same backbone whose slots may differ."""
   slots = [tuple(p) for p, node in nnx.iter_graph(model) if isinstance(node, Slot)]
-  old = dict(nnx.to_flat_state(nnx.state(previous)))
+  old = dict(nnx.to_flat_state(nnx.state(previous, nnx.Not(nnx.RngState))))
   flat = [(p, old[p] if p in old and not any(p[:len(s)] == s for s in slots) else v)
           for p, v in nnx.to_flat_state(nnx.state(model))]
   nnx.update(model, nnx.from_flat_state(flat))

@@ -27,6 +27,7 @@ from flax import nnx
 
 from actsearch import data, models, plots
 from actsearch.errors import UserError
+from actsearch.models import network
 from actsearch.space import mixed, relaxations
 from actsearch.strategies import bilevel, discretize, selection
 from actsearch.strategies.base import Found, Run, Strategy
@@ -92,7 +93,7 @@ def build_supernet(cfg: ml_collections.ConfigDict, splits: data.Splits,
   s = cfg.search
   per_slot = {k: list(v) for k, v in (s.get("slot_candidates") or {}).items()}
   per_slot.update(only or {})
-  rngs = nnx.Rngs(params=cfg.seed if seed is None else seed)
+  rngs = network.rngs(cfg.seed if seed is None else seed)
   slot = models.search_slots(list(s.candidates), s.relaxation, s.granularity, rngs,
                              temperature=s.temperature, use_fused=s.fused,
                              normalize=s.normalize and not plain,
@@ -122,7 +123,7 @@ def setup(cfg: ml_collections.ConfigDict, splits: data.Splits | None = None) -> 
                     f"of model {cfg.model.name!r} (its slots: "
                     f"{', '.join(n for n, _ in models.slots(model))})")
   schedule = optim.weight_schedule(cfg.optim.weights, cfg.search.epochs * steps)
-  tx_w = optim.weight_optimizer(cfg.optim.weights, schedule)
+  tx_w = optim.weight_optimizer(cfg.optim.weights, schedule, network.batch_norm_paths(model))
   tx_a = optim.arch_optimizer(cfg.optim.arch)
   graphdef, state = bilevel.init_state(model, tx_w, tx_a, cfg.seed)
   objective = Objective(graphdef, splits.task, splits.loss)
@@ -257,7 +258,8 @@ def task(su: Setup, stop_epoch: int) -> loop.Task:
       eval_every=cfg.search.eval_every, checkpoint_every=cfg.search.checkpoint_every,
       async_checkpoints=cfg.search.async_checkpoints,
       epoch_scalars=arch_scalars(su),
-      check=lambda state_r: parallel.assert_replicated(state_r.arch, "alpha"),
+      check=lambda state_r: (parallel.assert_replicated(state_r.arch, "alpha"),
+                             parallel.assert_replicated(state_r.rest, "the running state")),
       after_epoch=_shrinker(su) if cfg.search.shrink else None,
       hint="lower optim.weights.lr or optim.arch.lr", desc="search epochs")
 

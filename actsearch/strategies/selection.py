@@ -2,7 +2,9 @@
 
 * ``removal_loss``: the supernet's val loss with some candidates removed. A candidate is
   removed by pinning its alpha to ``-PIN``: every relaxation then gives it weight 0 (softmax,
-  Gumbel and Dirichlet renormalise the others; sigmoid leaves them as they are).
+  Gumbel and Dirichlet renormalise the others; sigmoid leaves them as they are). Batch norm's
+  running averages are recalibrated for the network so pinned (``batchstats``), here and in
+  ``pinned_score``.
 * ``train_and_score``: discrete networks trained from scratch on the train split and scored
   on the val split. Each is the supernet with every slot pinned to one candidate (alpha
   ``+PIN`` for it, ``-PIN`` for the others: weight exactly 1 and 0 under every relaxation;
@@ -23,10 +25,11 @@ from flax import nnx
 
 from actsearch import data, models
 from actsearch.errors import UserError
+from actsearch.models.network import split_model
 from actsearch.strategies import curves, discretize
+from actsearch.train import batchstats, trainer
 from actsearch.train import step as train_step
-from actsearch.train import trainer
-from actsearch.train.objective import Objective, split_model
+from actsearch.train.objective import Objective
 
 PIN = 1e4
 
@@ -86,10 +89,13 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
   slot_cands = {v.name: v.candidates for v in discretize.slot_views(su.model)}
 
   def supernet_val(pins: dict[str, dict[str, float]]) -> dict:
-    """The trained supernet scored on val with some alphas pinned (``_with_alpha``)."""
+    """The trained supernet scored on val with some alphas pinned (``_with_alpha``), its
+    batch statistics recalibrated for the pinned network (``batchstats``)."""
     arch = _with_alpha(su.graphdef, state, pins)
-    return trainer.score(su.objective, _stacked(state.replace(arch=arch)), splits.x_val,
-                         splits.y_val, cfg.search.eval_batch_size, "val")
+    rest = batchstats.recalibrate(su.graphdef, state.params, arch, state.rest, splits.x_train,
+                                  cfg.search.batch_size, cfg.seed)
+    return trainer.score(su.objective, _stacked(state.replace(arch=arch, rest=rest)),
+                         splits.x_val, splits.y_val, cfg.search.eval_batch_size, "val")
 
   def removal_loss(removed: dict[str, str]) -> float:
     return float(supernet_val({s: {c: -PIN} for s, c in removed.items()})["val/loss"][0])

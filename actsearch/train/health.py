@@ -3,7 +3,8 @@
 ``guard(step, policy)`` wraps a step function ``(state, *batches) -> (state, metrics)``. The
 wrapped step adds ``health/skipped`` (1.0 where the step was not finite, else 0.0) to its
 metrics; a step is finite when every loss in its metrics and every floating-point leaf of the
-new weights (and alpha) is finite. Policies (``search.on_nonfinite``, ``retrain.on_nonfinite``):
+new weights, alpha and other state (batch norm's running averages) is finite. Policies
+(``search.on_nonfinite``, ``retrain.on_nonfinite``):
 
 * ``stop`` (default): the state is updated as computed; the loop, which reads the metrics once
   per epoch (no host round trip per step), stops with one line naming the step and the last
@@ -50,7 +51,8 @@ def guard(step_fn: Callable, policy: str = "stop") -> Callable:
       new = new.replace(params=jax.tree.map(lambda p: p * nan.astype(p.dtype), new.params))
       metrics = {k: (v * nan if k.endswith("/loss") else v) for k, v in metrics.items()}
     losses = {k: v for k, v in metrics.items() if k.endswith("/loss")}
-    ok = _all_finite(losses) & _all_finite(new.params) & _all_finite(getattr(new, "arch", ()))
+    ok = (_all_finite(losses) & _all_finite(new.params) & _all_finite(getattr(new, "arch", ()))
+          & _all_finite(getattr(new, "rest", ())))
     if policy == "skip":
       kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
       new = kept.replace(step=new.step)

@@ -75,6 +75,13 @@ def _finite(metrics: dict) -> bool:
              if k.endswith("/loss"))
 
 
+def _what(metrics: dict) -> str:
+  """What a bad step had: a non-finite loss, or (its losses finite) a non-finite update of the
+  state, such as a batch statistic that overflowed (``health.guard`` dropped or flagged it)."""
+  return "non-finite loss at" if not _finite(metrics) else (
+      "non-finite state (weights, alpha or batch statistics) at")
+
+
 def _first_bad(rows: list[np.ndarray], keys: list[str]) -> int | None:
   """The first of a stretch's packed metric rows (``packed``) with a non-finite loss or an
   update ``health.guard`` dropped, or None: ``_finite`` and ``_skipped`` of every step in a
@@ -181,7 +188,7 @@ def _checked(task: Task, rows: list, first: int, record: dict,
     if task.on_nonfinite != "skip":
       bad = _first_bad(packed, task.metric_keys)
       return (rows, None) if bad is None else (
-          rows[:bad], _stopped("non-finite loss at", first + bad, epoch, record, spe, task.hint))
+          rows[:bad], _stopped(_what(rows[bad]), first + bad, epoch, record, spe, task.hint))
   for i, m in enumerate(rows):
     skipped = _skipped(m)
     if task.on_nonfinite == "skip":
@@ -190,7 +197,7 @@ def _checked(task: Task, rows: list, first: int, record: dict,
         return rows[:i], _stopped(f"{int(in_a_row)} non-finite steps in a row up to",
                                   first + i, epoch, record, spe, task.hint)
     elif not _finite(m) or skipped.any():
-      return rows[:i], _stopped("non-finite loss at", first + i, epoch, record, spe, task.hint)
+      return rows[:i], _stopped(_what(m), first + i, epoch, record, spe, task.hint)
   return rows, None
 
 

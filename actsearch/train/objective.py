@@ -9,7 +9,10 @@ mean of :math:`\ell_i` over the batch; an evaluation sums :math:`\ell_i` (and co
 predictions) over the unmasked examples, so that padded batches and devices add up exactly.
 
 A call returns the model's non-weight state after the forward pass (``rest``: batch
-statistics, once a backbone has them; constants of fixed slots), which the steps keep.
+statistics; constants of fixed slots; random streams as stored), which the steps keep. The
+model is rebuilt for each call by ``models.network.merge``: copies of the variables, the
+pass's mode (train for a training pass, eval for ``sums``), batch norm over the step's device
+axis, streams reseeded by the step's draw (a ``Pass``).
 """
 
 from __future__ import annotations
@@ -19,19 +22,33 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import struct
 
-from actsearch.models import taps
-from actsearch.space.mixed import ArchParam
+from actsearch.models import network, taps
 from actsearch.train import losses
 
 Batch = dict[str, jax.Array]
 CLASSIFICATION = "classification"
 
 
-def split_model(model: nnx.Module):
-  """``graphdef, params, arch, rest`` of a model: weights, alpha, everything else."""
-  return nnx.split(model, nnx.Param, ArchParam, ...)
+@struct.dataclass
+class Pass:
+  """What one training pass of a step draws and shares: ``relax``, the key of stochastic
+  relaxations (the same on every device; None: deterministic); ``draw``, integers folded into
+  every random stream's key (the step, the device, the pass; ``network.merge``);
+  ``axis_name``, the device axis batch norm reduces over."""
+  relax: Any = None
+  draw: Any = None
+  axis_name: str | None = struct.field(pytree_node=False, default=None)
+
+
+def training_pass(step, axis_name: str | None, *more, relax=None) -> Pass:
+  """The ``Pass`` of a step's training pass on this device: draw ``(step, device, *more)``
+  (device: the index on ``axis_name``, 0 without one)."""
+  device = 0 if axis_name is None else jax.lax.axis_index(axis_name)
+  return Pass(relax=relax, draw=jnp.stack([jnp.asarray(v, jnp.uint32)
+                                           for v in (step, device, *more)]),
+              axis_name=axis_name)
 
 
 def per_example(out: jax.Array, y: jax.Array, task: str,
@@ -45,7 +62,8 @@ def per_example(out: jax.Array, y: jax.Array, task: str,
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Objective:
-  """``objective(params, arch, rest, batch, key) -> (loss, (metrics, rest))``."""
+  """``objective(params, arch, rest, batch, key) -> (loss, (metrics, rest))``; ``key``: a
+  ``Pass``, or the key of stochastic relaxations alone (None: deterministic)."""
   graphdef: Any
   task: str
   loss: str = losses.AUTO  # data.loss: auto (the task's) or a registered loss's name
@@ -53,13 +71,15 @@ class Objective:
   def apply(self, params, arch, rest, x: jax.Array, key: jax.Array | None, *,
             train: bool = True, tape: taps.Tape | None = None):
     """The model's outputs and its non-weight state after the call."""
-    model = nnx.merge(self.graphdef, params, arch, rest)
+    p = key if isinstance(key, Pass) else Pass(relax=key)
+    model = network.merge(self.graphdef, params, arch, rest, train=train,
+                          axis_name=p.axis_name, draw=None if p.draw is None else list(p.draw))
     if tape is None:
-      out = model(x, key, train=train)
+      out = model(x, p.relax, train=train)
     else:
       with tape.watching(model):
-        out = model(x, key, train=train)
-    return out, nnx.state(model, nnx.Not(nnx.Any(nnx.Param, ArchParam)))
+        out = model(x, p.relax, train=train)
+    return out, network.rest_after(model, rest)
 
   def __call__(self, params, arch, rest, batch: Batch, key: jax.Array | None = None, *,
                train: bool = True, tape: taps.Tape | None = None):

@@ -12,6 +12,12 @@ are weights too, with their own ``act_weight_decay`` (default 0: decay would pul
 slope or PAU's coefficients toward 0, a different function, not a smaller weight) and
 ``act_lr_scale`` (their updates scaled by it). ``act_weight_decay`` None (runs recorded
 before the key existed) treats them as every other weight.
+
+Batch norm's scale and bias have their own ``norm_weight_decay`` (default 0, the common
+practice since Goyal et al. 2017, section 5.1: decaying them changes the normalised scale,
+not the weights' size; None: as every other weight). Which weights these are, the caller
+says (``norm``: the module paths of the network's ``nnx.BatchNorm`` layers,
+``network.batch_norm_paths``).
 """
 
 from __future__ import annotations
@@ -60,22 +66,50 @@ def _not(mask_fn):
   return lambda params: jax.tree.map(lambda m: not m, mask_fn(params))
 
 
-def weight_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule):
+def _module_path(path) -> tuple:
+  """The path of the module a params leaf belongs to: without the variable's name (and the
+  ``value`` attribute of an NNX variable)."""
+  keys = [getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in path]
+  if keys and keys[-1] == "value":
+    keys = keys[:-1]
+  return tuple(keys[:-1])
+
+
+def norm_mask(modules):
+  """A mask function: ``params`` -> True at the weights of the modules at paths ``modules``."""
+  modules = frozenset(tuple(m) for m in modules)
+  return lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: _module_path(path) in modules, params)
+
+
+def weight_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule,
+                     norm=frozenset()):
   """Gradient-norm clipping, then SGD with momentum and L2 decay (DARTS' defaults), Adam with
-  L2 decay, or AdamW (decoupled decay); candidate activations' parameters with their own decay
-  and lr scale (module docstring)."""
+  L2 decay, or AdamW (decoupled decay); candidate activations' parameters and batch norm's
+  (the modules at paths ``norm``) with their own decay, the former with their own lr scale
+  (module docstring)."""
   clip = optax.clip_by_global_norm(cfg.grad_clip)
   if cfg.optimizer not in OPTIMIZERS:
     raise UserError(f"optimizer is {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
   act_decay, act_scale = cfg.get("act_weight_decay", None), cfg.get("act_lr_scale", 1.0)
-  if act_decay is None and act_scale == 1.0:  # every weight alike (as before the keys)
+  norm_decay = cfg.get("norm_weight_decay", None)
+  apart = bool(norm) and norm_decay is not None  # batch norm's weights decayed apart
+  if act_decay is None and act_scale == 1.0 and not apart:  # every weight alike
     if cfg.optimizer == "adamw":
       return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
     base = (optax.sgd(schedule, momentum=cfg.momentum) if cfg.optimizer == "sgd"
             else optax.adam(schedule))
     return optax.chain(clip, optax.add_decayed_weights(cfg.weight_decay), base)
   act_decay = cfg.weight_decay if act_decay is None else act_decay
-  decay = [optax.add_decayed_weights(cfg.weight_decay, mask=_not(act_mask))]
+  if apart:
+    in_norm = norm_mask(norm)
+    others = lambda params: jax.tree.map(lambda a, n: not (a or n), act_mask(params),  # noqa: E731
+                                         in_norm(params))
+    decay = [optax.add_decayed_weights(cfg.weight_decay, mask=others)]
+    if norm_decay:
+      decay.append(optax.add_decayed_weights(norm_decay, mask=in_norm))
+  else:
+    decay = [optax.add_decayed_weights(cfg.weight_decay, mask=_not(act_mask))]
   if act_decay:
     decay.append(optax.add_decayed_weights(act_decay, mask=act_mask))
   scale = [optax.masked(optax.scale(act_scale), act_mask)] if act_scale != 1.0 else []

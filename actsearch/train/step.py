@@ -3,8 +3,10 @@ architectures without alpha.
 
 ``TrainStep(state, batch) -> (state, metrics)`` takes one optimizer step on the mean training
 loss of ``Objective``; under ``pmap`` the gradient, metrics and batch statistics are averaged
-over axis ``data``. Under ``jax.vmap`` over a leading seed axis of the state and the batch,
-several seeds train together, each exactly as it would alone.
+over axis ``data`` (batch norm reduces its statistics over it in the forward pass). Under
+``jax.vmap`` over a leading seed axis of the state and the batch, several seeds train
+together, each exactly as it would alone: a member's dropout draws from the streams it was
+built with (its seed), folded with the step and the device (``objective.training_pass``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from actsearch.train.objective import Batch, Objective, split_model
+from actsearch.models.network import split_model
+from actsearch.train.objective import Batch, Objective, training_pass
 from actsearch.train.parallel import pmean, pmean_floats
 
 
@@ -49,7 +52,8 @@ class TrainStep:
 
   def __call__(self, state: TrainState, batch: Batch):
     g, (metrics, rest) = jax.grad(self.objective, has_aux=True)(
-        state.params, state.arch, state.rest, batch, None)
+        state.params, state.arch, state.rest, batch,
+        training_pass(state.step, self.axis_name))
     g, metrics = pmean((g, metrics), self.axis_name)
     upd, opt = self.tx.update(g, state.opt, state.params)
     new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, upd),

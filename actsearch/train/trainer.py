@@ -31,10 +31,12 @@ from flax import nnx
 
 from actsearch import data, models
 from actsearch.errors import UserError
+from actsearch.models import network
+from actsearch.models.network import split_model
 from actsearch.train import evaluate, files, health, loop, optim, parallel, step
 from actsearch.train.events import SeedLoggers
 from actsearch.train.feed import Feed
-from actsearch.train.objective import Objective, split_model
+from actsearch.train.objective import Objective
 
 # Recipe keys that say how a training goes, not what it computes: a run may resume with other
 # values of them (``configs.RUN_ONLY`` names them for ``retrain.*``). The evaluation's batch
@@ -45,7 +47,7 @@ RUN_ONLY = ("checkpoint_every", "async_checkpoints")
 _NOT_TRAINED = (*RUN_ONLY, "eval_batch_size", "init_params")
 # Keys added to the recipe later, at the value that trained as before they existed: left out,
 # so that a training begun before them keeps its fingerprint.
-_AS_BEFORE = {"act_weight_decay": None, "act_lr_scale": 1.0}
+_AS_BEFORE = {"act_weight_decay": None, "act_lr_scale": 1.0, "norm_weight_decay": 0.0}
 MEMBERS_FILE = "members.json"
 
 
@@ -70,11 +72,16 @@ def _digest(*arrays) -> str:
   return h.hexdigest()
 
 
+def _first(objective: Objective, state) -> nnx.Module:
+  """Member 0 of a stacked state as a module."""
+  return nnx.merge(objective.graphdef, *jax.tree.map(lambda a: np.asarray(a)[0],
+                                                     (state.params, state.arch, state.rest)))
+
+
 def structure(objective: Objective, state) -> list[str]:
   """The networks' structure, member 0's: each module's path and type in the module tree, and
   each activation slot's candidates (fixed slots differ by these alone, not by any array)."""
-  first = jax.tree.map(lambda a: np.asarray(a)[0], (state.params, state.arch, state.rest))
-  model = nnx.merge(objective.graphdef, *first)
+  model = _first(objective, state)
   out = [f"{'/'.join(map(str, path))}:{type(node).__name__}"
          for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)]
   return out + [f"{name}:{','.join(c.name for c in slot.candidates)}"
@@ -139,7 +146,7 @@ def fit(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.nd
     os.makedirs(run_dir, exist_ok=True)
   _claim(run_dir, fp, primary)
   schedule = optim.weight_schedule(r, r.epochs * steps)
-  tx = optim.weight_optimizer(r, schedule)
+  tx = optim.weight_optimizer(r, schedule, network.batch_norm_paths(_first(objective, state)))
   state = jax.vmap(lambda st: st.replace(opt=tx.init(st.params)))(state) \
       if state.opt is None else state
   feed = Feed([(x, y)], lambda epoch: [np.stack([

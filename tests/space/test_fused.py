@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from actsearch import configs, models
+from actsearch.models import network
 from actsearch.space import activations, fused, kernels
 from actsearch.space.mixed import MixedActivation, mix, mix_reference
 from actsearch.strategies import bilevel
@@ -119,7 +120,7 @@ def _second_order_step_temp_mib(candidates):
   slot = models.search_slots(candidates, "softmax", "layer", rngs, use_fused=True)
   model = models.build(ml_collections.ConfigDict({"name": "mlp", "widths": [512, 512]}), (32,),
                        10, slot, rngs)
-  graphdef, *_ = objective.split_model(model)
+  graphdef, *_ = network.split_model(model)
   schedule = optim.weight_schedule(cfg.optim.weights, 100)
   tx_w = optim.weight_optimizer(cfg.optim.weights, schedule)
   tx_a = optim.arch_optimizer(cfg.optim.arch)

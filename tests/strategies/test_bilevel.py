@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from actsearch import models
-from actsearch.models import taps
+from actsearch.models import network, taps
 from actsearch.strategies import bilevel
 from actsearch.train import objective, optim
 
@@ -25,7 +25,7 @@ def _problem(task="classification", relaxation="softmax", dtype=jnp.float64, can
   n_out = 3 if task == "classification" else 2
   in_len = 12 if cfg.name == "cnn1d" else 4
   model = models.build(cfg, (in_len,), n_out, slot, rngs)
-  graphdef, params, arch, rest = objective.split_model(model)
+  graphdef, params, arch, rest = network.split_model(model)
   cast = lambda t: jax.tree.map(lambda v: v.astype(dtype), t)
   params, arch = cast(params), cast(arch)
   arch = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(5), a.shape, dtype), arch)
@@ -130,7 +130,7 @@ def test_lowrank_route_applies_to_dense_layers_called_once():
   obj, params, arch, rest, train, val = _problem(dtype=jnp.float32)
   layers = bilevel._dense_layers(obj, params, arch, rest, (train, val), (None, None))
   assert set(layers[0]) == {("layers", 0), ("layers", 1), ("head",)}
-  graphdef, params, arch, rest = objective.split_model(_DenseTwice(nnx.Rngs(0)))
+  graphdef, params, arch, rest = network.split_model(_DenseTwice(nnx.Rngs(0)))
   obj = objective.Objective(graphdef, "classification")
   assert bilevel._dense_layers(obj, params, arch, rest, (train, val), (None, None)) is None
 

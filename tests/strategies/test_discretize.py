@@ -11,10 +11,10 @@ from flax import nnx
 
 from actsearch import architecture, cli, configs
 from actsearch.errors import UserError
+from actsearch.models.network import split_model
 from actsearch.space import activations
 from actsearch.space.mixed import MixedActivation, standard_moments
 from actsearch.strategies import discretize
-from actsearch.train.objective import split_model
 
 from conftest import ROOT
 

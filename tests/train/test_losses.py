@@ -11,8 +11,9 @@ from flax import nnx
 
 from actsearch import architecture, cli, configs
 from actsearch.errors import USER_CODE, UserError
+from actsearch.models.network import split_model
 from actsearch.train import losses
-from actsearch.train.objective import Objective, split_model
+from actsearch.train.objective import Objective
 
 from conftest import ROOT
 
