@@ -183,3 +183,44 @@ def test_warmup_freezes_alpha_and_its_optimizer():
   np.testing.assert_array_equal(_flat(s1.arch), _flat(arch))
   s2, _ = step(s1, train, val)
   assert np.abs(_flat(s2.arch) - _flat(arch)).max() > 1e-4
+
+
+class _NormMLP(nnx.Module):
+  """Dense layers (taps: the low-rank route applies), batch norm, mixed slots."""
+
+  def __init__(self, slot, rngs):
+    self.layers = nnx.List([taps.Dense(4, 6, rngs=rngs), taps.Dense(6, 5, rngs=rngs)])
+    self.norms = nnx.List([nnx.BatchNorm(6, rngs=rngs), nnx.BatchNorm(5, rngs=rngs)])
+    self.acts = nnx.List([slot(models.slot_name(i), w) for i, w in enumerate((6, 5))])
+    self.head = taps.Dense(5, 3, rngs=rngs)
+
+  def __call__(self, x, key=None, *, train=True):
+    for i, (layer, norm, act) in enumerate(zip(self.layers, self.norms, self.acts)):
+      x = act(norm(layer(x)), None if key is None else jax.random.fold_in(key, i))
+    return self.head(x)
+
+
+def test_the_second_orders_routes_agree_on_a_batch_norm_model():
+  with jax.enable_x64(True):
+    _, _, _, _, train, val = _problem()
+    rngs = nnx.Rngs(0)
+    model = _NormMLP(models.search_slots(CANDS, "softmax", "layer", rngs), rngs)
+    graphdef, params, arch, rest = network.split_model(model)
+    params, rest = jax.tree.map(lambda v: v.astype(jnp.float64), (params, rest))
+    arch = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(5), a.shape, a.dtype),
+                        arch)
+    obj = objective.Objective(graphdef, "classification")
+    assert bilevel._dense_layers(obj, params, arch, rest, (train, val), (None, None))
+
+    def run(lowrank):
+      return jax.jit(lambda *a: bilevel.hypergradient(obj, *a, order="second", xi=0.5,
+                                                      lowrank=lowrank))(
+          params, arch, rest, train, val)
+    low, gen = run(True), run(False)
+  scale = np.abs(_flat(gen[0])).max()
+  assert scale > 1e-6
+  np.testing.assert_allclose(_flat(low[0]), _flat(gen[0]), rtol=1e-9, atol=1e-10 * scale)
+  np.testing.assert_allclose(_flat(low[1]), _flat(gen[1]), rtol=1e-9, atol=1e-12)
+  # both keep the train pass's batch statistics: the running averages moved alike
+  np.testing.assert_allclose(_flat(low[4]), _flat(gen[4]), rtol=1e-12, atol=0)
+  assert np.abs(_flat(low[4]) - _flat(rest)).max() > 1e-4

@@ -1,5 +1,6 @@
-"""The weight optimizer treats candidate activations' parameters apart: no decay by default,
-an lr scale; with the keys unset (runs recorded before them) every weight alike."""
+"""The weight optimizer treats candidate activations' parameters apart (no decay by default,
+an lr scale) and batch norm's scale and bias (no decay by default); with the keys unset (runs
+recorded before them) every weight alike."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
+from actsearch.models import network
 from actsearch.space.mixed import MixedActivation
 from actsearch.train import optim
 
@@ -76,3 +78,28 @@ def test_an_act_lr_scale_of_zero_freezes_the_candidates_parameters(optimizer):
   _, upd = _step(_cfg(optimizer, act_weight_decay=0.2, act_lr_scale=0.0))
   assert np.all(np.asarray(upd["act"]["p_prelu__slope"][...]) == 0)
   assert np.any(np.asarray(upd["dense"]["kernel"][...]) != 0)
+
+
+class Normed(nnx.Module):
+  def __init__(self):
+    self.dense = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+    self.bn = nnx.BatchNorm(3, rngs=nnx.Rngs(0))
+    self.ln = nnx.LayerNorm(3, rngs=nnx.Rngs(0))
+    self.act = MixedActivation(["relu", "prelu"], channels=3, rngs=nnx.Rngs(1), name="a")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("norm_decay, decayed", [(0.0, False), (None, True), (0.5, True)])
+def test_batch_norm_scale_and_bias_are_decayed_apart(optimizer, norm_decay, decayed):
+  model = Normed()
+  params = nnx.state(model, nnx.Param)
+  cfg = _cfg(optimizer, act_weight_decay=0.0, norm_weight_decay=norm_decay)
+  tx = optim.weight_optimizer(cfg, optax.constant_schedule(cfg.lr),
+                              network.batch_norm_paths(model))
+  params = jax.tree.map(lambda v: v + 1.0, params)  # nonzero everywhere: decay shows
+  upd, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  for name in ("scale", "bias"):
+    assert np.any(np.asarray(upd["bn"][name][...]) != 0) == decayed, name
+    assert np.all(np.asarray(upd["ln"][name][...]) != 0)  # layer norm: a weight as any other
+  assert np.all(np.asarray(upd["dense"]["kernel"][...]) != 0)
+  assert np.all(np.asarray(upd["act"]["p_prelu__slope"][...]) == 0)
