@@ -1,5 +1,6 @@
-"""``actsearch search | export | show | candidates | retrain | reproduce | compare | bench``:
-flags, then one call each.
+"""actsearch search, export, show, candidates, retrain, reproduce, compare, yardstick, bench.
+
+Each command: flags, then one call.
 
 Bad input is one line on stderr and exit code 2; anything else that fails is exit code 1.
 """
@@ -106,6 +107,18 @@ def _parser() -> argparse.ArgumentParser:
   cm.add_argument("--workdir", default="runs/compare")
   cm.add_argument("--seeds", type=int, default=5, help="retrain seeds per found network")
   cm.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+  y = sub.add_parser("yardstick", help="each candidate's network trained alone (the truth) and "
+                     "how well each method's ranking matches it")
+  y.add_argument("task", help="an experiment: mnist1d_cnn, ... or PATH.py")
+  y.add_argument("--workdir", required=True)
+  y.add_argument("--methods", default="", help="comma-separated methods to score against the "
+                 "truth (actsearch/commands/yardstick.py: METHODS)")
+  y.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                 help="override a field of the task's config")
+  y.add_argument("--per-slot", action="store_true", help="also each slot's candidates with "
+                 "the other slots at the truth's best")
+  y.add_argument("--no-progress", action="store_true", help="no progress bar")
 
   b = sub.add_parser("bench", help="time and size the mixed activation and the search step")
   b.add_argument("--out", help="write the results as JSON")
@@ -214,6 +227,15 @@ def _compare(args) -> None:
   print(f"wrote {os.path.join(args.workdir, 'compare.md')}")
 
 
+def _yardstick(args) -> None:
+  from actsearch.commands import yardstick
+
+  out = yardstick.run(args.task, args.workdir, _names(args.methods), args.set,
+                      per_slot=args.per_slot, progress=not args.no_progress)
+  print(yardstick.markdown(out))
+  print(f"wrote {os.path.join(args.workdir, 'yardstick.md')}")
+
+
 def _bench(args) -> None:
   from actsearch.commands import bench
 
@@ -234,14 +256,14 @@ def _bench(args) -> None:
 
 COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _candidates,
             "retrain": _retrain, "reproduce": _reproduce, "compare": _compare,
-            "bench": _bench}
+            "yardstick": _yardstick, "bench": _bench}
 
 
 # Writes that fail for want of room or permission: one line, exit 1 (not a traceback).
 _NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 # commands that run compiled steps
-COMPILED = ("search", "retrain", "reproduce", "compare", "bench")
+COMPILED = ("search", "retrain", "reproduce", "compare", "yardstick", "bench")
 
 
 def _quiet_background_writers() -> None:

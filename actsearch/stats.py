@@ -209,3 +209,32 @@ def best_variant(results: Mapping[str, Sequence[float]], higher_is_better: bool 
            for name, vals in results.items()}
   sign = -1.0 if higher_is_better else 1.0
   return min(sorted(means), key=lambda name: sign * means[name])
+
+
+def standard_error(values: Sequence[float]) -> float:
+  r"""The standard error of the mean, :math:`s / \sqrt n` (sample standard deviation); 0 for
+  one value."""
+  x = _as_values(values)
+  return float(np.std(x, ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+  r"""Spearman's rank correlation of ``a`` and ``b`` (Pearson's correlation of their ranks,
+  ties at their mean rank; ``scipy.stats.spearmanr``); 0 where either is constant."""
+  from scipy import stats as st
+
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    return 0.0
+  return float(st.spearmanr(a, b).statistic)
+
+
+def kendall(a: Sequence[float], b: Sequence[float]) -> float:
+  r"""Kendall's :math:`\tau_b` of ``a`` and ``b`` (concordant minus discordant pairs over the
+  pairs not tied; ``scipy.stats.kendalltau``); 0 where either is constant."""
+  from scipy import stats as st
+
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    return 0.0
+  return float(st.kendalltau(a, b).statistic)

@@ -22,6 +22,7 @@ from actsearch.models.registry import (  # noqa: F401  (the family's names, as b
   search_slots,
   slot_name,
   slots,
+  switch_slots,
   uniform_slots,
   widths_of,
 )

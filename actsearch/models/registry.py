@@ -26,7 +26,14 @@ from flax import nnx
 
 from actsearch.errors import UserError
 from actsearch.space import activations
-from actsearch.space.mixed import FixedActivation, MixedActivation, Slot, rngs_key, slot_key
+from actsearch.space.mixed import (
+  FixedActivation,
+  MixedActivation,
+  Slot,
+  SwitchActivation,
+  rngs_key,
+  slot_key,
+)
 
 SlotFactory = Callable[..., nnx.Module]  # slot(name, channels, key=None)
 Builder = Callable[[ml_collections.ConfigDict, Sequence[int], int, SlotFactory, nnx.Rngs],
@@ -97,6 +104,13 @@ def uniform_slots(candidate: str, param_granularity: str = "layer") -> SlotFacto
   """Every slot fixed to one candidate (the baselines)."""
   return lambda name, channels, key=None: FixedActivation(
       candidate, channels=channels, name=name, param_granularity=param_granularity, key=key)
+
+
+def switch_slots(candidates: Sequence[str], param_granularity: str = "layer") -> SlotFactory:
+  """Every slot holds all ``candidates`` and computes the one its ``index`` names
+  (``SwitchActivation``): networks that differ only in their choices share one graph."""
+  return lambda name, channels, key=None: SwitchActivation(
+      candidates, channels=channels, name=name, param_granularity=param_granularity, key=key)
 
 
 def build(model_cfg: ml_collections.ConfigDict, input_shape: Sequence[int], num_outputs: int,

@@ -276,3 +276,30 @@ class FixedActivation(Slot):
     if store is not None:
       store[id(self)] = (x, y)
     return y
+
+
+class Choice(nnx.Variable):
+  """The candidate a ``SwitchActivation`` computes (its index): state, not a weight."""
+
+
+class SwitchActivation(Slot):
+  r"""A slot that computes one of its candidates, chosen by an integer of the state:
+  :math:`y = f_{i}(x; \theta_{i})` with :math:`i` the variable ``index`` (``lax.switch``: only
+  the chosen candidate is computed). Networks that differ only in their choices then share one
+  graph and one compiled program (the race, ``strategies/race.py``), each computing its own
+  activation. Its parameters start as a ``FixedActivation``'s of the same candidate and
+  ``key``, so the network with ``index`` at candidate c is the retrain's network of c."""
+
+  def __init__(self, candidate_names: Sequence[str], *, channels: int, name: str | None = None,
+               param_granularity: str = "layer", key: jax.Array | None = None):
+    self.slot_name = name
+    self.candidates = activations.resolve(list(candidate_names))
+    key = slot_key(jax.random.key(0), name or "") if key is None else key
+    self._init_params(self.candidates, channels, param_granularity, key)
+    self.index = Choice(jnp.zeros((), jnp.int32))
+
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    del key
+    params = self.candidate_params()
+    branches = [lambda v, c=c: c.fn(v, **params.get(c.name, {})) for c in self.candidates]
+    return jax.lax.switch(self.index[...], branches, x)

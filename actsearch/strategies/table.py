@@ -1,7 +1,7 @@
 """The table of search strategies: ``search.strategy`` names an entry.
 
 Like ``discretize.METHODS``, a strategy is one entry: ``darts``, ``random``, ``evolution``,
-``reinforce``, ``correlation`` and ``random_activation`` are built in, and
+``reinforce``, ``correlation``, ``random_activation`` and ``race`` are built in, and
 ``register("name", Strategy(run=...))`` (in an experiment file, say) makes
 ``--set search.strategy=name`` run another. ``base`` says what a strategy is given and returns.
 """
@@ -14,6 +14,7 @@ from actsearch.strategies import (
   correlation,
   darts,
   evolution,
+  race,
   random_activation,
   random_search,
   reinforce,
@@ -31,6 +32,7 @@ STRATEGIES: dict[str, Strategy] = {
                                "baseline"),
     "correlation": correlation.STRATEGY,
     "random_activation": random_activation.STRATEGY,
+    "race": race.STRATEGY,
 }
 
 

@@ -20,6 +20,7 @@ import optax
 from flax import nnx, struct
 
 from actsearch.models.network import split_model
+from actsearch.train import health
 from actsearch.train.objective import Batch, Objective, training_pass
 from actsearch.train.parallel import pmean, pmean_floats
 
@@ -32,6 +33,7 @@ class TrainState:
   arch: Any         # alpha: empty for a fixed network (kept so evaluators treat all alike)
   rest: Any         # other variables (constants of fixed slots, batch statistics)
   opt: Any          # optimizer state
+  active: Any = None  # bool scalar: whether the network still trains (a race); None: always
 
 
 def init_state(model: nnx.Module, tx: optax.GradientTransformation | None
@@ -60,3 +62,25 @@ class TrainStep:
                         rest=pmean_floats(rest, self.axis_name), opt=opt)
     return new, {**{f"train/{k}": v for k, v in metrics.items()},
                  "train/lr": self.schedule(state.step)}
+
+
+def while_active(step_fn):
+  """``step_fn`` (a ``health.guard``-ed step with policy ``skip``) for a state with ``active``:
+  an inactive network takes no step (``lax.cond``: nothing computed, under ``lax.map`` over
+  members), and a network whose step is not finite drops that update and stops (``active``
+  False), its metrics zero, so one diverged network does not stop the others."""
+  def fn(state, *args):
+    if state.active is None:
+      return step_fn(state, *args)
+    shapes = jax.eval_shape(step_fn, state, *args)[1]
+
+    def live(st):
+      new, m = step_fn(st, *args)
+      ok = m[health.SKIPPED] == 0
+      return new.replace(active=ok), {k: jnp.where(ok, v, jnp.zeros_like(v))
+                                      for k, v in m.items()}
+
+    def idle(st):
+      return st, {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+    return jax.lax.cond(state.active, live, idle, state)
+  return fn

@@ -124,14 +124,20 @@ def _claim(run_dir: str, fp: dict, primary: bool) -> None:
 def fit(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray,
         y: np.ndarray, workdir: str, seeds: Sequence[int], names: Sequence[str], *,
         key: str | None = None, progress: bool = True, desc: str = "train", test=None,
-        timeline: list | None = None, resident_mb: float = 1024):
+        timeline: list | None = None, resident_mb: float = 1024,
+        stop_epoch: int | None = None, after_epoch=None, members: str = "vmap"):
   """Trains the members of a stacked ``TrainState`` together on ``x, y`` with ``recipe``
   (``retrain.*``: optimizer, lr, schedule, epochs, batch size, non-finite policy, checkpoint
   cadence); member ``i`` sees the batch order of ``seeds[i]`` and logs to
   ``RUN_DIR/names[i]``, where ``RUN_DIR`` is ``workdir/key`` (default key: the
   ``fingerprint``). Resumes from ``RUN_DIR``. ``test = (x, y)``: scored and logged
   (``test/...``) after the last epoch, before the last checkpoint, so that a resumed run logs
-  it once. ``resident_mb``: ``feed.Feed``'s limit. Returns the state and the wall time."""
+  it once. ``resident_mb``: ``feed.Feed``'s limit. ``stop_epoch``: where this call stops (the
+  schedule still spans ``recipe.epochs``; a later call goes on from there). ``after_epoch``:
+  the loop's hook, ``(epoch done, host state) -> state`` (``loop.Task``). ``members``:
+  ``vmap`` (batched together) or ``map`` (one after the other in the step, ``over_members``).
+  A state with ``active`` (a race) trains only its active members (``step.while_active``).
+  Returns the state and the wall time."""
   r = recipe
   if r.batch_size % jax.device_count():
     raise UserError(f"retrain.batch_size {r.batch_size} is not divisible by the "
@@ -153,17 +159,21 @@ def fit(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.nd
       data.epoch_order(len(x), r.batch_size, s, epoch) for s in seeds])], steps,
       resident_mb, members=True, what="training data")
   on_nonfinite = r.get("on_nonfinite", "stop")
-  fn = loop.packed(jax.vmap(feed.wrap(health.guard(
-      step.TrainStep(objective, tx, schedule, axis_name=parallel.AXIS), on_nonfinite)),
-      in_axes=feed.in_axes()))
-  scorer = None if test is None else evaluator(objective, *test, r.eval_batch_size, "test")
+  racing = state.active is not None  # an inactive or diverged member stops alone
+  member = health.guard(step.TrainStep(objective, tx, schedule, axis_name=parallel.AXIS),
+                        "skip" if racing else on_nonfinite)
+  fn = loop.packed(over_members(feed.wrap(step.while_active(member) if racing else member),
+                                feed.in_axes(), members))
+  scorer = None if test is None else evaluator(objective, *test, r.eval_batch_size, "test",
+                                               members)
   task = loop.Task(step=parallel.pmapped(fn), metric_keys=fn.keys, batches=feed.batches,
-                   steps_per_epoch=steps, stop_epoch=r.epochs,
+                   steps_per_epoch=steps, stop_epoch=stop_epoch or r.epochs, epochs=r.epochs,
                    evaluate=scorer, eval_every=r.epochs,
                    checkpoint_every=r.get("checkpoint_every", 0),
                    async_checkpoints=r.get("async_checkpoints"),
                    on_nonfinite=on_nonfinite, max_skipped=r.get("max_skipped", 10),
-                   hint="lower retrain.lr", desc=f"{desc} {os.path.basename(run_dir)} epochs")
+                   after_epoch=after_epoch, hint="lower retrain.lr",
+                   desc=f"{desc} {os.path.basename(run_dir)} epochs")
   loggers = SeedLoggers(run_dir, list(names), primary)
   start = time.perf_counter()
   try:
@@ -173,13 +183,33 @@ def fit(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.nd
   return state, time.perf_counter() - start
 
 
+def over_members(fn, in_axes: tuple, how: str = "vmap"):
+  """``fn`` over the members (leading axis) of the arguments whose ``in_axes`` is 0, the
+  others shared: ``vmap`` (batched: what one member computes, all compute, so a
+  ``lax.switch`` or ``lax.cond`` on a member's own value computes every branch), or ``map``
+  (``lax.map``: one member after the other, each computing only its own branch: networks
+  that differ by their ``SwitchActivation`` choices)."""
+  if how == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+  if how != "map":
+    raise ValueError(f"members is {how!r}; known: vmap, map")
+
+  def mapped(*args):
+    def one(batched):
+      it = iter(batched)
+      return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+    return jax.lax.map(one, tuple(a for a, ax in zip(args, in_axes) if ax == 0))
+  return mapped
+
+
 def evaluator(objective: Objective, x: np.ndarray, y: np.ndarray, batch_size: int,
-              prefix: str) -> evaluate.Evaluator:
+              prefix: str, members: str = "vmap") -> evaluate.Evaluator:
   """Replicated stacked state -> loss (and accuracy) of each member on ``x, y``."""
-  return evaluate.Evaluator(objective, x, y, batch_size, prefix=prefix, seed_axis=True)
+  return evaluate.Evaluator(objective, x, y, batch_size, prefix=prefix,
+                            seed_axis=True if members == "vmap" else members)
 
 
 def score(objective: Objective, state, x: np.ndarray, y: np.ndarray, batch_size: int,
-          prefix: str) -> dict[str, np.ndarray]:
+          prefix: str, members: str = "vmap") -> dict[str, np.ndarray]:
   """Loss (and accuracy) of each member of a stacked state on ``x, y``."""
-  return evaluator(objective, x, y, batch_size, prefix)(parallel.replicate(state))
+  return evaluator(objective, x, y, batch_size, prefix, members)(parallel.replicate(state))

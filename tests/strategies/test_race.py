@@ -1,0 +1,139 @@
+"""The race (``strategies/race.py``) and what it stands on: switch slots that are the retrain's
+networks, members taken one after the other with only the active ones computing, the rungs'
+halving, a diverged network stopping alone; and the yardstick's ranking of a record."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from actsearch import architecture, models
+from actsearch.commands import yardstick
+from actsearch.models import network
+from actsearch.strategies import race
+from actsearch.train import step, trainer
+from actsearch.train.objective import Objective
+
+CANDS = ["relu", "gelu", "tanh", "prelu", "pau", "snake"]
+MLP = ml_collections.ConfigDict({"name": "mlp", "widths": [6, 5]})
+
+
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_a_switch_network_at_a_candidate_is_that_candidates_fixed_network(granularity):
+  x = jax.random.normal(jax.random.key(0), (7, 4))
+  switch = models.build(MLP, (4,), 3, models.switch_slots(CANDS, granularity), network.rngs(2))
+  for i, cand in enumerate(CANDS):
+    fixed = models.build(MLP, (4,), 3, models.uniform_slots(cand, granularity),
+                         network.rngs(2))
+    for _, slot in models.slots(switch):
+      slot.index[...] = jnp.int32(i)
+    np.testing.assert_allclose(switch(x), fixed(x), rtol=1e-6, atol=1e-6)
+
+
+SMALL = ["relu", "tanh", "pau"]
+
+
+def _stack(cands, seeds=(0,), active=None):
+  graphdef, inits = None, {}
+  slot = models.switch_slots(SMALL)
+  for s in seeds:
+    graphdef, inits[s] = step.init_state(models.build(MLP, (4,), 3, slot, network.rngs(s)), None)
+  members = [race._with_choice(inits[s], SMALL.index(c)) for c in cands for s in seeds]
+  if active is not None:
+    members = [m.replace(active=jnp.asarray(a)) for m, a in zip(members, active)]
+  return Objective(graphdef, "classification"), trainer.stack(members)
+
+
+RECIPE = ml_collections.ConfigDict({"optimizer": "adam", "lr": 0.01, "lr_min": 0.0,
+                                    "schedule": "constant", "momentum": 0.9,
+                                    "weight_decay": 0.0, "grad_clip": 5.0, "epochs": 2,
+                                    "batch_size": 16, "eval_batch_size": 64})
+
+
+def _data(n=64):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, 4)).astype(np.float32)
+  return x, (x[:, 0] > 0).astype(np.int32)
+
+
+def test_members_one_after_the_other_train_as_batched_ones(tmp_path):
+  x, y = _data()
+  obj, state = _stack(["relu", "tanh", "pau"])
+  a, _ = trainer.fit(RECIPE, obj, state, x, y, str(tmp_path / "v"), [0, 0, 0], list("abc"),
+                     progress=False)
+  b, _ = trainer.fit(RECIPE, obj, state, x, y, str(tmp_path / "m"), [0, 0, 0], list("abc"),
+                     progress=False, members="map")
+  for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_allclose(u, v, rtol=2e-5, atol=2e-6)
+  sa = trainer.score(obj, a, x, y, 64, "t")
+  sb = trainer.score(obj, b, x, y, 64, "t", "map")
+  np.testing.assert_allclose(sa["t/loss"], sb["t/loss"], rtol=1e-5)
+
+
+def test_an_inactive_member_takes_no_step_and_a_diverged_one_stops_alone(tmp_path):
+  x, y = _data()
+  obj, state = _stack(["relu", "tanh", "pau"], active=[True, False, True])
+  # the third network's weights are not finite: its first step is, and it stops there
+  def poisoned(v):
+    v = np.array(v)
+    v[2] = np.nan
+    return v
+  state = state.replace(params=jax.tree.map(poisoned, state.params))
+  out, _ = trainer.fit(RECIPE, obj, state, x, y, str(tmp_path / "r"), [0, 0, 0], list("abc"),
+                       progress=False, members="map")
+  moved = [not np.array_equal(u[i], v[i], equal_nan=True)
+           for u, v in zip(jax.tree.leaves(out.params), jax.tree.leaves(state.params))
+           for i in (0, 1, 2)]
+  assert any(moved[0::3]) and not any(moved[1::3]) and not any(moved[2::3])
+  assert list(np.asarray(out.active)) == [True, False, False]
+  scores = trainer.score(obj, out, x, y, 64, "t", "map")
+  assert scores["t/loss"][1] == 0.0 and scores["t/loss"][0] > 0.0
+
+
+@pytest.mark.parametrize("scores, alive, keep, want", [
+    ({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}, ["a", "b", "c", "d"], 0.5, ["a", "b"]),
+    ({"a": 0.9, "b": 0.8, "c": 0.7}, ["a", "b", "c"], 0.5, ["a", "b"]),   # ceil(1.5)
+    ({"a": 0.1, "b": float("-inf"), "c": 0.7}, ["a", "b", "c"], 0.34, ["c", "a"]),
+    ({"a": 0.5, "b": 0.5}, ["a", "b"], 0.25, ["a"]),                     # ties: the order
+    ({"a": float("nan"), "b": 0.2}, ["a", "b"], 0.5, ["b"]),             # diverged last
+])
+def test_a_rung_keeps_the_best_share_at_least_one(scores, alive, keep, want):
+  assert race.survivors(scores, alive, keep) == want
+
+
+def test_a_race_halves_at_its_rungs(tmp_path, in_process):
+  sets = ["data.num_samples=600", "data.num_test=0", "model.widths=[16]",
+          "search.strategy=race", 'search.candidates=["relu","tanh","gelu","sin"]',
+          "search.race.epochs=3", "search.race.rungs=[1,2]", "retrain.batch_size=40"]
+  proc = in_process("search", "--config", "experiments/mnist1d_mlp.py", "--workdir",
+                    tmp_path / "run", "--no-progress", *[a for s in sets for a in ("--set", s)])
+  assert proc.returncode == 0, proc.stderr
+  arch = architecture.load(str(tmp_path / "run" / "architecture.json"))
+  log = json.loads((tmp_path / "run" / "race.json").read_text())
+  assert [g["epoch"] for g in log["rungs"]] == [1, 2, 3]
+  assert [len(g["scores"]) for g in log["rungs"]] == [4, 2, 1]
+  sel = arch["selection"]
+  assert sel["method"] == "race" and max(sel["rounds"].values()) == 2
+  assert arch["layers"][0]["choice"] == log["rungs"][-1]["kept"][0]
+  # examples: 4 networks for 1 epoch, 2 for the next, 1 for the last; 240 train examples
+  assert arch["strategy"]["cost"]["examples"] == (4 + 2 + 1) * 6 * 40
+  ranked = yardstick.ranking(arch)
+  assert ranked[arch["layers"][0]["choice"]] == max(ranked.values())
+
+
+@pytest.mark.parametrize("layers, rounds, want", [
+    ([{"candidates": ["a", "b", "c"], "scores": {"a": 1.0, "b": 3.0, "c": 2.0}}], {},
+     {"a": 0.0, "b": 2.0, "c": 1.0}),
+    # two slots: the mean place; an unscored candidate below every scored one
+    ([{"candidates": ["a", "b"], "scores": {"a": 1.0, "b": 3.0}},
+      {"candidates": ["a", "b"], "scores": {"a": 5.0}}], {}, {"a": 0.5, "b": 0.5}),
+    # a race: the round first (b went further with a lower score)
+    ([{"candidates": ["a", "b", "c"], "scores": {"a": 0.9, "b": 0.8, "c": 0.8}}],
+     {"a": 0, "b": 1, "c": 0}, {"a": 1.0, "b": 2.0, "c": 0.0}),
+])
+def test_the_yardstick_ranks_a_records_candidates(layers, rounds, want):
+  record = {"layers": layers, "selection": {"rounds": rounds}}
+  assert yardstick.ranking(record) == want
