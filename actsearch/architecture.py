@@ -386,9 +386,34 @@ def table(arch: dict[str, Any]) -> str:
       out.append(f"  every slot: {lines[0]}")
     else:
       out += [f"  {layer['name']}: {line}" for layer, line in zip(arch["layers"], lines)]
+    out += _race(sel)
     out += _decided(arch, sel)
     out += _simpler(sel.get("simpler"))
+  out += _cost(strategy)
   return "\n".join(out)
+
+
+def _race(sel: dict[str, Any]) -> list[str]:
+  """A race's cycles: how many networks each trained, for how many epochs."""
+  cycles = sel.get("cycles") if sel.get("method") == "race" else None
+  if not isinstance(cycles, list) or not cycles:
+    return []
+  steps = " -> ".join(f"{len(g.get('scores', {}))} for {g.get('epochs')} epochs"
+                      for g in cycles)
+  return [f"  race: {steps}"]
+
+
+def _cost(strategy) -> list[str]:
+  """What the search spent: training examples (and networks trained), seconds."""
+  cost = strategy.get("cost") if isinstance(strategy, dict) else None
+  if not isinstance(cost, dict) or "examples" not in cost:
+    return []
+  parts = [f"{int(cost['examples']):,} training examples"]
+  if "trainings" in cost:
+    parts.append(f"{int(cost['trainings'])} networks trained")
+  if "seconds" in cost:
+    parts.append(f"{float(cost['seconds']):.1f} s")
+  return ["cost: " + ", ".join(parts)]
 
 
 def _simpler(rule: dict | None) -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import jax
 
-from actsearch import configs, stats
+from actsearch import architecture, configs, stats
 from actsearch.commands import retrain, search
 from actsearch.errors import UserError
 from actsearch.train import files
@@ -66,19 +66,43 @@ def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict
     if jax.process_index() == 0:
       files.write_json_atomic(cost_path, cost)
   cost = files.read_json(cost_path)
-  if "retrain_one_seed_seconds" not in cost:
-    # The yardstick of the search's cost: one seed of the found network retrained alone with
+  if "relu_seed_seconds" not in cost:
+    # The unit of the search's cost: one seed of the task's relu network retrained alone with
     # the recipe, data loading and compilation included, as the search's time includes them.
+    relu_dir = os.path.join(task_dir, "relu_one_seed")
+    relu_record = os.path.join(relu_dir, "architecture.json")
+    if jax.process_index() == 0:
+      os.makedirs(relu_dir, exist_ok=True)
+      files.write_json_atomic(relu_record, relu_everywhere(files.read_json(arch_path)))
     start = time.perf_counter()
-    retrain.run(arch_path, os.path.join(task_dir, "retrain_one_seed"), seeds=1, baselines=[],
+    retrain.run(relu_record, os.path.join(relu_dir, "retrain"), seeds=1, baselines=[],
                 progress=progress)
-    cost["retrain_one_seed_seconds"] = time.perf_counter() - start
+    cost["relu_seed_seconds"] = time.perf_counter() - start
     if jax.process_index() == 0:
       files.write_json_atomic(cost_path, cost)
   report = retrain.run(arch_path, os.path.join(task_dir, "retrain"), seeds=seeds,
                        progress=progress)
   return {"task": name_of(task), "title": _title(task), "search_seconds": cost["search_seconds"],
-          "retrain_one_seed_seconds": cost["retrain_one_seed_seconds"], "report": report}
+          "relu_seed_seconds": cost["relu_seed_seconds"], "report": report,
+          "search_examples": architecture.load(arch_path)["strategy"]["cost"].get("examples"),
+          "seed_examples": seed_examples(report)}
+
+
+def seed_examples(report: dict) -> int:
+  """Training examples one retrain seed passes: epochs of whole batches of train + val."""
+  r = report["config"]["retrain"]
+  n = report["protocol"]["train_examples"]
+  return int(r["epochs"] * (n // r["batch_size"]) * r["batch_size"])
+
+
+def relu_everywhere(record: dict) -> dict:
+  """A record of the same model and data with relu in every slot (a record by hand)."""
+  out = {k: record[k] for k in ("schema", "model", "data", "retrain", "code", "candidates",
+                                "param_granularity") if k in record}
+  out["candidates"] = ["relu"]
+  out["layers"] = [{"name": layer["name"], "choice": "relu"} for layer in record["layers"]]
+  out["strategy"] = {"name": "hand"}
+  return out
 
 
 def run(tasks: Sequence[str], workdir: str, seeds: int = 5, progress: bool = True) -> dict:
@@ -135,7 +159,7 @@ def markdown(out: dict) -> str:
   lines = [f"# actsearch reproduce ({out['seeds']} retrain seeds)", "",
            "Test accuracy (%), mean [95% CI] over seeds; every variant retrained from scratch "
            "on train + val with the task's recipe, the same seeds for all (paired).", "",
-           "| task | found | search (s) | retrain one seed (s) | ratio | found acc | "
+           "| task | found | search (s) | relu seed (s) | ratio | found acc | "
            + " | ".join(baselines) + f" | found - best of {' / '.join(USUAL)} [95% CI] | "
            "verdict vs best of every row |",
            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in baselines)
@@ -143,21 +167,24 @@ def markdown(out: dict) -> str:
   for row in out["tasks"]:
     rep = row["report"]
     scale = 100.0 if rep["metric"] == "test_accuracy" else 1.0
-    one = row["retrain_one_seed_seconds"]
+    one = row["relu_seed_seconds"]
     cells = [_ci(rep["summary"][b], scale) if b in rep["summary"] else "" for b in baselines]
     usual = against_usual(rep)
     vs_usual = (f"{usual['mean_diff'] * scale:+.2f} [{usual['ci_low'] * scale:+.2f}, "
                 f"{usual['ci_high'] * scale:+.2f}] {usual['verdict']} ({usual['baseline']})"
                 if usual else "")
+    examples = row.get("search_examples")
+    in_examples = (f" ({examples / row['seed_examples']:.1f}x in examples)"
+                   if examples and row.get("seed_examples") else "")
     lines.append(f"| {row['title']} | {rep['found']} | {row['search_seconds']:.1f} | "
-                 f"{one:.1f} | {row['search_seconds'] / one:.1f}x | "
+                 f"{one:.1f} | {row['search_seconds'] / one:.1f}x{in_examples} | "
                  f"{_ci(rep['summary'][retrain.FOUND], scale)} | "
                  + " | ".join(cells) + f" | {vs_usual} | {rep.get('verdict', '')} "
                  f"({rep.get('best_baseline', '')}) |")
   lines += _found_against_found(out["tasks"])
-  lines += ["", "search: the search with its discretization (selection included); retrain one "
-            "seed: the found network retrained alone with one seed and the task's recipe; both "
-            "in-process wall times with data loading and compilation. A verdict is \"wins\" "
+  lines += ["", "search: the search with its selection; relu seed: the task's relu network "
+            "retrained alone with one seed and the task's recipe; both in-process wall times "
+            "with data loading and compilation, in the same run. A verdict is \"wins\" "
             "when the paired 95% interval of the difference lies above zero, \"loses\" when "
             "below, \"ties\" otherwise.",
             "", f"Total wall time: {out['seconds']:.0f} s. Protocols: "

@@ -114,18 +114,20 @@ def truth(cfg: ml_collections.ConfigDict, workdir: str, progress: bool = False,
           per_slot: bool = False) -> dict:
   """The truth of ``cfg``'s task (module docstring), computed or read back from
   ``workdir``."""
-  start = time.perf_counter()
   cands = list(cfg.search.candidates)
   folds = truth_folds(cfg)
-  per_seed, small = {}, {}
+  per_seed, small, seconds = {}, {}, 0.0
   for cand in cands:
-    per_seed[cand] = _mean_over_folds([
-        train_scores(cfg, fold, {"*": cand}, os.path.join(workdir, "truth", f"fold{i}", cand),
-                     TRUTH_SEEDS, progress) for i, fold in enumerate(folds)])
+    results = [train_scores(cfg, fold, {"*": cand},
+                            os.path.join(workdir, "truth", f"fold{i}", cand), TRUTH_SEEDS,
+                            progress) for i, fold in enumerate(folds)]
+    per_seed[cand] = _mean_over_folds(results)
+    seconds += sum(float(r["seconds"]) for r in results)
   for cand in cands:
-    small[cand] = train_scores(cfg, screen_fold(cfg), {"*": cand},
-                               os.path.join(workdir, "truth4000", cand), TRUTH_SEEDS[:3],
-                               progress)["scores"]
+    result = train_scores(cfg, screen_fold(cfg), {"*": cand},
+                          os.path.join(workdir, "truth4000", cand), TRUTH_SEEDS[:3], progress)
+    small[cand] = result["scores"]
+    seconds += float(result["seconds"])
   mean = {c: float(np.mean(v)) for c, v in per_seed.items()}
   best = max(cands, key=lambda c: mean[c])
   first = [float(np.mean(per_seed[c][:3])) for c in cands]
@@ -139,7 +141,7 @@ def truth(cfg: ml_collections.ConfigDict, workdir: str, progress: bool = False,
                                               [float(np.mean(small[c])) for c in cands])}
   if per_slot:
     out["per_slot"] = slot_truth(cfg, best, workdir, progress)
-  out["seconds"] = time.perf_counter() - start
+  out["seconds"] = seconds  # the trainings' own times, summed (a resumed truth counts each once)
   return out
 
 
@@ -226,33 +228,61 @@ def load_task(task: str, sets: Sequence[str] = ()) -> ml_collections.ConfigDict:
   return cfg
 
 
-# A method: a search with these settings (``--set`` overrides of the task's experiment).
-METHODS: dict[str, tuple[str, list[str]]] = {
-    "weights": ("the supernet's relaxed weights (DARTS, the task's supernet)",
-                ["search.discretize=argmax"]),
+# A method: a search with these settings (``--set`` overrides of the task's experiment), and
+# the method whose trained supernet it reads instead of training its own (it only
+# discretizes differently: its cost includes that supernet's).
+METHODS: dict[str, tuple[str, list[str], str | None]] = {
+    "weights": ("the supernet's relaxed weights (DARTS: the task's supernet, argmax)",
+                ["search.strategy=darts", "search.discretize=argmax"], None),
     "perturbation": ("DARTS-PT: the supernet's val loss with each candidate removed",
-                     ["search.discretize=perturbation"]),
-    "screen": ("every candidate trained alone as long as the retrain, then a shortlist "
-               "(the default before this yardstick)", []),
+                     ["search.strategy=darts", "search.discretize=perturbation"], "weights"),
+    "inherited": ("the supernet's own weights, each candidate's sub-network pinned and scored "
+                  "on val (batch statistics recalibrated)",
+                  ["search.strategy=darts", "search.discretize=pinned"], "weights"),
+    "single_path": ("a single-path supernet (a random candidate per step and slot), each "
+                    "candidate's sub-network scored on val (random activation)",
+                    ["search.strategy=random_activation"], None),
+    "screen": ("every candidate trained alone on the train split as long as the experiment "
+               "says, then a shortlist", ["search.strategy=darts", "search.discretize=screen"],
+               "weights"),
+    "learning_curve": ("the screen ranked by each network's learning curve extrapolated to "
+                       "train + val", ["search.strategy=darts", "search.discretize=screen",
+                                       "search.learning_curve=true"], "weights"),
+    "race": ("the race: every candidate trained for a short cycle, the best going on",
+             ["search.strategy=race"], None),
+    "race_short": ("the race's first cycle alone: every candidate trained for 5 epochs",
+                   ["search.strategy=race", "search.race.epochs=[5]", "search.race.keep=[]"],
+                   None),
 }
 
 
 def run_method(cfg: ml_collections.ConfigDict, name: str, workdir: str,
                progress: bool = False) -> dict:
   """Runs method ``name``'s search of ``cfg``'s task in ``workdir/methods/NAME`` (resuming)
-  and returns its record, with the search's wall time in ``strategy.cost.seconds``."""
+  and returns its record, with the search's wall time in ``strategy.cost.seconds`` (plus the
+  supernet's it reads, where it reads another method's)."""
+  import shutil
+
   from actsearch.commands import search
 
   if name not in METHODS:
     raise UserError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+  _, sets, reuse = METHODS[name]
   c = cfg.copy_and_resolve_references()
-  configs.apply_overrides(c, METHODS[name][1])
+  configs.apply_overrides(c, sets)
   run_dir = os.path.join(workdir, "methods", name)
+  before = 0.0
+  if reuse is not None:
+    source = run_method(cfg, reuse, workdir, progress)
+    before = float(source["strategy"]["cost"]["seconds"])
+    if not os.path.isdir(os.path.join(run_dir, "checkpoints")):
+      shutil.copytree(os.path.join(workdir, "methods", reuse, "checkpoints"),
+                      os.path.join(run_dir, "checkpoints"))
   timed = os.path.join(run_dir, "seconds.json")
   start = time.perf_counter()
   record = search.run(c, run_dir, progress=progress)
   if not os.path.exists(timed):  # the first (whole) run's time; a resumed one is not timed
-    files.write_json_atomic(timed, {"seconds": time.perf_counter() - start})
+    files.write_json_atomic(timed, {"seconds": before + time.perf_counter() - start})
   record.setdefault("strategy", {}).setdefault("cost", {})["seconds"] = \
       files.read_json(timed)["seconds"]
   return record
@@ -265,8 +295,7 @@ def run(task: str, workdir: str, methods: Sequence[str], sets: Sequence[str] = (
   cfg = load_task(task, sets)
   true = truth(cfg, workdir, progress, per_slot)
   per_seed = retrain_seed_examples(cfg)
-  seed_seconds = float(np.mean([r["seconds"] / len(r["seeds"]) for r in _truth_results(
-      workdir)])) if methods else None
+  seed_seconds = relu_seed_seconds(cfg, workdir, progress) if methods else None
   rows = {}
   for name in methods:
     rows[name] = score_method(run_method(cfg, name, workdir, progress), true, per_seed,
@@ -279,12 +308,18 @@ def run(task: str, workdir: str, methods: Sequence[str], sets: Sequence[str] = (
   return out
 
 
-def _truth_results(workdir: str) -> list[dict]:
-  root = os.path.join(workdir, "truth")
-  return [files.read_json(os.path.join(root, fold, cand, "result.json"))
-          for fold in sorted(os.listdir(root)) for cand in sorted(os.listdir(
-              os.path.join(root, fold)))
-          if os.path.exists(os.path.join(root, fold, cand, "result.json"))]
+def relu_seed_seconds(cfg: ml_collections.ConfigDict, workdir: str,
+                      progress: bool = False) -> float:
+  """The unit of a method's time: one seed of the relu network trained as the retrain trains
+  it (train + val, the recipe, data loading and compilation included), timed once."""
+  splits = data.load(cfg.data, SPLIT_SEED)
+  start = time.perf_counter()
+  result = train_scores(cfg, splits, {"*": "relu"}, os.path.join(workdir, "relu_seed"), [0],
+                        progress)
+  if "wall" not in result:
+    result["wall"] = time.perf_counter() - start
+    files.write_json_atomic(os.path.join(workdir, "relu_seed", "result.json"), result)
+  return float(result["wall"])
 
 
 def markdown(out: dict) -> str:

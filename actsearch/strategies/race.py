@@ -1,29 +1,32 @@
-r"""The race (``search.strategy = race``): successive halving over the candidates' networks.
+r"""The race (``search.strategy = race``): the candidates' networks trained in cycles, the best
+going on.
 
 Every candidate's network (the candidate in every slot: the network the truth and the
 retrain's baselines train) starts from scratch with the retrain recipe on the train split,
-``search.race.seeds`` initialisations each, with a schedule that spans ``search.race.epochs``.
-At each epoch of ``search.race.rungs`` the networks still running are scored on the val split
-(the mean over their initialisations) and only the best ``search.race.keep`` of them (at least
-one) go on; the others stop where they are. After the last epoch the best network is chosen.
-Successive halving (Jamieson & Talwalkar 2016; the inner loop of Hyperband, Li et al. 2018):
-the budget goes to the networks that are still in the race, so the few that matter train
-longest, and no network trains that the measurements have already ruled out.
+``search.race.seeds`` initialisations each, and trains for a first cycle of
+``search.race.epochs[0]`` epochs (a whole schedule: warm-up, cosine decay to ``lr_min``).
+Then each network is scored on the val split (the mean over its initialisations) and only the
+best ``search.race.keep[0]`` go on, each from its weights with a fresh optimizer and a fresh
+schedule of ``search.race.epochs[1]`` epochs (a warm restart, Loshchilov & Hutter 2017,
+SGDR), and so on; after the last cycle the best network is chosen. Successive halving
+(Jamieson & Talwalkar 2016; Hyperband's inner loop, Li et al. 2018), each rung read at the
+end of an annealed schedule: the budget goes to the networks that are still in the race, and
+every score compares networks trained alike.
 
-All networks are members of one stack trained by the shared trainer in one compiled program:
-their slots are ``SwitchActivation``\ s (each computes only its own candidate, its index part
-of the state), the members are taken one after the other inside the step (``lax.map``), and a
-stopped member computes nothing (``lax.cond``). A network whose loss is not finite stops
-alone (score ``-inf``). The rungs' scores are written to ``WORKDIR/race.json`` as they are
-measured, and the stack is checkpointed at every epoch, so a killed race resumes where it was.
+The networks of a cycle are members of one stack trained by the shared trainer in one
+compiled program: their slots are ``SwitchActivation``\ s (each computes only its own
+candidate, its index part of the state) and the members are taken one after the other inside
+the step (``lax.map``). A network whose loss is not finite stops alone (score ``-inf``). Each
+cycle's scores are written to ``WORKDIR/race.json`` when it ends, and each cycle's training
+resumes from its checkpoints, so a killed race goes on where it was.
 
-A candidate's score in the record is its last val score; ``selection.rounds`` says how many
-rungs it passed (a candidate stopped early ranks below every candidate that went further).
+A candidate's score in the record is its score after the last cycle it reached;
+``selection.rounds`` says which cycle that was (a candidate stopped early ranks below every
+candidate that went further).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -46,30 +49,30 @@ RACE_FILE = "race.json"
 
 
 def check(cfg: ml_collections.ConfigDict) -> None:
-  """``search.race``: epochs >= 1; rungs increasing epochs below it; keep in (0, 1);
-  seeds >= 1; no ``search.slot_candidates`` (every network has one candidate everywhere)."""
+  """``search.race``: epochs a non-empty list of positive integers (one per cycle); keep one
+  count per cycle but the last, not increasing, at least 1; seeds >= 1; no
+  ``search.slot_candidates`` (every network has one candidate everywhere)."""
   r = cfg.search.race
-  if isinstance(r.epochs, bool) or not isinstance(r.epochs, int) or r.epochs < 1:
-    raise UserError(f"search.race.epochs must be a positive integer, got {r.epochs!r}")
-  rungs = list(r.rungs)
-  if any(isinstance(e, bool) or not isinstance(e, int) for e in rungs) or rungs != sorted(
-      set(rungs)) or (rungs and (rungs[0] < 1 or rungs[-1] >= r.epochs)):
-    raise UserError(f"search.race.rungs must be increasing epochs in [1, search.race.epochs), "
-                    f"got {rungs}")
-  if not isinstance(r.keep, (int, float)) or isinstance(r.keep, bool) or not 0 < r.keep < 1:
-    raise UserError(f"search.race.keep must lie in (0, 1), got {r.keep!r}")
-  if isinstance(r.seeds, bool) or not isinstance(r.seeds, int) or r.seeds < 1:
+  whole = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
+  epochs, keep = list(r.epochs), list(r.keep)
+  if not epochs or not all(whole(e) for e in epochs):
+    raise UserError(f"search.race.epochs must be a non-empty list of positive integers (the "
+                    f"epochs of each cycle), got {epochs}")
+  if len(keep) != len(epochs) - 1 or not all(whole(k) for k in keep) or keep != sorted(
+      keep, reverse=True):
+    raise UserError(f"search.race.keep must give, for each cycle but the last, how many "
+                    f"candidates go on (positive, not increasing), got {keep}")
+  if not whole(r.seeds):
     raise UserError(f"search.race.seeds must be a positive integer, got {r.seeds!r}")
   if cfg.search.get("slot_candidates"):
     raise UserError("search.strategy race searches one candidate list for every slot; "
                     "search.slot_candidates is another strategy's")
 
 
-def survivors(scores: dict[str, float], alive: list[str], keep: float) -> list[str]:
-  """The best ``ceil(keep * len(alive))`` of ``alive`` by score (at least one; ties: the
-  order of ``alive``)."""
-  n = max(1, math.ceil(keep * len(alive)))
-  return sorted(alive, key=lambda c: (-_finite(scores[c]), alive.index(c)))[:n]
+def survivors(scores: dict[str, float], alive: list[str], keep: int) -> list[str]:
+  """The best ``keep`` of ``alive`` by score (at least one; ties and NaN: the order of
+  ``alive``, NaN and -inf last)."""
+  return sorted(alive, key=lambda c: (-_finite(scores[c]), alive.index(c)))[:max(1, keep)]
 
 
 def _finite(v: float) -> float:
@@ -83,74 +86,74 @@ def _with_choice(state, index: int):
       state.rest, is_leaf=lambda v: isinstance(v, nnx.Variable)))
 
 
+def _scores(objective, state, splits: data.Splits, cands: list[str], n_seeds: int,
+            batch_size: int) -> dict[str, list[float]]:
+  """Each network's val score per initialisation (-inf where it diverged)."""
+  out = trainer.score(objective, state, splits.x_val, splits.y_val, batch_size, "val", "map")
+  per = np.asarray(out["val/accuracy"] if splits.task == data.CLASSIFICATION
+                   else -out["val/loss"], np.float64)
+  per = np.where(np.asarray(state.active, bool), per, -np.inf).reshape(len(cands), n_seeds)
+  return {c: [float(v) for v in per[i]] for i, c in enumerate(cands)}
+
+
 def run(r: Run) -> Found:
   cfg, splits = r.cfg, r.splits
   rc = cfg.search.race
   cands = list(cfg.search.candidates)
   seeds = [cfg.seed + j for j in range(rc.seeds)]
-  gran = cfg.search.get("param_granularity") or cfg.search.granularity
-  slot = models.switch_slots(cands, gran)
-  members, names = [], []
-  graphdef = None
-  inits = {}
+  slot = models.switch_slots(cands, cfg.search.get("param_granularity") or
+                             cfg.search.granularity)
+  graphdef, inits = None, {}
   for s in seeds:
     graphdef, inits[s] = step.init_state(models.build(
         cfg.model, splits.input_shape, splits.num_outputs, slot, network.rngs(s)), None)
-  for i, c in enumerate(cands):
-    for s in seeds:
-      members.append(_with_choice(inits[s], i).replace(active=jnp.asarray(True)))
-      names.append(f"race/{c}/seed{s}")
-  stacked = trainer.stack(members)
+  members = {(c, s): _with_choice(inits[s], i).replace(active=jnp.asarray(True))
+             for i, c in enumerate(cands) for s in seeds}
   objective = Objective(graphdef, splits.task, splits.loss)
-  recipe = cfg.retrain.copy_and_resolve_references()
-  recipe.epochs = rc.epochs
-  classification = splits.task == data.CLASSIFICATION
   path = os.path.join(r.workdir, RACE_FILE)
-  log = files.read_json(path) if os.path.exists(path) else {"rungs": []}
-  scorer = trainer.evaluator(objective, splits.x_val, splits.y_val,
-                             cfg.search.eval_batch_size, "val", "map")
-  checkpoints = sorted({*rc.rungs, rc.epochs})
+  log = files.read_json(path) if os.path.exists(path) else {"cycles": []}
   start = time.perf_counter()
-
-  def after_epoch(epoch: int, host):
-    if epoch not in checkpoints or any(g["epoch"] == epoch for g in log["rungs"]):
-      return host
-    from actsearch.train import parallel
-    out = scorer(parallel.replicate(host))
-    per = np.asarray(out["val/accuracy"] if classification else -out["val/loss"], np.float64)
-    active = np.asarray(host.active, bool)
-    per = np.where(active, per, -np.inf).reshape(len(cands), len(seeds))
-    alive = [c for c in cands if c in (log["rungs"][-1]["kept"] if log["rungs"] else cands)]
-    scores = {c: float(per[cands.index(c)].mean()) for c in alive}
-    kept = survivors(scores, alive, rc.keep) if epoch != rc.epochs else alive
-    log["rungs"].append({"epoch": epoch, "scores": scores, "kept": kept,
-                         "per_seed": {c: [float(v) for v in per[cands.index(c)]]
-                                      for c in alive}})
-    if r.primary:
-      files.write_json_atomic(path, log)
-    r.logger.scalars(epoch, {f"race/{c}": v for c, v in scores.items() if np.isfinite(v)})
-    keep = np.repeat([c in kept for c in cands], len(seeds))
-    return host.replace(active=np.asarray(host.active, bool) & keep)
-
-  trainer.fit(recipe, objective, stacked, splits.x_train, splits.y_train, r.workdir, seeds
-              * len(cands), names, key="race", progress=r.progress, desc="race",
-              resident_mb=cfg.data.resident_mb, after_epoch=after_epoch, members="map")
+  alive = list(cands)
+  for i, epochs in enumerate(rc.epochs):
+    recipe = cfg.retrain.copy_and_resolve_references()
+    recipe.epochs = epochs
+    trained, _ = trainer.fit(
+        recipe, objective, trainer.stack([members[c, s] for c in alive for s in seeds]),
+        splits.x_train, splits.y_train, r.workdir, seeds * len(alive),
+        [f"race/cycle{i + 1}/{c}/seed{s}" for c in alive for s in seeds],
+        key=f"race/cycle{i + 1}", progress=r.progress, desc=f"race cycle {i + 1}",
+        resident_mb=cfg.data.resident_mb, members="map")
+    if len(log["cycles"]) <= i:
+      per_seed = _scores(objective, trained, splits, alive, len(seeds),
+                         cfg.search.eval_batch_size)
+      scores = {c: float(np.mean(v)) for c, v in per_seed.items()}
+      kept = survivors(scores, alive, rc.keep[i]) if i < len(rc.keep) else list(alive)
+      log["cycles"].append({"epochs": epochs, "scores": scores, "per_seed": per_seed,
+                            "kept": kept})
+      if r.primary:
+        files.write_json_atomic(path, log)
+      r.logger.scalars(i + 1, {f"race/{c}": v for c, v in scores.items() if np.isfinite(v)})
+    # the survivors go on from their weights, with a fresh optimizer and schedule
+    for j, c in enumerate(alive):
+      for k, s in enumerate(seeds):
+        at = j * len(seeds) + k
+        members[c, s] = jax.tree.map(lambda v, at=at: np.asarray(v)[at], trained).replace(
+            step=np.zeros((), np.int32), opt=None)
+    alive = log["cycles"][i]["kept"]
   return _found(cfg, cands, log, splits, time.perf_counter() - start)
 
 
 def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float) -> Found:
+  """The record's layers (the best network of the last cycle), rounds, cost."""
   rc = cfg.search.race
-  last, rounds = {}, {}
-  for i, g in enumerate(log["rungs"]):
+  last, rounds, epochs_run = {}, {}, {c: 0 for c in cands}
+  for i, g in enumerate(log["cycles"]):
     for c, v in g["scores"].items():
       last[c], rounds[c] = v, i
-  final = log["rungs"][-1]["scores"]
+      epochs_run[c] += g["epochs"]
+  final = log["cycles"][-1]["scores"]
   best = max(final, key=lambda c: (_finite(final[c]), -cands.index(c)))
   steps = len(splits.x_train) // cfg.retrain.batch_size
-  epochs_run = {c: 0 for c in cands}
-  for g in log["rungs"]:
-    for c in g["scores"]:
-      epochs_run[c] = g["epoch"]
   examples = sum(epochs_run.values()) * steps * cfg.retrain.batch_size * rc.seeds
   probe = models.build(cfg.model, splits.input_shape, splits.num_outputs,
                        models.uniform_slots(best), network.rngs(cfg.seed))
@@ -158,19 +161,30 @@ def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float
              "candidates": cands, "scores": {c: float(v) for c, v in last.items()},
              "params": {}} for n, _ in models.slots(probe)]
   score_name = (("val accuracy" if splits.task == data.CLASSIFICATION else "minus val loss")
-                + f" at the rung each candidate reached (of {rc.epochs} epochs, rungs "
-                f"{list(rc.rungs)}, keeping {rc.keep:g}), mean of {rc.seeds} seeds")
-  info = {"method": "race", "score": score_name, "seconds": seconds,
-          "rounds": rounds, "rungs": log["rungs"],
+                + f" after the last cycle each candidate reached (cycles of "
+                f"{list(rc.epochs)} epochs, keeping {list(rc.keep)}), mean of {rc.seeds} "
+                f"seed{'s' if rc.seeds > 1 else ''}")
+  info = {"method": "race", "score": score_name, "seconds": seconds, "rounds": rounds,
+          "cycles": log["cycles"],
           "evaluated": [{"choices": {layer["name"]: c for layer in layers}, "score": v}
                         for c, v in last.items()]}
   key = "val_accuracy" if splits.task == data.CLASSIFICATION else "val_minus_loss"
-  return Found(layers=layers, metrics={key: final[best]}, step=rc.epochs,
+  return Found(layers=layers, metrics={key: final[best]}, step=sum(rc.epochs),
                fields={"relaxation": None, "granularity": "layer", "discretize": "race",
                        "selection": info},
                cost={"examples": int(examples), "trainings": len(cands) * rc.seeds})
 
 
+def budget_examples(cfg, n_train: int) -> int:
+  """What a race of ``cfg`` spends in training examples, before it runs."""
+  rc = cfg.search.race
+  counts = [len(cfg.search.candidates), *rc.keep]
+  steps = n_train // cfg.retrain.batch_size
+  return sum(n * e for n, e in zip(counts, rc.epochs)) * steps * cfg.retrain.batch_size \
+      * rc.seeds
+
+
 STRATEGY = Strategy(run=run, check=check,
-                    doc="the race: every candidate's network trained on the train split, the "
-                        "best half kept at each rung (successive halving), the best chosen")
+                    doc="the race: every candidate's network trained for a short cycle on "
+                        "the train split, the best going on for longer cycles (successive "
+                        "halving with warm restarts), the best chosen")

@@ -50,7 +50,7 @@ def test_the_table_holds_every_row_and_the_usual_comparison():
   values = {"found": [v + 0.02 for v in BASE], "relu": BASE, "gelu": [v - 0.01 for v in BASE],
             "pau": BASE}
   out = {"seeds": 5, "seconds": 12.0, "tasks": [
-      {"task": "t", "title": "Task", "search_seconds": 3.0, "retrain_one_seed_seconds": 1.5,
+      {"task": "t", "title": "Task", "search_seconds": 3.0, "relu_seed_seconds": 1.5,
        "report": {**report(values), "verdict": "wins", "best_baseline": "relu"}}]}
   text = reproduce.markdown(out)
   header = next(line for line in text.splitlines() if line.startswith("| task"))
@@ -66,7 +66,7 @@ def test_tasks_that_differ_only_in_their_search_compare_their_found_networks():
     rep["config"] = {"data": {"name": "mnist1d"}, "model": {"name": "cnn1d"}, "retrain": {}}
     rep["variants"] = {"found": {}, "relu": {}}
     return {"task": name, "title": name, "search_seconds": 1.0,
-            "retrain_one_seed_seconds": 1.0, "report": rep}
+            "relu_seed_seconds": 1.0, "report": rep}
 
   rows = [task("a", "x / y"), task("b", "z / z")]
   rows[1]["report"]["variants"]["found"]["seeds"] = [

@@ -94,34 +94,42 @@ def test_an_inactive_member_takes_no_step_and_a_diverged_one_stops_alone(tmp_pat
 
 
 @pytest.mark.parametrize("scores, alive, keep, want", [
-    ({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}, ["a", "b", "c", "d"], 0.5, ["a", "b"]),
-    ({"a": 0.9, "b": 0.8, "c": 0.7}, ["a", "b", "c"], 0.5, ["a", "b"]),   # ceil(1.5)
-    ({"a": 0.1, "b": float("-inf"), "c": 0.7}, ["a", "b", "c"], 0.34, ["c", "a"]),
-    ({"a": 0.5, "b": 0.5}, ["a", "b"], 0.25, ["a"]),                     # ties: the order
-    ({"a": float("nan"), "b": 0.2}, ["a", "b"], 0.5, ["b"]),             # diverged last
+    ({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}, ["a", "b", "c", "d"], 2, ["a", "b"]),
+    ({"a": 0.1, "b": float("-inf"), "c": 0.7}, ["a", "b", "c"], 2, ["c", "a"]),
+    ({"a": 0.5, "b": 0.5}, ["a", "b"], 1, ["a"]),                         # ties: the order
+    ({"a": float("nan"), "b": 0.2}, ["a", "b"], 1, ["b"]),                # diverged last
+    ({"a": 0.5, "b": 0.2}, ["a", "b"], 5, ["a", "b"]),
 ])
-def test_a_rung_keeps_the_best_share_at_least_one(scores, alive, keep, want):
+def test_a_cycle_keeps_the_best(scores, alive, keep, want):
   assert race.survivors(scores, alive, keep) == want
 
 
-def test_a_race_halves_at_its_rungs(tmp_path, in_process):
+def test_a_race_keeps_the_best_after_each_cycle(tmp_path, in_process):
   sets = ["data.num_samples=600", "data.num_test=0", "model.widths=[16]",
           "search.strategy=race", 'search.candidates=["relu","tanh","gelu","sin"]',
-          "search.race.epochs=3", "search.race.rungs=[1,2]", "retrain.batch_size=40"]
+          "search.race.epochs=[1,1,2]", "search.race.keep=[2,1]", "retrain.batch_size=40"]
   proc = in_process("search", "--config", "experiments/mnist1d_mlp.py", "--workdir",
                     tmp_path / "run", "--no-progress", *[a for s in sets for a in ("--set", s)])
   assert proc.returncode == 0, proc.stderr
   arch = architecture.load(str(tmp_path / "run" / "architecture.json"))
   log = json.loads((tmp_path / "run" / "race.json").read_text())
-  assert [g["epoch"] for g in log["rungs"]] == [1, 2, 3]
-  assert [len(g["scores"]) for g in log["rungs"]] == [4, 2, 1]
+  assert [len(g["scores"]) for g in log["cycles"]] == [4, 2, 1]
   sel = arch["selection"]
   assert sel["method"] == "race" and max(sel["rounds"].values()) == 2
-  assert arch["layers"][0]["choice"] == log["rungs"][-1]["kept"][0]
-  # examples: 4 networks for 1 epoch, 2 for the next, 1 for the last; 240 train examples
-  assert arch["strategy"]["cost"]["examples"] == (4 + 2 + 1) * 6 * 40
+  assert arch["layers"][0]["choice"] == log["cycles"][-1]["kept"][0] == log["cycles"][1]["kept"][0]
+  # examples: 4 networks for 1 epoch, 2 for 1, 1 for 2; 240 train examples, batch 40
+  assert arch["strategy"]["cost"]["examples"] == (4 + 2 + 2) * 6 * 40
+  shown = architecture.table(arch)
+  assert "race: 4 for 1 epochs -> 2 for 1 epochs -> 1 for 2 epochs" in shown
+  assert "cost: 1,920 training examples, 4 networks trained" in shown
   ranked = yardstick.ranking(arch)
   assert ranked[arch["layers"][0]["choice"]] == max(ranked.values())
+  # a resumed race (its file and checkpoints there) trains nothing again and ends the same
+  proc = in_process("search", "--config", "experiments/mnist1d_mlp.py", "--workdir",
+                    tmp_path / "run", "--no-progress", *[a for s in sets for a in ("--set", s)])
+  assert proc.returncode == 0, proc.stderr
+  again = architecture.load(str(tmp_path / "run" / "architecture.json"))
+  assert again["layers"] == arch["layers"] and again["selection"]["cycles"] == sel["cycles"]
 
 
 @pytest.mark.parametrize("layers, rounds, want", [
