@@ -294,11 +294,26 @@ def _label(name: str, params: Mapping[str, np.ndarray], layer: Mapping[str, Any]
   return f"{name} ({text})"
 
 
-def _runner_up(layer: Mapping[str, Any]) -> tuple[str, float] | None:
-  if not layer.get("weights"):
-    return None
-  ranked = sorted(layer["weights"].items(), key=lambda kv: -kv[1])
-  return next(((c, float(w)) for c, w in ranked if c != layer["choice"]), None)
+def _decider(layer: Mapping[str, Any]) -> tuple[dict, str]:
+  """What decided a slot: the per-candidate ``scores`` of the selection where it measured
+  some (a screen, a race, perturbation), else the supernet's ``weights``; and their short
+  name in a legend."""
+  scores = {c: float(v) for c, v in (layer.get("scores") or {}).items()
+            if np.isfinite(float(v))}
+  if len(scores) > 1:
+    return scores, "score"
+  return {c: float(w) for c, w in (layer.get("weights") or {}).items()}, "w"
+
+
+def _digits(kind: str) -> str:
+  return "4f" if kind == "score" else "2f"
+
+
+def _runner_up(layer: Mapping[str, Any]) -> tuple[str, float, str] | None:
+  """The candidate second to the choice by what decided (``_decider``)."""
+  values, kind = _decider(layer)
+  ranked = sorted(values.items(), key=lambda kv: -kv[1])
+  return next(((c, v, kind) for c, v in ranked if c != layer["choice"]), None)
 
 
 def activations_figure(arch: Mapping[str, Any]) -> Figure:
@@ -342,30 +357,34 @@ def activations_figure(arch: Mapping[str, Any]) -> Figure:
       ax.plot(x, _curve(cand, params, x), color=f"C{k}", linewidth=2.2, label=label)
     runner = _runner_up(layer)
     if runner is not None:
-      name, weight = runner
+      name, value, kind = runner
       cand = _candidate(name)
       if cand is None:
         missing.append(name)
       else:
         params = _params_for(layer, cand, name)
-        label = f"runner-up: {_label(name, params, layer)}  w={weight:.2f}"
+        label = f"runner-up: {_label(name, params, layer)}  {kind}={value:.{_digits(kind)}}"
         ax.plot(x, _curve(cand, params, x), color="black", linestyle=(0, (4, 3)), linewidth=1.3,
                 alpha=0.55, zorder=3, label=label)
     if missing:
       ax.text(0.98, 0.03, "not registered here: " + ", ".join(missing), transform=ax.transAxes,
               ha="right", va="bottom", fontsize=8, color="crimson", zorder=4,
               bbox={"facecolor": "white", "edgecolor": "crimson", "alpha": 0.9})
-    w_choice = float((layer.get("weights") or {}).get(layer["choice"], float("nan")))
+    values, kind = _decider(layer)
+    v_choice = float(values.get(layer["choice"], float("nan")))
     ax.set_title(f"{layer['name']}: {layer['choice']}", fontsize=11)
     ax.set_xlim(*X_RANGE)
-    ax.set_xlabel(f"x   (choice weight {w_choice:.2f})" if np.isfinite(w_choice) else "x",
+    ax.set_xlabel(f"x   (choice {'score' if kind == 'score' else 'weight'} "
+                  f"{v_choice:.{_digits(kind)}})" if np.isfinite(v_choice) else "x",
                   fontsize=9)
     ax.set_ylabel("activation(x)", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
   for ax in axes[len(layers):]:
     ax.set_visible(False)
-  fig.suptitle("Chosen activation per slot (dashed: runner-up)")
+  fig.suptitle("Chosen activation per slot (dashed: runner-up of what decided"
+               + (f", {arch['selection']['method']}" if isinstance(arch.get("selection"), dict)
+                  and arch["selection"].get("method") else "") + ")")
   return fig
 
 

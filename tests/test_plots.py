@@ -194,7 +194,21 @@ def test_a_record_without_weights_shows_its_scores():
            for t in ax.texts}
   assert cells == {(0, CANDS.index("relu")): "0.910", (0, CANDS.index("sin")): "0.850",
                    (1, CANDS.index("gelu")): "0.930", (1, CANDS.index("relu")): "0.900"}
-  assert plots.activations_figure(arch).axes[0].get_xlabel() == "x"  # no "weight nan"
+  panel = plots.activations_figure(arch).axes[0]
+  assert panel.get_xlabel() == "x"  # the choice has no score: no "score nan"
+  assert "runner-up: relu  score=0.9100" in lines_by_label(panel)
+
+
+def test_the_runner_up_is_the_runner_up_of_what_decided():
+  # a screen chose prelu; the supernet's weights put relu second, the screen's scores sin
+  arch = record(selection={"method": "screen", "score": "val accuracy", "seconds": 1.0})
+  arch["layers"][0]["scores"] = {"relu": 0.80, "gelu": 0.70, "sin": 0.85, "prelu": 0.90}
+  fig = plots.activations_figure(arch)
+  assert set(lines_by_label(fig.axes[0])) == {"prelu (slope=0.20)",
+                                              "runner-up: sin  score=0.8500"}
+  assert fig.axes[0].get_xlabel() == "x   (choice score 0.9000)"
+  assert "runner-up: sin  w=0.30" in lines_by_label(fig.axes[1])  # no scores: the weights
+  assert "what decided, screen" in fig.get_suptitle()
 
 
 def lines_by_label(ax):

@@ -72,6 +72,9 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
       if primary:
         architecture.save(os.path.join(workdir, "architecture.json"), arch)
         plots.write(workdir, arch, writer=logger.writer, step=found.step)
+        if logger.writer is not None:  # what chose, what each scored, what it cost
+          logger.writer.add_text("search/result", "    " + architecture.table(arch).replace(
+              "\n", "\n    "), found.step)
     finally:
       logger.close()
   return arch

@@ -244,7 +244,7 @@ def make(name: str, search: Callable, doc: str):
     su, cfg = r.setup, r.cfg
     views = darts.slot_views_of(su)
     space = Space(tuple(v.name for v in views), tuple(tuple(v.candidates) for v in views))
-    ctx = darts.measurements(su, su.state, r.workdir)
+    ctx = darts.measurements(su, su.state, r.workdir, r.progress)
     per, trainings = budget(cfg, su)
     own = dict(cfg.search.get(name) or {})
     out = drive(lambda evals: search(space, evals, cfg.seed, **own), space,

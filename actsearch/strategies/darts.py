@@ -146,12 +146,13 @@ def slot_views_of(su: Setup) -> list[discretize.SlotView]:
   return discretize.slot_views(_supernet(su, su.state))
 
 
-def measurements(su: Setup, state, workdir: str) -> discretize.Context:
+def measurements(su: Setup, state, workdir: str, progress: bool = False) -> discretize.Context:
   """What discretization (and a black-box strategy) may measure: networks trained from
   scratch and scored on val (``selection.context``), the supernet's removal losses."""
   return selection.context(su, state, workdir,
                            lambda seed, only=None: build_supernet(su.cfg, su.splits, plain=True,
-                                                                  seed=seed, only=only))
+                                                                  seed=seed, only=only),
+                           progress=progress)
 
 
 # batch passes per bilevel step: first order, the weight step on a train batch and the alpha
@@ -183,11 +184,11 @@ def default_examples(su: Setup) -> int:
 
 
 def discretized(su: Setup, state, metrics: dict[str, float], workdir: str,
-                step: int = 0) -> Found:
+                step: int = 0, progress: bool = False) -> Found:
   """One choice per slot of a state, by the method of ``search.discretize``; its cost: the
   supernet's examples (``supernet_examples``) and the selection's trainings."""
   s = su.cfg.search
-  ctx = measurements(su, state, workdir)
+  ctx = measurements(su, state, workdir, progress)
   layers, info = discretize.get(s.discretize)(discretize.slot_views(_supernet(su, state)), ctx)
   supernet = supernet_examples(su.cfg, su.model, step)
   cost = {"examples": supernet + ctx.spent["examples"], "supernet_examples": supernet,
@@ -272,7 +273,8 @@ def run(r: Run) -> Found:
       lambda writer: plots.add_layout(writer, slot_names, list(su.cfg.search.candidates)))
   state, record = loop.run(task(su, r.stop_epoch), su.state, r.workdir, r.logger,
                            progress=r.progress, timeline=r.timeline)
-  return discretized(su, state, record.get("metrics", {}), r.workdir, int(state.step))
+  return discretized(su, state, record.get("metrics", {}), r.workdir, int(state.step),
+                     r.progress)
 
 
 def export(su: Setup, run_dir: str) -> Found:

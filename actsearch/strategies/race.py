@@ -120,7 +120,7 @@ def run(r: Run) -> Found:
     trained, _ = trainer.fit(
         recipe, objective, trainer.stack([members[c, s] for c in alive for s in seeds]),
         splits.x_train, splits.y_train, r.workdir, seeds * len(alive),
-        [f"race/cycle{i + 1}/{c}/seed{s}" for c in alive for s in seeds],
+        [f"{c}/seed{s}" for c in alive for s in seeds],
         key=f"race/cycle{i + 1}", progress=r.progress, desc=f"race cycle {i + 1}",
         resident_mb=cfg.data.resident_mb, members="map")
     if len(log["cycles"]) <= i:

@@ -142,9 +142,11 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
       trained, seconds = trainer.fit(r, objective, stacked, splits.x_train[:n],
                                      splits.y_train[:n],
                                      os.path.join(workdir, "selection"), seeds * len(nets),
-                                     [f"net{i}/seed{s}" for i in range(len(nets))
+                                     [f"{network_label(net)}/seed{s}" for net in nets
                                       for s in seeds],
-                                     progress=progress, desc="shortlist",
+                                     progress=progress,
+                                     desc=f"{len(nets)} network{'s' if len(nets) > 1 else ''}"
+                                          f" on {n} examples",
                                      resident_mb=cfg.data.resident_mb)
     except FloatingPointError:
       # a network whose loss is not finite (cosh alone overflows at once) scores -inf; the
@@ -180,6 +182,14 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
 
 
 REDUCE_TEXT = {"mean": "mean of", "best": "best of"}
+
+
+def network_label(net: dict[str, str]) -> str:
+  """A network's name for its TensorBoard run: its candidate where every slot holds the same
+  one (``pau``), else ``slot=candidate`` pairs (``block0.act=pau,block1.act=gelu``)."""
+  if len(set(net.values())) == 1:
+    return next(iter(net.values()))
+  return ",".join(f"{slot.replace('/', '.')}={c}" for slot, c in net.items())
 
 
 def network_key(net: dict[str, str]) -> tuple:

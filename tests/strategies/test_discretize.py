@@ -244,9 +244,15 @@ def test_each_method_through_the_search_records_scores_and_shows_them(method, tm
     best = max(evaluated, key=lambda e: e["score"])
     assert {layer["name"]: layer["choice"] for layer in arch["layers"]} == best["choices"]
     # the shortlist's training, in a run directory of the trainer keyed by what it trains
-    # (the diverged network's call stopped before the trainer made one)
+    # (the diverged network's call stopped before the trainer made one), each network's
+    # TensorBoard run named by its candidates
     runs = list((workdir / "selection").iterdir())
-    assert len(runs) == (1 if method == "shortlist" else k) and (runs[0] / "net0").is_dir()
+    assert len(runs) == (1 if method == "shortlist" else k)
+    named = {p.name for run in runs for p in run.iterdir() if p.is_dir() and "=" in p.name
+             or p.name in arch["candidates"]}
+    assert named, [p.name for p in runs[0].iterdir()]
+    if method == "screen":
+      assert {"relu", "sin"} <= named
   out = capsys.readouterr().out
   assert f"discretize: {method}, score = " in out
   assert {"arch_weights.png", "chosen_activations.png"} <= set(os.listdir(workdir))

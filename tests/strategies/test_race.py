@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from actsearch import architecture, models
 from actsearch.commands import yardstick
@@ -122,6 +123,13 @@ def test_a_race_keeps_the_best_after_each_cycle(tmp_path, in_process):
   shown = architecture.table(arch)
   assert "race: 4 for 1 epochs -> 2 for 1 epochs -> 1 for 2 epochs" in shown
   assert "cost: 1,920 training examples, 4 networks trained" in shown
+  # TensorBoard: every network's run named by its cycle and candidate, and the result as text
+  acc = event_accumulator.EventAccumulator(str(tmp_path / "run"))
+  acc.Reload()
+  text = [t for t in acc.Tags()["tensors"] if t.startswith("search/result")]
+  assert text, acc.Tags()
+  assert b"race: 4 for 1 epochs" in acc.Tensors(text[0])[-1].tensor_proto.string_val[0]
+  assert (tmp_path / "run" / "race" / "cycle1" / "tanh" / "seed0").is_dir()
   ranked = yardstick.ranking(arch)
   assert ranked[arch["layers"][0]["choice"]] == max(ranked.values())
   # a resumed race (its file and checkpoints there) trains nothing again and ends the same
