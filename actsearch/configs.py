@@ -128,13 +128,13 @@ def base_config() -> ml_collections.ConfigDict:
   # Dynamic adjustment by correlation (strategies/correlation.py): form parameter (w = w0 + gain
   # r of `activation`'s one parameter) or switch (sigmoid if r > above, tanh if r < below, else
   # relu); rounds of round_epochs each, r on the first val_batch val examples
+  c.search.correlation = ml_collections.ConfigDict({
+      "form": "parameter", "activation": "prelu", "gain": 1.0, "rounds": 5, "round_epochs": 2,
+      "tolerance": 1e-3, "val_batch": 1000, "above": 0.5, "below": -0.5})
   # The race (strategies/race.py): every candidate's network trained with the retrain recipe
   # on the train split for cycles of `epochs` (`seeds` initialisations each); after each cycle
   # but the last, the best `keep` go on from their weights
   c.search.race = ml_collections.ConfigDict({"epochs": [5, 15], "keep": [4], "seeds": 1})
-  c.search.correlation = ml_collections.ConfigDict({
-      "form": "parameter", "activation": "prelu", "gain": 1.0, "rounds": 5, "round_epochs": 2,
-      "tolerance": 1e-3, "val_batch": 1000, "above": 0.5, "below": -0.5})
 
   # The recipe that trains a fixed architecture from scratch (``actsearch retrain``): found
   # architecture and baselines alike, on train + val, scored on the test split.

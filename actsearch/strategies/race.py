@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -101,30 +102,25 @@ def run(r: Run) -> Found:
   rc = cfg.search.race
   cands = list(cfg.search.candidates)
   seeds = [cfg.seed + j for j in range(rc.seeds)]
-  slot = models.switch_slots(cands, cfg.search.get("param_granularity") or
-                             cfg.search.granularity)
-  graphdef, inits = None, {}
-  for s in seeds:
-    graphdef, inits[s] = step.init_state(models.build(
-        cfg.model, splits.input_shape, splits.num_outputs, slot, network.rngs(s)), None)
-  members = {(c, s): _with_choice(inits[s], i).replace(active=jnp.asarray(True))
-             for i, c in enumerate(cands) for s in seeds}
-  objective = Objective(graphdef, splits.task, splits.loss)
   path = os.path.join(r.workdir, RACE_FILE)
   log = files.read_json(path) if os.path.exists(path) else {"cycles": []}
   start = time.perf_counter()
-  alive = list(cands)
+  alive, trained = list(cands), {}
   for i, epochs in enumerate(rc.epochs):
+    # each cycle's network holds only the candidates still in the race: its program compiles
+    # the survivors' branches, not every candidate's
+    graphdef, members = _members(cfg, splits, alive, seeds, trained)
+    objective = Objective(graphdef, splits.task, splits.loss)
     recipe = cfg.retrain.copy_and_resolve_references()
     recipe.epochs = epochs
-    trained, _ = trainer.fit(
+    stacked, _ = trainer.fit(
         recipe, objective, trainer.stack([members[c, s] for c in alive for s in seeds]),
         splits.x_train, splits.y_train, r.workdir, seeds * len(alive),
         [f"{c}/seed{s}" for c in alive for s in seeds],
         key=f"race/cycle{i + 1}", progress=r.progress, desc=f"race cycle {i + 1}",
         resident_mb=cfg.data.resident_mb, members="map")
     if len(log["cycles"]) <= i:
-      per_seed = _scores(objective, trained, splits, alive, len(seeds),
+      per_seed = _scores(objective, stacked, splits, alive, len(seeds),
                          cfg.search.eval_batch_size)
       scores = {c: float(np.mean(v)) for c, v in per_seed.items()}
       kept = survivors(scores, alive, rc.keep[i]) if i < len(rc.keep) else list(alive)
@@ -133,14 +129,41 @@ def run(r: Run) -> Found:
       if r.primary:
         files.write_json_atomic(path, log)
       r.logger.scalars(i + 1, {f"race/{c}": v for c, v in scores.items() if np.isfinite(v)})
-    # the survivors go on from their weights, with a fresh optimizer and schedule
-    for j, c in enumerate(alive):
-      for k, s in enumerate(seeds):
-        at = j * len(seeds) + k
-        members[c, s] = jax.tree.map(lambda v, at=at: np.asarray(v)[at], trained).replace(
-            step=np.zeros((), np.int32), opt=None)
+    at = {(c, s): j * len(seeds) + k for j, c in enumerate(alive) for k, s in enumerate(seeds)}
+    trained = {m: jax.tree.map(lambda v, i=i: np.asarray(v)[i], stacked) for m, i in at.items()}
     alive = log["cycles"][i]["kept"]
   return _found(cfg, cands, log, splits, time.perf_counter() - start)
+
+
+def _members(cfg, splits: data.Splits, alive: list[str], seeds: list[int],
+             trained: dict) -> tuple[Any, dict]:
+  """The graph whose slots switch over ``alive`` and each network's state in it: from its
+  initialisation in the first cycle, else from its ``trained`` weights and running state
+  (taken by name: a slot's parameters are named by their candidate), with a fresh optimizer
+  and schedule (a warm restart)."""
+  slot = models.switch_slots(alive, cfg.search.get("param_granularity") or
+                             cfg.search.granularity)
+  graphdef, inits = None, {}
+  for s in seeds:
+    graphdef, inits[s] = step.init_state(models.build(
+        cfg.model, splits.input_shape, splits.num_outputs, slot, network.rngs(s)), None)
+  members = {}
+  for i, c in enumerate(alive):
+    for s in seeds:
+      state = inits[s]
+      if trained:
+        old = trained[c, s]
+        state = state.replace(params=_by_name(state.params, old.params),
+                              rest=_by_name(state.rest, old.rest))
+      members[c, s] = _with_choice(state, i).replace(active=jnp.asarray(True))
+  return graphdef, members
+
+
+def _by_name(fresh, old):
+  """``fresh``'s variables holding ``old``'s values at the same paths."""
+  values = dict(nnx.to_flat_state(old))
+  return nnx.from_flat_state([(p, v.replace(values[p][...])) for p, v in
+                              nnx.to_flat_state(fresh)])
 
 
 def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float) -> Found:

@@ -3,12 +3,14 @@ networks, members taken one after the other with only the active ones computing,
 halving, a diverged network stopping alone; and the yardstick's ranking of a record."""
 
 import json
+import types
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import nnx
 from tensorboard.backend.event_processing import event_accumulator
 
 from actsearch import architecture, models
@@ -92,6 +94,26 @@ def test_an_inactive_member_takes_no_step_and_a_diverged_one_stops_alone(tmp_pat
   assert list(np.asarray(out.active)) == [True, False, False]
   scores = trainer.score(obj, out, x, y, 64, "t", "map")
   assert scores["t/loss"][1] == 0.0 and scores["t/loss"][0] > 0.0
+
+
+def test_the_next_cycle_holds_the_survivors_and_goes_on_from_their_weights():
+  # cycle 1's networks (every candidate), their weights moved as if trained; cycle 2 keeps
+  # pau and tanh: its graph switches over those two only, and each network computes what it
+  # computed at the end of cycle 1
+  cfg = ml_collections.ConfigDict({"model": MLP, "search": {"granularity": "channel"}})
+  splits = types.SimpleNamespace(input_shape=(4,), num_outputs=3)
+  graphdef, first = race._members(cfg, splits, SMALL, [0], {})
+  moved = {m: st.replace(params=jax.tree.map(lambda v: v + 0.1, st.params))
+           for m, st in first.items()}
+  graphdef2, second = race._members(cfg, splits, ["pau", "tanh"], [0], moved)
+  x = jax.random.normal(jax.random.key(1), (5, 4))
+  out = lambda g, st: nnx.merge(g, st.params, st.arch, st.rest)(x)  # noqa: E731
+  for c in ("pau", "tanh"):
+    np.testing.assert_array_equal(out(graphdef2, second[c, 0]), out(graphdef, moved[c, 0]))
+    assert second[c, 0].opt is None and int(second[c, 0].step) == 0  # a fresh optimizer
+  slots = models.slots(nnx.merge(graphdef2, second["pau", 0].params, second["pau", 0].arch,
+                                 second["pau", 0].rest))
+  assert all([c.name for c in slot.candidates] == ["pau", "tanh"] for _, slot in slots)
 
 
 @pytest.mark.parametrize("scores, alive, keep, want", [
