@@ -12,6 +12,7 @@ from actsearch.configs import experiment, load_config
 
 def get_config():
   c = load_config(experiment("digits_mlp"))
+  c.search.strategy = "darts"     # the reference: its spend sets every strategy's budget
   c.search.candidates = ["default"]
   c.search.epochs = 10
   c.retrain.baselines = []

@@ -11,6 +11,7 @@ from actsearch.configs import experiment, load_config
 
 def get_config():
   c = load_config(experiment("mnist1d_cnn"))
+  c.search.strategy = "darts"     # the supernet and its screen, as measured
   # as measured (docs/choosing-defaults.md): parameters per layer, 10-epoch screens
   c.search.param_granularity = "layer"
   c.search.shortlist_epochs = 10

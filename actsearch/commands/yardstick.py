@@ -243,13 +243,14 @@ METHODS: dict[str, tuple[str, list[str], str | None]] = {
                     "candidate's sub-network scored on val (random activation)",
                     ["search.strategy=random_activation"], None),
     "screen": ("every candidate trained alone on the train split as long as the experiment "
-               "says, then a shortlist", ["search.strategy=darts", "search.discretize=screen"],
-               "weights"),
+               "says, then a shortlist", ["search.strategy=darts", "search.discretize=screen",
+                                          "search.learning_curve=false"], "weights"),
     "learning_curve": ("the screen ranked by each network's learning curve extrapolated to "
                        "train + val", ["search.strategy=darts", "search.discretize=screen",
                                        "search.learning_curve=true"], "weights"),
-    "race": ("the race: every candidate trained for a short cycle, the best going on",
-             ["search.strategy=race"], None),
+    "race": ("the race: every candidate trained for 5 epochs, the best 4 for 10 more",
+             ["search.strategy=race", "search.race.epochs=[5,10]", "search.race.keep=[4]"],
+             None),
     "race_short": ("the race's first cycle alone: every candidate trained for 5 epochs",
                    ["search.strategy=race", "search.race.epochs=[5]", "search.race.keep=[]"],
                    None),

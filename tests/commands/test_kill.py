@@ -25,7 +25,8 @@ from conftest import ROOT, checkpoint_state, pause_and_kill, run_cli
 
 # 480 training examples -> 240 train / 240 val; batch 24 -> 10 steps an epoch, 30 in all, a
 # checkpoint every 4 steps and at each epoch's end: 4, 8, 10, 12, 16, 20, 24, 28, 30.
-SETS = ["data.num_samples=600", "data.num_test=0", "search.discretize=argmax",
+SETS = ["search.strategy=darts", "data.num_samples=600",
+        "data.num_test=0", "search.discretize=argmax",
         'search.candidates=["default"]',
         "model.widths=[16,12]", "search.batch_size=24", "search.epochs=3",
         "search.checkpoint_every=4",

@@ -19,7 +19,8 @@ from actsearch.train.lock import WorkdirLock
 from conftest import ROOT, arch_weights, assert_bad_input, checkpoint_state, run_cli
 
 # 480 training examples -> 240 train / 240 val; batch 24 -> 10 steps an epoch.
-SETS = ["data.num_samples=600", "data.num_test=0", "search.discretize=argmax",
+SETS = ["search.strategy=darts", "data.num_samples=600",
+        "data.num_test=0", "search.discretize=argmax",
         'search.candidates=["default"]',
         "model.widths=[16,12]", "search.batch_size=24", "search.epochs=3"]
 

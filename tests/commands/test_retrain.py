@@ -14,7 +14,8 @@ from actsearch.commands import retrain
 
 from conftest import ROOT, assert_bad_input, pause_and_kill, run_cli
 
-TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
+TINY = ["--set", "search.strategy=darts",
+        "--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "search.discretize=argmax",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
         "--set", "search.epochs=3",

@@ -6,7 +6,8 @@ from actsearch.train.checkpoint import Checkpointer
 
 from conftest import assert_bad_input, run_cli
 
-SETS = ["data.num_samples=2000", "data.num_test=0", "search.discretize=argmax",
+SETS = ["search.strategy=darts", "data.num_samples=2000",
+        "data.num_test=0", "search.discretize=argmax",
         'search.candidates=["default"]',
         "model.widths=[32,32]",
         "search.batch_size=16", "search.epochs=6"]

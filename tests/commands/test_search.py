@@ -13,7 +13,8 @@ from actsearch.train.checkpoint import Checkpointer
 
 from conftest import ROOT, arch_weights, checkpoint_state
 
-TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
+TINY = ["--set", "search.strategy=darts",
+        "--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "search.discretize=argmax",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
         "--set", "search.epochs=3", "--set", "search.eval_every=1",

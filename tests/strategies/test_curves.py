@@ -55,7 +55,8 @@ def test_the_sizes_are_shares_of_the_train_split():
   assert curves.sizes(4000) == [1000, 2000, 4000] and curves.sizes(2) == [1, 1, 2]
 
 
-TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
+TINY = ["--set", "search.strategy=darts",
+        "--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "model.widths=[8]", "--set", "search.batch_size=40", "--set", "search.epochs=1",
         "--set", 'search.candidates=["relu","tanh"]', "--set", "search.shortlist_epochs=1",
         "--set", "search.shortlist_seeds=1", "--set", "search.learning_curve=true",

@@ -195,7 +195,8 @@ def test_a_normalised_pinned_slot_computes_the_normalised_candidate_and_clamps()
 
 
 # the MLP experiment's learning curve off: a quarter of 240 train examples is under a batch
-TINY = ["--set", "data.num_samples=600", "--set", "data.num_test=0",
+TINY = ["--set", "search.strategy=darts",
+        "--set", "data.num_samples=600", "--set", "data.num_test=0",
         "--set", "search.learning_curve=false",
         "--set", "model.widths=[16,12]", "--set", "search.batch_size=32",
         "--set", "search.epochs=2", "--set", 'search.candidates=["default"]',

@@ -14,7 +14,8 @@ from actsearch.train import step as train_step
 
 from conftest import ROOT, checkpoint_state
 
-TINY = ["data.num_samples=600", "data.num_test=0", "search.discretize=argmax",
+TINY = ["search.strategy=darts", "data.num_samples=600",
+        "data.num_test=0", "search.discretize=argmax",
         'search.candidates=["default"]',
         "model.widths=[16,12]", "search.batch_size=32", "search.epochs=2"]
 

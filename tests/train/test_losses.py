@@ -87,7 +87,8 @@ def test_a_search_trains_with_the_configured_loss_and_records_it_with_its_code(t
   TRACED.clear()
   workdir = tmp_path / "run"
   assert cli.main(["search", "--config", os.path.join(ROOT, "experiments/mnist1d_mlp.py"),
-                   "--workdir", str(workdir), "--set", "data.num_samples=400",
+                   "--workdir", str(workdir), "--set", "search.strategy=darts",
+                   "--set", "data.num_samples=400",
                    "--set", "data.num_test=0", "--set", "model.widths=[8]",
                    "--set", "search.batch_size=50", "--set", "search.epochs=1",
                    "--set", 'search.candidates=["relu","gelu"]',

@@ -15,7 +15,8 @@ import pytest
 from conftest import ROOT, arch_weights, checkpoint_state, run_cli
 
 # 480 training examples -> 240 train / 240 val; batch 24 -> 10 steps an epoch, 2 epochs.
-SETS = ["data.num_samples=600", "data.num_test=0", "search.discretize=argmax",
+SETS = ["search.strategy=darts", "data.num_samples=600",
+        "data.num_test=0", "search.discretize=argmax",
         'search.candidates=["default"]',
         "model.widths=[16,12]",
         "search.batch_size=24", "search.epochs=2", "search.eval_batch_size=100"]
