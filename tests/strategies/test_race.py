@@ -20,6 +20,8 @@ from actsearch.strategies import race
 from actsearch.train import step, trainer
 from actsearch.train.objective import Objective
 
+from conftest import run_cli
+
 CANDS = ["relu", "gelu", "tanh", "prelu", "pau", "snake"]
 MLP = ml_collections.ConfigDict({"name": "mlp", "widths": [6, 5]})
 
@@ -175,3 +177,19 @@ def test_a_race_keeps_the_best_after_each_cycle(tmp_path, in_process):
 def test_the_yardstick_ranks_a_records_candidates(layers, rounds, want):
   record = {"layers": layers, "selection": {"rounds": rounds}}
   assert yardstick.ranking(record) == want
+
+
+@pytest.mark.slow
+def test_the_race_does_not_hang_on_the_mixture_kernel(tmp_path):
+  # the race's networks compute one candidate per slot (no mixture): the searches with the
+  # fused mixture's CPU kernel and without it measure the same scores, bit for bit
+  sets = ["data.num_samples=1000", "data.num_test=0", "search.race.epochs=[2,2]",
+          "search.race.keep=[3]"]
+  logs = []
+  for kernels in ("0", "1"):
+    proc = run_cli("search", "--config", "experiments/mnist1d_cnn.py", "--workdir",
+                   str(tmp_path / kernels), "--no-progress",
+                   *[a for s in sets for a in ("--set", s)], env={"ACTSEARCH_KERNELS": kernels})
+    assert proc.returncode == 0, proc.stderr
+    logs.append(json.loads((tmp_path / kernels / "race.json").read_text()))
+  assert logs[0] == logs[1] and len(logs[0]["cycles"][0]["scores"]) == 16
