@@ -204,10 +204,21 @@ def score_method(record: dict, true: dict, retrain_seed_examples: int,
   chosen = {layer["name"]: layer["choice"] for layer in record["layers"]}
   return {"spearman": stats.spearman(a, b), "kendall": stats.kendall(a, b),
           "top3": top3, "best_in_top3": true["best"] in top3, "chosen": chosen,
+          "within_se": within_one_se(chosen, true),
           "examples": examples, "examples_in_seeds": examples / retrain_seed_examples,
           "seconds": seconds,
           "seconds_in_seeds": (seconds / retrain_seed_seconds if retrain_seed_seconds
                                else None)}
+
+
+def within_one_se(chosen: dict[str, str], true: dict) -> bool | None:
+  """Whether a chosen network scores on the truth within one standard error of the truth's
+  best: known where it holds one candidate in every slot (the truth's networks), else None."""
+  if len(set(chosen.values())) != 1:
+    return None
+  cand = next(iter(chosen.values()))
+  best = true["best"]
+  return bool(true["mean"][best] - true["mean"][cand] <= true["standard_error"][best])
 
 
 def retrain_seed_examples(cfg: ml_collections.ConfigDict) -> int:
@@ -293,6 +304,9 @@ def run(task: str, workdir: str, methods: Sequence[str], sets: Sequence[str] = (
         per_slot: bool = False, progress: bool = False) -> dict:
   """The truth of ``task``, each method scored against it; writes ``WORKDIR/yardstick.json``
   and ``yardstick.md``."""
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown:
+    raise UserError(f"unknown method {unknown[0]!r}; known: {', '.join(METHODS)}")
   cfg = load_task(task, sets)
   true = truth(cfg, workdir, progress, per_slot)
   per_seed = retrain_seed_examples(cfg)
@@ -349,12 +363,14 @@ def markdown(out: dict) -> str:
                                             for row in t["per_slot"].values()) + " |")
   if out["methods"]:
     lines += ["", "| method | Spearman | Kendall | truth's best in top 3 | top 3 | chosen | "
-              "cost (retrain seeds: examples, time) |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+              "chosen within 1 SE of the best | cost (retrain seeds: examples, time) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, m in out["methods"].items():
       time_ratio = "" if m["seconds_in_seeds"] is None else f", {m['seconds_in_seeds']:.1f}"
       lines.append(f"| {name} | {m['spearman']:+.2f} | {m['kendall']:+.2f} | "
                    f"{'yes' if m['best_in_top3'] else 'no'} | {', '.join(m['top3'])} | "
-                   f"{' / '.join(m['chosen'].values())} | {m['examples_in_seeds']:.1f}"
+                   f"{' / '.join(m['chosen'].values())} | "
+                   f"{ {True: 'yes', False: 'no', None: '-'}[m.get('within_se')]} | "
+                   f"{m['examples_in_seeds']:.1f}"
                    f"{time_ratio} |")
   return "\n".join(lines) + "\n"

@@ -179,6 +179,19 @@ def test_the_yardstick_ranks_a_records_candidates(layers, rounds, want):
   assert yardstick.ranking(record) == want
 
 
+TRUE = {"best": "a", "mean": {"a": 0.90, "b": 0.89, "c": 0.85}, "standard_error": {"a": 0.02}}
+
+
+@pytest.mark.parametrize("chosen, want", [
+    ({"s0": "a", "s1": "a"}, True),
+    ({"s0": "b", "s1": "b"}, True),     # 0.01 below the best, whose SE is 0.02
+    ({"s0": "c", "s1": "c"}, False),
+    ({"s0": "a", "s1": "b"}, None),     # not one of the truth's networks
+])
+def test_a_choice_within_one_standard_error_of_the_truths_best(chosen, want):
+  assert yardstick.within_one_se(chosen, TRUE) is want
+
+
 @pytest.mark.slow
 def test_the_race_does_not_hang_on_the_mixture_kernel(tmp_path):
   # the race's networks compute one candidate per slot (no mixture): the searches with the
