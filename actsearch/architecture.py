@@ -341,19 +341,26 @@ def _param_text(values: dict) -> str:
 
 
 def table(arch: dict[str, Any]) -> str:
-  """Slot, choice and its weight, runner-up and its weight, and the margin between them; the
-  learned parameters of the choices; what decided."""
-  rows = [("slot", "choice", "weight", "runner-up", "weight", "margin")]
+  """Slot, choice and its value, runner-up and its value, and the margin between them, by what
+  decided (``decider``: the selection's scores where it measured some, else the relaxed
+  weights); the learned parameters of the choices; what decided."""
+  kind = "weight"
+  values = []
   for layer in arch["layers"]:
-    weights = layer.get("weights")
-    if not weights:
+    v, k = decider(layer)
+    values.append(v)
+    kind = "score" if k == "score" else kind
+  rows = [("slot", "choice", kind, "runner-up", kind, "margin")]
+  digits = 4 if kind == "score" else 3
+  for layer, v in zip(arch["layers"], values):
+    if layer["choice"] not in v:
       rows.append((layer["name"], layer["choice"], "-", "-", "-", "-"))
       continue
-    ranked = sorted(weights.items(), key=lambda kv: -kv[1])
-    w_choice = weights[layer["choice"]]
+    ranked = sorted(v.items(), key=lambda kv: -kv[1])
+    w_choice = v[layer["choice"]]
     runner = next(((c, w) for c, w in ranked if c != layer["choice"]), ("-", float("nan")))
-    rows.append((layer["name"], layer["choice"], f"{w_choice:.3f}", runner[0],
-                 f"{runner[1]:.3f}", f"{w_choice - runner[1]:.3f}"))
+    rows.append((layer["name"], layer["choice"], f"{w_choice:.{digits}f}", runner[0],
+                 f"{runner[1]:.{digits}f}", f"{w_choice - runner[1]:.{digits}f}"))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
   lines.insert(1, "  ".join("-" * w for w in widths))
@@ -391,6 +398,18 @@ def table(arch: dict[str, Any]) -> str:
     out += _simpler(sel.get("simpler"))
   out += _cost(strategy)
   return "\n".join(out)
+
+
+def decider(layer: dict[str, Any]) -> tuple[dict[str, float], str]:
+  """What decided a slot: the per-candidate ``scores`` its selection measured (a screen, a
+  race, perturbation; the finite ones, where there are at least two), else the supernet's
+  relaxed ``weights``; and which of the two (``"score"`` or ``"weight"``)."""
+  weights = {c: float(w) for c, w in (layer.get("weights") or {}).items()}
+  scores = {c: float(v) for c, v in (layer.get("scores") or {}).items()
+            if np.isfinite(float(v))}
+  if len(scores) > 1 and scores != weights:  # argmax's scores are its weights
+    return scores, "score"
+  return weights, "weight"
 
 
 def _race(sel: dict[str, Any]) -> list[str]:

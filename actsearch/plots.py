@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from actsearch import architecture
 from actsearch.train import files
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run that draws none
@@ -295,14 +296,9 @@ def _label(name: str, params: Mapping[str, np.ndarray], layer: Mapping[str, Any]
 
 
 def _decider(layer: Mapping[str, Any]) -> tuple[dict, str]:
-  """What decided a slot: the per-candidate ``scores`` of the selection where it measured
-  some (a screen, a race, perturbation), else the supernet's ``weights``; and their short
-  name in a legend."""
-  scores = {c: float(v) for c, v in (layer.get("scores") or {}).items()
-            if np.isfinite(float(v))}
-  if len(scores) > 1:
-    return scores, "score"
-  return {c: float(w) for c, w in (layer.get("weights") or {}).items()}, "w"
+  """What decided a slot (``architecture.decider``) and its short name in a legend."""
+  values, kind = architecture.decider(dict(layer))
+  return values, ("score" if kind == "score" else "w")
 
 
 def _digits(kind: str) -> str:

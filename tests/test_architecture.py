@@ -128,3 +128,25 @@ def test_show_says_what_a_strategy_without_weights_did():
   assert "strategy correlation" in text and "found: val_accuracy 0.3" in text
   assert "(2 rounds, 1.0 s)" in text and "None" not in text
   assert "decided by correlation (parameter) (no relaxed weights)" in text
+
+
+@pytest.mark.parametrize("scores, header, row", [
+    # a screen's scores decided: the runner-up by score (sin), not by weight (relu)
+    ({"relu": 0.80, "gelu": 0.90, "sin": 0.85}, "score",
+     ["a", "gelu", "0.9000", "sin", "0.8500", "0.0500"]),
+    # argmax: its scores are its weights
+    ({"relu": 0.5, "gelu": 0.3, "sin": 0.2}, "weight", ["a", "gelu", "0.300", "relu", "0.500",
+                                                      "-0.200"]),
+    # one finite score (the others diverged): the weights
+    ({"relu": float("-inf"), "gelu": 0.9, "sin": float("-inf")}, "weight",
+     ["a", "gelu", "0.300", "relu", "0.500", "-0.200"]),
+])
+def test_show_ranks_by_what_decided(scores, header, row):
+  layer = {"name": "a", "choice": "gelu", "weights": {"relu": 0.5, "gelu": 0.3, "sin": 0.2},
+           "scores": scores}
+  text = architecture.table(architecture.make(
+      [layer], candidates=["relu", "gelu", "sin"], relaxation="gumbel", granularity="layer",
+      model={}, data={}, metrics={}, seed=0))
+  lines = text.splitlines()
+  assert lines[1].split() == ["slot", "choice", header, "runner-up", header, "margin"]
+  assert lines[3].split() == row
