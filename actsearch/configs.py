@@ -59,7 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.resident_mb = 1024.0      # data up to this size stay on the devices (feed.py)
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "mlp"             # mlp | cnn1d | cnn2d, or a model registered by your code
+  c.model.name = "mlp"             # mlp | cnn1d | cnn2d | resnet, or a model your code registers
   c.model.widths = [64, 64]        # hidden widths (mlp), channels (cnn1d, cnn2d); a slot each
 
   c.search = ml_collections.ConfigDict()

@@ -1,5 +1,5 @@
-"""Backbones (what is searched): one module per backbone (``mlp``, ``cnn1d``, ``cnn2d``), a
-user's own model (``user``: its slots marked inline, ``register_model``), a registry
+"""Backbones (what is searched): one module per backbone (``mlp``, ``cnn1d``, ``cnn2d``,
+``resnet``), a user's own model (``user``: its slots marked inline, ``register_model``), a registry
 (``registry``: ``register``, ``build``, the slot factories, ``slots``), how the engine runs
 any of them (``network``: the random streams a model is built with, train and eval modes, batch
 norm across devices, the split into state) and the layers the backbones share (``taps``: dense
@@ -10,7 +10,7 @@ slots as modules (``MixedActivation`` while searching, ``FixedActivation`` when 
 found by type and named by the backbone (``block{i}/act``).
 """
 
-from actsearch.models import cnn1d, cnn2d, mlp  # noqa: E402,F401,I001  (each registers its backbone)
+from actsearch.models import cnn1d, cnn2d, mlp, resnet  # noqa: E402,F401,I001  (each registers its backbone)
 from actsearch.models.registry import (  # noqa: F401  (the family's names, as before the move)
   BACKBONES,
   Builder,
