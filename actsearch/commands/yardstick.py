@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import Sequence
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -103,6 +104,7 @@ def train_scores(cfg: ml_collections.ConfigDict, splits: data.Splits, layers: di
   result = {"layers": dict(layers), "seeds": [int(s) for s in seeds],
             "scores": [float(v) for v in scores], "seconds": seconds}
   files.write_json_atomic(path, result)
+  jax.clear_caches()  # each truth network compiles its own programs: free them
   return result
 
 
@@ -293,6 +295,7 @@ def run_method(cfg: ml_collections.ConfigDict, name: str, workdir: str,
   timed = os.path.join(run_dir, "seconds.json")
   start = time.perf_counter()
   record = search.run(c, run_dir, progress=progress)
+  jax.clear_caches()  # a long yardstick compiles hundreds of programs: free each method's
   if not os.path.exists(timed):  # the first (whole) run's time; a resumed one is not timed
     files.write_json_atomic(timed, {"seconds": before + time.perf_counter() - start})
   record.setdefault("strategy", {}).setdefault("cost", {})["seconds"] = \
