@@ -54,7 +54,7 @@ retrain: $(STAMP)
 	$(BIN)/actsearch retrain $(ARCH) $(ARGS)
 
 # Search, retrain (5 seeds) and baselines for the headline tasks; TASKS=a,b runs a subset.
-TASKS ?= mnist1d_cnn,mnist1d_mlp,digits_mlp,digits_cnn2d
+TASKS ?= mnist1d_cnn,mnist1d_mlp,digits_mlp,digits_cnn2d,digits_resnet
 reproduce: $(STAMP)
 	$(BIN)/actsearch reproduce --tasks $(TASKS) --workdir runs/reproduce $(ARGS)
 

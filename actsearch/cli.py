@@ -86,10 +86,11 @@ def _parser() -> argparse.ArgumentParser:
   _import_flag(r)
 
   rp = sub.add_parser("reproduce", help="search, retrain and baselines for the headline tasks")
-  rp.add_argument("--tasks", default="mnist1d_cnn,mnist1d_mlp,digits_mlp,digits_cnn2d",
-                  help="comma-separated: mnist1d_cnn, mnist1d_mlp, digits_mlp, digits_cnn2d "
-                       "(the default), mnist1d_cnn_catalogue, mnist1d_cnn_default8, or your "
-                       "own experiment files (PATH.py)")
+  rp.add_argument("--tasks", default="mnist1d_cnn,mnist1d_mlp,digits_mlp,digits_cnn2d,"
+                  "digits_resnet",
+                  help="comma-separated: mnist1d_cnn, mnist1d_mlp, digits_mlp, digits_cnn2d, "
+                       "digits_resnet (the default), mnist1d_cnn_catalogue, mnist1d_cnn_default8, "
+                       "or your own experiment files (PATH.py)")
   rp.add_argument("--workdir", default="runs/reproduce")
   rp.add_argument("--seeds", type=int, default=5, help="retrain seeds per variant")
   rp.add_argument("--no-progress", action="store_true", help="no progress bar")

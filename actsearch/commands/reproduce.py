@@ -29,6 +29,7 @@ TASKS = {"mnist1d_cnn": "MNIST-1D, 1-D CNN (3 x 25 channels)",
          "mnist1d_mlp": "MNIST-1D, MLP (100, 100)",
          "digits_mlp": "sklearn digits 8x8, MLP (64, 64)",
          "digits_cnn2d": "sklearn digits 8x8 images, 2-D CNN (16, 32; dense 64)",
+         "digits_resnet": "sklearn digits 8x8 images, ResNet-8 with batch norm (8, 16, 32)",
          # not in the default table: the whole catalogue against the eight defaults
          "mnist1d_cnn_catalogue": "MNIST-1D, 1-D CNN, the whole catalogue",
          "mnist1d_cnn_default8": "MNIST-1D, 1-D CNN, the eight default candidates"}
