@@ -15,8 +15,9 @@ from actsearch.errors import UserError
 from conftest import ROOT, run_cli
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "legacy_b4767c4")
-LEGACY_SETS = ["data.num_samples=600", "model.widths=[8,8]", "search.epochs=2",
-               "search.batch_size=50", "search.discretize=argmax", "search.eval_every=1",
+LEGACY_SETS = ["search.strategy=darts", "data.num_samples=600", "model.widths=[8,8]",
+               "search.epochs=2", "search.batch_size=50", "search.discretize=argmax",
+               "search.eval_every=1",
                # the experiment's candidates, shortlist and baselines when the fixture was made
                'search.candidates=["relu","gelu","silu","tanh","sin","elu","softplus","gaussian"]',
                "search.shortlist_k=2", 'retrain.baselines=["relu","gelu","silu","elu"]',
