@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from actsearch import plots
 from actsearch.errors import UserError, comes_from
 from actsearch.space import activations
 from actsearch.train.files import read_json, write_json_atomic
@@ -342,12 +343,12 @@ def _param_text(values: dict) -> str:
 
 def table(arch: dict[str, Any]) -> str:
   """Slot, choice and its value, runner-up and its value, and the margin between them, by what
-  decided (``decider``: the selection's scores where it measured some, else the relaxed
+  decided (``plots.decider``: the selection's scores where it measured some, else the relaxed
   weights); the learned parameters of the choices; what decided."""
   kind = "weight"
   values = []
   for layer in arch["layers"]:
-    v, k = decider(layer)
+    v, k = plots.decider(layer)
     values.append(v)
     kind = "score" if k == "score" else kind
   rows = [("slot", "choice", kind, "runner-up", kind, "margin")]
@@ -398,18 +399,6 @@ def table(arch: dict[str, Any]) -> str:
     out += _simpler(sel.get("simpler"))
   out += _cost(strategy)
   return "\n".join(out)
-
-
-def decider(layer: dict[str, Any]) -> tuple[dict[str, float], str]:
-  """What decided a slot: the per-candidate ``scores`` its selection measured (a screen, a
-  race, perturbation; the finite ones, where there are at least two), else the supernet's
-  relaxed ``weights``; and which of the two (``"score"`` or ``"weight"``)."""
-  weights = {c: float(w) for c, w in (layer.get("weights") or {}).items()}
-  scores = {c: float(v) for c, v in (layer.get("scores") or {}).items()
-            if np.isfinite(float(v))}
-  if len(scores) > 1 and scores != weights:  # argmax's scores are its weights
-    return scores, "score"
-  return weights, "weight"
 
 
 def _race(sel: dict[str, Any]) -> list[str]:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from actsearch import architecture
 from actsearch.train import files
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run that draws none
@@ -295,9 +294,21 @@ def _label(name: str, params: Mapping[str, np.ndarray], layer: Mapping[str, Any]
   return f"{name} ({text})"
 
 
+def decider(layer: Mapping[str, Any]) -> tuple[dict[str, float], str]:
+  """What decided a slot: the per-candidate ``scores`` its selection measured (a screen, a
+  race, perturbation; the finite ones, where there are at least two), else the supernet's
+  relaxed ``weights``; and which of the two (``"score"`` or ``"weight"``)."""
+  weights = {c: float(w) for c, w in (layer.get("weights") or {}).items()}
+  scores = {c: float(v) for c, v in (layer.get("scores") or {}).items()
+            if np.isfinite(float(v))}
+  if len(scores) > 1 and scores != weights:  # argmax's scores are its weights
+    return scores, "score"
+  return weights, "weight"
+
+
 def _decider(layer: Mapping[str, Any]) -> tuple[dict, str]:
-  """What decided a slot (``architecture.decider``) and its short name in a legend."""
-  values, kind = architecture.decider(dict(layer))
+  """What decided a slot (``decider``) and its short name in a legend."""
+  values, kind = decider(layer)
   return values, ("score" if kind == "score" else "w")
 
 
