@@ -124,17 +124,14 @@ def _claim(run_dir: str, fp: dict, primary: bool) -> None:
 def fit(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.ndarray,
         y: np.ndarray, workdir: str, seeds: Sequence[int], names: Sequence[str], *,
         key: str | None = None, progress: bool = True, desc: str = "train", test=None,
-        timeline: list | None = None, resident_mb: float = 1024,
-        stop_epoch: int | None = None, after_epoch=None, members: str = "vmap"):
+        timeline: list | None = None, resident_mb: float = 1024, members: str = "vmap"):
   """Trains the members of a stacked ``TrainState`` together on ``x, y`` with ``recipe``
   (``retrain.*``: optimizer, lr, schedule, epochs, batch size, non-finite policy, checkpoint
   cadence); member ``i`` sees the batch order of ``seeds[i]`` and logs to
   ``RUN_DIR/names[i]``, where ``RUN_DIR`` is ``workdir/key`` (default key: the
   ``fingerprint``). Resumes from ``RUN_DIR``. ``test = (x, y)``: scored and logged
   (``test/...``) after the last epoch, before the last checkpoint, so that a resumed run logs
-  it once. ``resident_mb``: ``feed.Feed``'s limit. ``stop_epoch``: where this call stops (the
-  schedule still spans ``recipe.epochs``; a later call goes on from there). ``after_epoch``:
-  the loop's hook, ``(epoch done, host state) -> state`` (``loop.Task``). ``members``:
+  it once. ``resident_mb``: ``feed.Feed``'s limit. ``members``:
   ``vmap`` (batched together) or ``map`` (one after the other in the step, ``over_members``).
   A state with ``active`` (a race) trains only its active members (``step.while_active``).
   Returns the state and the wall time."""
@@ -167,12 +164,12 @@ def fit(recipe: ml_collections.ConfigDict, objective: Objective, state, x: np.nd
   scorer = None if test is None else evaluator(objective, *test, r.eval_batch_size, "test",
                                                members)
   task = loop.Task(step=parallel.pmapped(fn), metric_keys=fn.keys, batches=feed.batches,
-                   steps_per_epoch=steps, stop_epoch=stop_epoch or r.epochs, epochs=r.epochs,
+                   steps_per_epoch=steps, stop_epoch=r.epochs, epochs=r.epochs,
                    evaluate=scorer, eval_every=r.epochs,
                    checkpoint_every=r.get("checkpoint_every", 0),
                    async_checkpoints=r.get("async_checkpoints"),
                    on_nonfinite=on_nonfinite, max_skipped=r.get("max_skipped", 10),
-                   after_epoch=after_epoch, hint="lower retrain.lr",
+                   hint="lower retrain.lr",
                    desc=f"{desc} {os.path.basename(run_dir)} epochs")
   loggers = SeedLoggers(run_dir, list(names), primary)
   start = time.perf_counter()
