@@ -46,7 +46,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.code = []
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "mnist1d"          # mnist1d | digits | npz (then data.path or --data)
+  c.data.name = "mnist1d"          # mnist1d | digits | npz (data.path, --data) | cifar10 | cifar100
+  c.data.dir = ""                  # cifar10 / cifar100: the folder of the python-pickle files
+  c.data.augment = "crop_flip"     # cifar: crop_flip (pad 4, random crop, flip) | none
   c.data.path = ""                 # .npz file with x_train, y_train, x_test, y_test[, x_val, y_val]
   c.data.num_samples = 5000        # mnist1d: examples generated (80% train, 20% test)
   c.data.num_test = 0              # mnist1d: if > 0, num_samples train + num_test test examples
@@ -145,7 +147,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.retrain.optimizer = "adam"     # sgd | adam | adamw
   c.retrain.lr = 0.03
   c.retrain.lr_min = 0.0           # end of the cosine decay
-  c.retrain.schedule = "warmup_cosine"  # warmup_cosine | cosine | constant
+  c.retrain.schedule = "warmup_cosine"  # warmup_cosine | cosine | step | constant
   c.retrain.warmup_fraction = 0.05  # warmup_cosine: share of the steps spent rising to lr
   c.retrain.momentum = 0.9         # sgd only
   c.retrain.weight_decay = 0.0

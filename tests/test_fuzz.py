@@ -10,6 +10,7 @@ import copy
 import io
 import json
 import os
+import pickle
 import zipfile
 
 import numpy as np
@@ -297,6 +298,78 @@ def test_npz_reader_under_fuzzing(tmp_path, shapes, dtypes, fill):
     data.make_splits(data.load_npz(_npz(tmp_path, **arrays)), 0.5, 0, "d.npz")
   except UserError as e:
     assert "\n" not in str(e)
+
+
+# CIFAR's python-pickle files (data/cifar.py): named malformed cases, then mutated bytes.
+def _cifar_batch(**changes):
+  import cifar_files
+
+  good = cifar_files.batch(4, 10, "labels", 0)
+  for k, v in changes.items():
+    if v is _DELETE:
+      del good[k.encode()]
+    else:
+      good[k.encode()] = v
+  return good
+
+
+CIFAR_CASES = {
+    "no labels": _cifar_batch(labels=_DELETE),
+    "no data": _cifar_batch(data=_DELETE),
+    "data as floats": _cifar_batch(data=np.zeros((4, 3072), np.float32)),
+    "data of the wrong width": _cifar_batch(data=np.zeros((4, 3071), np.uint8)),
+    "data one-dimensional": _cifar_batch(data=np.zeros(3072 * 4, np.uint8)),
+    "data a list": _cifar_batch(data=[0] * 4),
+    "fewer labels than images": _cifar_batch(labels=[0, 1, 2]),
+    "a label beyond the classes": _cifar_batch(labels=[0, 1, 2, 10]),
+    "a negative label": _cifar_batch(labels=[0, 1, 2, -1]),
+    "labels as strings": _cifar_batch(labels=["0", "1", "2", "3"]),
+    "labels as floats": _cifar_batch(labels=[0.0, 1.0, 2.0, 3.0]),
+    "labels a dict": _cifar_batch(labels={0: 1}),
+    "a structured array": _cifar_batch(data=np.zeros(4, [("a", np.uint8)])),
+}
+CIFAR_BYTES = {
+    "an empty file": b"",
+    "not a pickle": b"CIFAR-10 data, honestly",
+    "a truncated pickle": pickle.dumps(_cifar_batch(), protocol=2)[:300],
+    "a list, not a dict": pickle.dumps([1, 2, 3], protocol=2),
+    "a global outside numpy": b"\x80\x02cbuiltins\nprint\nX\x02\x00\x00\x00hi\x85R.",
+    "_codecs.encode to another codec": b"\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00hiX\x04\x00"
+                                       b"\x00\x00zlib\x86R.",
+    "numpy's dtype of objects": pickle.dumps({b"data": np.array([None, 1], dtype=object),
+                                              b"labels": [0, 1]}, protocol=2),
+}
+
+
+def _cifar_dir(tmp_path, raw: bytes):
+  import cifar_files
+
+  cifar_files.write(tmp_path, per_file=4)
+  (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(raw)
+  return str(tmp_path)
+
+
+@pytest.mark.parametrize("case", [*CIFAR_CASES, *CIFAR_BYTES])
+def test_cifar_reader_refuses(case, tmp_path):
+  raw = CIFAR_BYTES[case] if case in CIFAR_BYTES else pickle.dumps(CIFAR_CASES[case], protocol=2)
+  with pytest.raises(UserError) as e:
+    data.cifar.load("cifar10", _cifar_dir(tmp_path, raw))
+  assert "\n" not in str(e.value) and "data_batch_2" in str(e.value)
+
+
+@given(cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)),
+                                               max_size=4))
+def test_cifar_reader_under_fuzzing(tmp_path, cut, flips):
+  raw = bytearray(pickle.dumps(_cifar_batch(), protocol=2))
+  for at, value in flips:
+    raw[at % len(raw)] = value
+  raw = bytes(raw[:len(raw) - cut])
+  try:
+    out = data.cifar.load("cifar10", _cifar_dir(tmp_path, raw))
+  except UserError as e:
+    assert "\n" not in str(e)
+  else:
+    assert out["x_train"].dtype == np.uint8 and out["x_train"].shape[1:] == (32, 32, 3)
 
 
 OVERRIDE_CASES = {

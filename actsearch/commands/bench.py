@@ -350,7 +350,7 @@ def _retrain_setup(cfg, seeds):
   graphdef, state = trainer.stack_models([
       models.build(cfg.model, splits.input_shape, splits.num_outputs,
                    models.uniform_slots("relu"), network.rngs(s)) for s in seeds])
-  return Objective(graphdef, splits.task, splits.loss), state, x, y, splits
+  return Objective.of(graphdef, splits), state, x, y, splits
 
 
 def _retrain_loop(cfg, seeds, workdir: str):

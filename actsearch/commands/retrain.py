@@ -100,7 +100,7 @@ def train_variant(cfg: ml_collections.ConfigDict, splits: data.Splits, slot: mod
   built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
                         network.rngs(s)) for s in seeds]
   graphdef, state = trainer.stack_models(built)
-  objective = Objective(graphdef, splits.task, splits.loss)
+  objective = Objective.of(graphdef, splits)
   state, seconds = trainer.fit(r, objective, state, x_fit, y_fit, workdir, seeds,
                                [f"seed{s}" for s in seeds], key=name, progress=progress,
                                desc="retrain", test=(splits.x_test, splits.y_test),

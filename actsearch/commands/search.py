@@ -47,6 +47,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None 
   """Searches, resuming from ``workdir`` if it holds a checkpoint; returns the architecture."""
   if data_path:
     cfg.data.name, cfg.data.path = "npz", os.path.abspath(data_path)
+  if cfg.data.get("dir"):  # the record's retrain reads the same folder from anywhere
+    cfg.data.dir = os.path.abspath(cfg.data.dir)
   configs.expand_candidates(cfg)
   configs.check(cfg)
   cfg.code = configs.code_of(cfg)

@@ -92,7 +92,7 @@ def train_scores(cfg: ml_collections.ConfigDict, splits: data.Splits, layers: di
   built = [models.build(cfg.model, splits.input_shape, splits.num_outputs, slot,
                         network.rngs(s)) for s in seeds]
   graphdef, state = trainer.stack_models(built)
-  objective = Objective(graphdef, splits.task, splits.loss)
+  objective = Objective.of(graphdef, splits)
   x = np.concatenate([splits.x_train, splits.x_val])
   y = np.concatenate([splits.y_train, splits.y_val])
   state, seconds = trainer.fit(cfg.retrain, objective, state, x, y, workdir, list(seeds),

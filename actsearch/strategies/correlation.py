@@ -136,7 +136,7 @@ def run(r: Run) -> Found:
   recipe.epochs = c.round_epochs
   if c.form == "parameter":
     recipe.act_lr_scale = 0.0  # the rule sets the parameter; the optimizer does not
-  x_probe = splits.x_val[:c.val_batch]
+  x_probe = np.asarray(splits.inputs.normalise(splits.x_val[:c.val_batch]))
   r.logger.resume_at(0)  # a resumed run passes its finished rounds again and logs them again
   carried = None  # the weights outside the slots, carried from round to round
   rounds, examples = [], 0
@@ -146,7 +146,7 @@ def run(r: Run) -> Found:
     if carried is not None:
       _carry(model, carried)
     graphdef, state = trainer.stack_models([model])
-    objective = Objective(graphdef, splits.task, splits.loss)
+    objective = Objective.of(graphdef, splits)
     state, _ = trainer.fit(recipe, objective, state, splits.x_train, splits.y_train,
                            os.path.join(r.workdir, "correlation"), [cfg.seed + k],
                            [f"round{k}"], progress=r.progress, desc=f"round {k}",

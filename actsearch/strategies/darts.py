@@ -126,7 +126,7 @@ def setup(cfg: ml_collections.ConfigDict, splits: data.Splits | None = None) -> 
   tx_w = optim.weight_optimizer(cfg.optim.weights, schedule, network.batch_norm_paths(model))
   tx_a = optim.arch_optimizer(cfg.optim.arch)
   graphdef, state = bilevel.init_state(model, tx_w, tx_a, cfg.seed)
-  objective = Objective(graphdef, splits.task, splits.loss)
+  objective = Objective.of(graphdef, splits)
   step_fn = bilevel.StepFn(objective, tx_w, tx_a, schedule, order=cfg.search.order,
                            xi=cfg.search.xi,
                            stochastic=cfg.search.relaxation in relaxations.STOCHASTIC,

@@ -20,6 +20,10 @@ the step (``lax.map``). A network whose loss is not finite stops alone (score ``
 cycle's scores are written to ``WORKDIR/race.json`` when it ends, and each cycle's training
 resumes from its checkpoints, so a killed race goes on where it was.
 
+``search.epochs`` (or ``--epochs``) caps every cycle's epochs: ``--epochs 1`` runs the whole
+race with cycles of one epoch, a trial of the pipeline (a workdir keeps the cycles it began
+with).
+
 A candidate's score in the record is its score after the last cycle it reached;
 ``selection.rounds`` says which cycle that was (a candidate stopped early ranks below every
 candidate that went further).
@@ -70,6 +74,13 @@ def check(cfg: ml_collections.ConfigDict) -> None:
                     "search.slot_candidates is another strategy's")
 
 
+def cycles(cfg, stop: int | None = None) -> list[int]:
+  """Each cycle's epochs: ``search.race.epochs``, none beyond ``stop`` (default
+  ``search.epochs``)."""
+  cap = cfg.search.epochs if stop is None else stop
+  return [min(int(e), int(cap)) for e in cfg.search.race.epochs]
+
+
 def survivors(scores: dict[str, float], alive: list[str], keep: int) -> list[str]:
   """The best ``keep`` of ``alive`` by score (at least one; ties and NaN: the order of
   ``alive``, NaN and -inf last)."""
@@ -104,13 +115,18 @@ def run(r: Run) -> Found:
   seeds = [cfg.seed + j for j in range(rc.seeds)]
   path = os.path.join(r.workdir, RACE_FILE)
   log = files.read_json(path) if os.path.exists(path) else {"cycles": []}
+  plan = cycles(cfg, r.stop_epoch)
+  ran = [g["epochs"] for g in log["cycles"]]
+  if ran != plan[:len(ran)]:
+    raise UserError(f"{r.workdir} holds a race with cycles of {ran} epochs, not {plan}; use "
+                    "a new --workdir or the same --epochs to resume")
   start = time.perf_counter()
   alive, trained = list(cands), {}
-  for i, epochs in enumerate(rc.epochs):
+  for i, epochs in enumerate(plan):
     # each cycle's network holds only the candidates still in the race: its program compiles
     # the survivors' branches, not every candidate's
     graphdef, members = _members(cfg, splits, alive, seeds, trained)
-    objective = Objective(graphdef, splits.task, splits.loss)
+    objective = Objective.of(graphdef, splits)
     recipe = cfg.retrain.copy_and_resolve_references()
     recipe.epochs = epochs
     stacked, _ = trainer.fit(
@@ -132,7 +148,7 @@ def run(r: Run) -> Found:
     at = {(c, s): j * len(seeds) + k for j, c in enumerate(alive) for k, s in enumerate(seeds)}
     trained = {m: jax.tree.map(lambda v, i=i: np.asarray(v)[i], stacked) for m, i in at.items()}
     alive = log["cycles"][i]["kept"]
-  return _found(cfg, cands, log, splits, time.perf_counter() - start)
+  return _found(cfg, cands, log, splits, time.perf_counter() - start, plan)
 
 
 def _members(cfg, splits: data.Splits, alive: list[str], seeds: list[int],
@@ -166,7 +182,8 @@ def _by_name(fresh, old):
                               nnx.to_flat_state(fresh)])
 
 
-def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float) -> Found:
+def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float,
+           plan: list[int]) -> Found:
   """The record's layers (the best network of the last cycle), rounds, cost."""
   rc = cfg.search.race
   last, rounds, epochs_run = {}, {}, {c: 0 for c in cands}
@@ -185,14 +202,14 @@ def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float
              "params": {}} for n, _ in models.slots(probe)]
   score_name = (("val accuracy" if splits.task == data.CLASSIFICATION else "minus val loss")
                 + f" after the last cycle each candidate reached (cycles of "
-                f"{list(rc.epochs)} epochs, keeping {list(rc.keep)}), mean of {rc.seeds} "
+                f"{plan} epochs, keeping {list(rc.keep)}), mean of {rc.seeds} "
                 f"seed{'s' if rc.seeds > 1 else ''}")
   info = {"method": "race", "score": score_name, "seconds": seconds, "rounds": rounds,
           "cycles": log["cycles"],
           "evaluated": [{"choices": {layer["name"]: c for layer in layers}, "score": v}
                         for c, v in last.items()]}
   key = "val_accuracy" if splits.task == data.CLASSIFICATION else "val_minus_loss"
-  return Found(layers=layers, metrics={key: final[best]}, step=sum(rc.epochs),
+  return Found(layers=layers, metrics={key: final[best]}, step=sum(plan),
                fields={"relaxation": None, "granularity": "layer", "discretize": "race",
                        "selection": info},
                cost={"examples": int(examples), "trainings": len(cands) * rc.seeds})
@@ -203,7 +220,7 @@ def budget_examples(cfg, n_train: int) -> int:
   rc = cfg.search.race
   counts = [len(cfg.search.candidates), *rc.keep]
   steps = n_train // cfg.retrain.batch_size
-  return sum(n * e for n, e in zip(counts, rc.epochs)) * steps * cfg.retrain.batch_size \
+  return sum(n * e for n, e in zip(counts, cycles(cfg))) * steps * cfg.retrain.batch_size \
       * rc.seeds
 
 

@@ -93,7 +93,7 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     batch statistics recalibrated for the pinned network (``batchstats``)."""
     arch = _with_alpha(su.graphdef, state, pins)
     rest = batchstats.recalibrate(su.graphdef, state.params, arch, state.rest, splits.x_train,
-                                  cfg.search.batch_size, cfg.seed)
+                                  cfg.search.batch_size, cfg.seed, inputs=splits.inputs)
     return trainer.score(su.objective, _stacked(state.replace(arch=arch, rest=rest)),
                          splits.x_val, splits.y_val, cfg.search.eval_batch_size, "val")
 
@@ -134,7 +134,7 @@ def context(su, state, workdir: str, plain: Callable[..., nnx.Module],
     for net in nets:
       pins = {s: {c: (PIN if c == net[s] else -PIN) for c in views[s]} for s in net}
       members += [init.replace(arch=_with_alpha(graphdef, init, pins)) for _, init in inits]
-    objective = Objective(graphdef, splits.task, splits.loss)
+    objective = Objective.of(graphdef, splits)
     stacked = trainer.stack(members)
     r = cfg.retrain.copy_and_resolve_references()
     r.epochs = cfg.search.shortlist_epochs

@@ -30,10 +30,10 @@ _TAG = 0x62617463  # folded into the draws of a recalibration's passes (dropout)
 
 
 def recalibrate(graphdef, params, arch, rest, x: np.ndarray, batch_size: int, seed: int,
-                batches: int = BATCHES):
+                batches: int = BATCHES, inputs: data.Inputs = data.IDENTITY):
   """``rest`` with every batch statistic the mean, over ``batches`` batches of ``x`` (drawn
-  by ``data.epoch_order(len(x), batch_size, seed, 0)``), of the statistics the network
-  computes on each in train mode (module docstring)."""
+  by ``data.epoch_order(len(x), batch_size, seed, 0)``, made inputs by ``inputs``), of the
+  statistics the network computes on each in train mode (module docstring)."""
   if not network.has_batch_stats(rest):
     return rest
   order = data.epoch_order(len(x), min(batch_size, len(x)), seed, 0)[:batches]
@@ -47,7 +47,8 @@ def recalibrate(graphdef, params, arch, rest, x: np.ndarray, batch_size: int, se
     model(xb, None, train=True)
     return network.rest_after(model, rest)
 
-  passes = [one(params, arch, rest, jnp.asarray(x[idx]), k) for k, idx in enumerate(order)]
+  passes = [one(params, arch, rest, inputs.normalise(x[idx]), k)
+            for k, idx in enumerate(order)]
   return jax.tree.map(
       lambda old, *new: old.replace(jnp.mean(jnp.stack([v[...] for v in new]), axis=0))
       if isinstance(old, nnx.BatchStat) else old,

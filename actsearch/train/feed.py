@@ -9,6 +9,8 @@
   larger than the limit; the run prints a note saying so).
 
 Both give a step the same examples, so a run's result does not depend on the path (tested).
+A batch holds ``x`` and ``y`` as stored, each example's index in its split ``i`` and the
+``epoch``, from which a training pass draws the example's augmentation (``data/inputs.py``).
 Multi-host: every process holds the whole arrays and feeds its local devices their slice of
 each global batch (``parallel.local_shard``).
 """
@@ -19,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from actsearch.train import parallel
@@ -59,8 +62,9 @@ class Feed:
     spe = self.steps_per_epoch
 
     def fed(state, arrays, orders):
-      row = state.step % spe
-      batches = [{"x": x[o[row]], "y": y[o[row]]} for (x, y), o in zip(arrays, orders)]
+      row, epoch = state.step % spe, state.step // spe
+      batches = [{"x": x[o[row]], "y": y[o[row]], "i": o[row],
+                  "epoch": jnp.full_like(o[row], epoch)} for (x, y), o in zip(arrays, orders)]
       return step_fn(state, *batches)
     return fed
 
@@ -86,6 +90,13 @@ class Feed:
       return
     axis = 1 if self.members else 0
     for i in range(first, stop):
-      yield tuple(parallel.batch(x, y, o[:, i] if self.members else o[i], axis=axis)
+      yield tuple(_indexed(x, y, o[:, i] if self.members else o[i], epoch, axis)
                   for (x, y), o in zip(self.pairs, orders))
+
+
+def _indexed(x: np.ndarray, y: np.ndarray, idx: np.ndarray, epoch: int, axis: int) -> dict:
+  """A host batch with its examples' indices and epoch, sharded as ``parallel.batch``."""
+  return {**parallel.batch(x, y, idx, axis=axis),
+          "i": parallel.local_shard(idx.astype(np.int32), axis),
+          "epoch": parallel.local_shard(np.full(idx.shape, epoch, np.int32), axis)}
 

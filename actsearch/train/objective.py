@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from actsearch.data.inputs import IDENTITY, Inputs
 from actsearch.models import network, taps
 from actsearch.train import losses
 
@@ -63,15 +64,24 @@ def per_example(out: jax.Array, y: jax.Array, task: str,
 @dataclasses.dataclass(frozen=True, eq=False)
 class Objective:
   """``objective(params, arch, rest, batch, key) -> (loss, (metrics, rest))``; ``key``: a
-  ``Pass``, or the key of stochastic relaxations alone (None: deterministic)."""
+  ``Pass``, or the key of stochastic relaxations alone (None: deterministic). The batch's
+  ``x`` is as stored; ``inputs`` makes the network's input of it (normalised; in a training
+  pass whose batch carries each example's index ``i`` and ``epoch``, augmented first)."""
   graphdef: Any
   task: str
   loss: str = losses.AUTO  # data.loss: auto (the task's) or a registered loss's name
+  inputs: Inputs = IDENTITY
+
+  @classmethod
+  def of(cls, graphdef, splits) -> Objective:
+    """The objective of a network on a ``data.Splits``: its task, loss and inputs."""
+    return cls(graphdef, splits.task, splits.loss, splits.inputs)
 
   def apply(self, params, arch, rest, x: jax.Array, key: jax.Array | None, *,
             train: bool = True, tape: taps.Tape | None = None):
     """The model's outputs and its non-weight state after the call."""
     p = key if isinstance(key, Pass) else Pass(relax=key)
+    x = self.inputs.normalise(x)
     model = network.merge(self.graphdef, params, arch, rest, train=train,
                           axis_name=p.axis_name, draw=None if p.draw is None else list(p.draw))
     if tape is None:
@@ -83,7 +93,10 @@ class Objective:
 
   def __call__(self, params, arch, rest, batch: Batch, key: jax.Array | None = None, *,
                train: bool = True, tape: taps.Tape | None = None):
-    out, rest = self.apply(params, arch, rest, batch["x"], key, train=train, tape=tape)
+    x = batch["x"]
+    if train and "i" in batch and self.inputs.augments:
+      x = self.inputs.augment(x, batch["i"], batch["epoch"])
+    out, rest = self.apply(params, arch, rest, x, key, train=train, tape=tape)
     terms = per_example(out, batch["y"], self.task, self.loss)
     metrics = {"loss": jnp.mean(terms["loss"])}
     if "correct" in terms:

@@ -3,7 +3,9 @@
 A weight config holds ``optimizer`` (``sgd`` with momentum, ``adam``, ``adamw``), ``lr``,
 ``lr_min``, ``schedule`` (``cosine``: decay from ``lr`` to ``lr_min`` over the run, as DARTS;
 ``warmup_cosine``: a linear rise from 0 to ``lr`` over the first ``warmup_fraction`` of the
-steps, then the cosine decay (Goyal et al. 2017; Loshchilov & Hutter 2017); ``constant``),
+steps, then the cosine decay (Goyal et al. 2017; Loshchilov & Hutter 2017); ``step``: ``lr``
+divided by 10 at 50% and at 75% of the steps, He et al. 2016's CIFAR schedule (32k and 48k of
+64k iterations; 100 and 150 of 200 epochs); ``constant``),
 ``momentum``, ``weight_decay`` (added to the gradient, L2, for sgd and adam; decoupled for
 adamw, Loshchilov & Hutter 2019) and ``grad_clip`` (global norm).
 
@@ -31,15 +33,19 @@ import optax
 from actsearch.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "warmup_cosine", "constant")
+SCHEDULES = ("cosine", "warmup_cosine", "step", "constant")
+STEP_AT = (0.5, 0.75)  # ``step``: where the lr falls by 10, as fractions of the run
 
 
 def weight_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   """Cosine decay from ``lr`` to ``lr_min`` over ``total_steps`` (DARTS: 0.025 -> 0.001), the
-  same after a linear warm-up, or a constant ``lr``."""
+  same after a linear warm-up, ``lr`` divided by 10 at ``STEP_AT``, or a constant ``lr``."""
   kind = cfg.get("schedule", "cosine")
   if kind == "constant":
     return optax.constant_schedule(cfg.lr)
+  if kind == "step":
+    return optax.piecewise_constant_schedule(
+        cfg.lr, {int(round(f * max(total_steps, 1))): 0.1 for f in STEP_AT})
   if kind == "warmup_cosine":
     total = max(total_steps, 1)
     warmup = int(round(cfg.get("warmup_fraction", 0.05) * total))

@@ -64,13 +64,14 @@ def _data(n=64):
   return x, (x[:, 0] > 0).astype(np.int32)
 
 
-def test_members_one_after_the_other_train_as_batched_ones(tmp_path):
+@pytest.mark.parametrize("resident_mb", [1024, 0])  # batches on the devices, or from the host
+def test_members_one_after_the_other_train_as_batched_ones(tmp_path, resident_mb):
   x, y = _data()
   obj, state = _stack(["relu", "tanh", "pau"])
-  a, _ = trainer.fit(RECIPE, obj, state, x, y, str(tmp_path / "v"), [0, 0, 0], list("abc"),
+  a, _ = trainer.fit(RECIPE, obj, state, x, y, str(tmp_path / "v"), [0, 1, 2], list("abc"),
                      progress=False)
-  b, _ = trainer.fit(RECIPE, obj, state, x, y, str(tmp_path / "m"), [0, 0, 0], list("abc"),
-                     progress=False, members="map")
+  b, _ = trainer.fit(RECIPE, obj, state, x, y, str(tmp_path / "m"), [0, 1, 2], list("abc"),
+                     progress=False, members="map", resident_mb=resident_mb)
   for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
     np.testing.assert_allclose(u, v, rtol=2e-5, atol=2e-6)
   sa = trainer.score(obj, a, x, y, 64, "t")

@@ -20,6 +20,8 @@ import ml_collections
 import numpy as np
 
 from actsearch import cache
+from actsearch.data import cifar
+from actsearch.data.inputs import AUGMENTS, IDENTITY, Inputs, for_images
 from actsearch.errors import UserError
 
 CLASSIFICATION = "classification"
@@ -37,15 +39,19 @@ class Splits:
   task: str
   num_outputs: int
   loss: str = "auto"  # data.loss: what training minimises (train/losses.py)
+  inputs: Inputs = IDENTITY  # how stored examples become inputs (inputs.py); x as stored
 
   @property
   def input_shape(self) -> tuple[int, ...]:
     return tuple(self.x_train.shape[1:])
 
   def describe(self) -> dict:
-    return {"task": self.task, "num_outputs": self.num_outputs,
-            "input_shape": list(self.input_shape), "train": len(self.x_train),
-            "val": len(self.x_val), "test": len(self.x_test)}
+    out = {"task": self.task, "num_outputs": self.num_outputs,
+           "input_shape": list(self.input_shape), "train": len(self.x_train),
+           "val": len(self.x_val), "test": len(self.x_test)}
+    if self.inputs != IDENTITY:
+      out["inputs"] = self.inputs.describe()
+    return out
 
 
 def mnist1d(num_samples: int = 5000, seed: int = 42, num_test: int = 0) -> dict[str, np.ndarray]:
@@ -244,8 +250,9 @@ def _check(arrays: dict[str, np.ndarray], task: str, source: str) -> None:
 
 
 def make_splits(arrays: dict[str, np.ndarray], val_fraction: float, seed: int,
-                source: str, task: str = "auto") -> Splits:
-  """Validates the arrays and, without ``x_val``, splits train into train and val."""
+                source: str, task: str = "auto", inputs: Inputs = IDENTITY) -> Splits:
+  """Validates the arrays and, without ``x_val``, splits train into train and val. The x
+  arrays become float32, or stay as stored where ``inputs`` says how to read them."""
   task = _task(arrays, task)
   _check(arrays, task, source)
   arrays = dict(arrays)
@@ -267,8 +274,9 @@ def make_splits(arrays: dict[str, np.ndarray], val_fraction: float, seed: int,
     ys = {k: arrays[k].astype(np.float32).reshape(len(arrays[k]), -1)
           for k in arrays if k.startswith("y_")}
     num_outputs = ys["y_train"].shape[1]
-  xs = {k: arrays[k].astype(np.float32) for k in arrays if k.startswith("x_")}
-  return Splits(task=task, num_outputs=num_outputs, **xs, **ys)
+  xs = {k: arrays[k] if inputs != IDENTITY else arrays[k].astype(np.float32)
+        for k in arrays if k.startswith("x_")}
+  return Splits(task=task, num_outputs=num_outputs, inputs=inputs, **xs, **ys)
 
 
 def load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None = None) -> Splits:
@@ -287,13 +295,21 @@ def _load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None) -> S
                      data_cfg.get("num_test", 0))
   elif name == "digits":
     arrays = digits(data_cfg.get("data_seed", 0), bool(data_cfg.get("images", False)))
+  elif name in cifar.LAYOUTS:
+    arrays = cifar.load(name, data_cfg.get("dir", ""))
+    augment = data_cfg.get("augment", "crop_flip")
+    if augment not in AUGMENTS:
+      raise UserError(f"data.augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+    return make_splits(arrays, data_cfg.val_fraction, seed, name, CLASSIFICATION,
+                       for_images(arrays["x_train"], augment))
   elif name == "npz":
     if not data_cfg.get("path"):
       raise UserError("this experiment needs data: pass --data FILE.npz")
     return make_splits(load_npz(data_cfg.path), data_cfg.val_fraction, seed, data_cfg.path,
                        stated)
   else:
-    raise UserError(f"unknown data.name {name!r}; known: mnist1d, digits, npz")
+    raise UserError(f"unknown data.name {name!r}; known: mnist1d, digits, npz, "
+                    f"{', '.join(cifar.LAYOUTS)}")
   return make_splits(arrays, data_cfg.val_fraction, seed, name, stated)
 
 
