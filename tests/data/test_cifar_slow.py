@@ -22,18 +22,24 @@ def test_each_cifar_experiment_at_its_size_searches_one_epoch_and_retrains(exper
   files = tmp_path / "files"
   cifar_files.write(files, per_file=40, layout="py2")
   run = tmp_path / "run"
+  # ViT-Ti with the 8 candidates of group default and one baseline: the 16 and four cost it
+  # 14 minutes and 11 GB here (docs/cifar.md)
+  vit = experiment == "cifar10_vit"
+  more = ["--set", "search.candidates=default", "--set", 'retrain.baselines=["gelu"]'] if vit \
+      else []
   proc = run_cli("search", "--config", f"experiments/{experiment}.py", "--workdir", str(run),
                  "--set", f"data.dir={files}", "--set", "retrain.batch_size=60", "--epochs", "1",
-                 "--no-progress")
+                 "--no-progress", *more, timeout=1200)
   assert proc.returncode == 0, proc.stderr
   arch = json.loads((run / "architecture.json").read_text())
-  assert len(arch["layers"]) == (19 if experiment == "cifar10_resnet20" else 12)
-  assert len(arch["layers"][0]["scores"]) == 16
+  assert len(arch["layers"]) == (12 if vit else 19)
+  assert len(arch["layers"][0]["scores"]) == (8 if vit else 16)
   proc = run_cli("retrain", str(run / "architecture.json"), "--epochs", "1", "--seeds", "1",
-                 "--no-progress")
+                 "--no-progress", timeout=1200)
   assert proc.returncode == 0, proc.stderr
   report = json.loads((run / "retrain" / "results.json").read_text())
-  assert set(report["variants"]) == {"found", "relu", "gelu", "silu", "elu"}
+  assert set(report["variants"]) == ({"found", "gelu"} if vit else
+                                     {"found", "relu", "gelu", "silu", "elu"})
 
 
 SMALL = {"cifar10_resnet20": ["model.depth=8", "model.widths=[4,8,8]"],
