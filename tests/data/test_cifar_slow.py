@@ -23,7 +23,7 @@ def test_each_cifar_experiment_at_its_size_searches_one_epoch_and_retrains(exper
   cifar_files.write(files, per_file=40, layout="py2")
   run = tmp_path / "run"
   # ViT-Ti with the 8 candidates of group default and one baseline: the 16 and four cost it
-  # 14 minutes and 11 GB here (docs/cifar.md)
+  # 14 minutes and 11 GB here, mostly compiling (docs/cifar.md)
   vit = experiment == "cifar10_vit"
   more = ["--set", "search.candidates=default", "--set", 'retrain.baselines=["gelu"]'] if vit \
       else []
