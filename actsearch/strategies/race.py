@@ -15,10 +15,12 @@ every score compares networks trained alike.
 
 The networks of a cycle are members of one stack trained by the shared trainer in one
 compiled program: their slots are ``SwitchActivation``\ s (each computes only its own
-candidate, its index part of the state) and the members are taken one after the other inside
-the step (``lax.map``). A network whose loss is not finite stops alone (score ``-inf``). Each
-cycle's scores are written to ``WORKDIR/race.json`` when it ends, and each cycle's training
-resumes from its checkpoints, so a killed race goes on where it was.
+candidate, its index part of the state) and the members are taken one after the other, each
+by a call of that program (``trainer.one_by_one``; not ``lax.map``, inside which XLA's CPU
+backend runs convolutions' gradients 30 times slower). A network whose loss is not finite
+stops alone (score ``-inf``). Each cycle's scores are written to ``WORKDIR/race.json`` when it
+ends, and each cycle's training resumes from its checkpoints, so a killed race goes on where
+it was.
 
 ``search.epochs`` (or ``--epochs``) caps every cycle's epochs: ``--epochs 1`` runs the whole
 race with cycles of one epoch, a trial of the pipeline (a workdir keeps the cycles it began
