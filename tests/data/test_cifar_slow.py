@@ -12,6 +12,7 @@ from flax import nnx
 
 from conftest import checkpoint_state, pause_and_kill, run_cli
 
+
 # ViT-Ti's (340 s) outside CI (`make test-long`); the ViT's path at small sizes:
 # tests/data/test_cifar.py
 @pytest.mark.parametrize("experiment", [
