@@ -132,3 +132,17 @@ def checkpoint_state(workdir, sets, experiment="experiments/mnist1d_mlp.py"):
   configs.apply_overrides(cfg, sets)
   su = darts.setup(cfg)
   return Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)
+
+
+def assert_devices_agree(one, two) -> list:
+  """The states of a run on one and on two devices agree within 1e-5 (alpha, weights, the
+  rest); returns the first's batch statistics (``nnx.BatchStat``), for the caller to check
+  that they moved."""
+  import chex
+  import jax
+  from flax import nnx
+
+  for part in ("arch", "params", "rest"):
+    chex.assert_trees_all_close(getattr(two, part), getattr(one, part), atol=1e-5, rtol=0)
+  return [v for v in jax.tree.leaves(one.rest, is_leaf=lambda v: isinstance(v, nnx.Variable))
+          if isinstance(v, nnx.BatchStat)]
