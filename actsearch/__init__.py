@@ -9,6 +9,9 @@ The public API, for your own Flax NNX model (``experiments/own_model.py`` runs i
 * ``trained(retrain_dir, variant, seed)``: a retrained seed's network with its weights;
 * ``register_candidate(...)``: a candidate activation of your own;
 * ``register_loss(name)``: a per-example loss of your own (``data.loss``);
+* ``register_dataset(name)``: a dataset of your own, ``fn(data_cfg) -> arrays`` (``data.name``);
+* ``register_strategy(name, Strategy(...))``: a search strategy of your own
+  (``search.strategy``; its ``defaults`` become ``search.<name>``);
 * ``UserError``: what bad input raises (the CLI's exit code 2).
 
 Importing actsearch starts no JAX backend and changes no environment variable.
@@ -43,12 +46,15 @@ A candidate of your own, by name in ``search.candidates`` (bad input is one ``Us
 bad input: ...
 """
 
-from actsearch.api import apply, config, load, retrain, search, trained
+from actsearch.api import apply, config, load, register_strategy, retrain, search, trained
+from actsearch.data.datasets import register as register_dataset
 from actsearch.errors import UserError
 from actsearch.models.user import register_model, slot
 from actsearch.space.activations import register as register_candidate
+from actsearch.strategies.base import Found, Run, Spend, Strategy
 from actsearch.train.losses import register as register_loss
 from actsearch.version import __version__
 
-__all__ = ["UserError", "__version__", "apply", "config", "load", "register_candidate",
-           "register_loss", "register_model", "retrain", "search", "slot", "trained"]
+__all__ = ["Found", "Run", "Spend", "Strategy", "UserError", "__version__", "apply", "config",
+           "load", "register_candidate", "register_dataset", "register_loss", "register_model",
+           "register_strategy", "retrain", "search", "slot", "trained"]

@@ -18,7 +18,6 @@ from flax import nnx
 from actsearch import architecture
 from actsearch.errors import UserError
 from actsearch.models import network, registry, user
-from actsearch.space import activations
 
 
 def config(experiment: str | None = None):
@@ -29,8 +28,29 @@ def config(experiment: str | None = None):
   >>> c.search.relaxation, c.search.discretize
   ('gumbel', 'screen')
   """
-  from actsearch import configs
-  return configs.base_config() if experiment is None else configs.load_config(experiment)
+  from actsearch import configs, usercode
+  return configs.base_config() if experiment is None else usercode.load_config(experiment)
+
+
+def register_strategy(name: str, strategy):
+  """Registers ``strategy`` (an ``actsearch.Strategy``) as ``search.strategy = name``; its
+  ``defaults`` (a dict) become the config namespace ``search.<name>`` of ``config()`` made
+  after it, its ``budget`` its rule in ``actsearch compare``. Returns it.
+
+  >>> import actsearch
+  >>> def first(r: actsearch.Run) -> actsearch.Found:  # every slot takes the first candidate
+  ...   ...
+  >>> def spend(cfg, given: actsearch.Spend):  # compare's rule: tries by the budget
+  ...   cfg.search.doc_first.tries = max(1, round(3 * given.scale))
+  >>> mine = actsearch.register_strategy("doc_first", actsearch.Strategy(
+  ...     run=first, defaults={"tries": 3}, budget=spend, doc="the first candidate"))
+  >>> actsearch.config().search.doc_first.tries
+  3
+  >>> from actsearch.strategies import table
+  >>> table.STRATEGIES.remove("doc_first")
+  """
+  from actsearch.strategies import table
+  return table.register(name, strategy)
 
 
 def search(cfg, workdir: str, *, data: str | Mapping | None = None,
@@ -129,11 +149,7 @@ def apply(record: Mapping | str, model: nnx.Module, example: jax.Array | None = 
                                  if missing else [])
                                 + ([f"the record's {', '.join(extra)} not in the model"]
                                    if extra else [])))
-  layers = {layer["name"]: {**layer, "params": activations.params_from_record(
-      layer.get("params", {}))} for layer in arch["layers"]}
-  make = registry.fixed_slots(layers,
-                              arch.get("param_granularity") or "layer", learned=learned)
-  return user.attach(model, places, make)
+  return user.attach(model, places, registry.record_slots(arch, learned))
 
 
 def trained(retrain_dir: str, variant: str = "found", seed: int = 0) -> nnx.Module:
@@ -156,17 +172,13 @@ def trained(retrain_dir: str, variant: str = "found", seed: int = 0) -> nnx.Modu
   >>> abs(accuracy - row["test_accuracy"]) < 1e-6
   True
   """
-  import json
   import os
 
   from actsearch import configs
+  from actsearch import results as reports
   from actsearch.commands import retrain as command
   from actsearch.train import weights
-  path = os.path.join(retrain_dir, "results.json")
-  if not os.path.isfile(path):
-    raise UserError(f"{retrain_dir} holds no finished retrain (no results.json)")
-  with open(path, encoding="utf-8") as f:
-    results = json.load(f)
+  results = reports.load(retrain_dir)
   if variant not in results.get("variants", {}):
     raise UserError(f"{retrain_dir} has no variant {variant!r} (it has "
                     f"{', '.join(results.get('variants', {}))})")
@@ -174,7 +186,7 @@ def trained(retrain_dir: str, variant: str = "found", seed: int = 0) -> nnx.Modu
     raise UserError(f"{retrain_dir} trained seeds {results['protocol']['seeds']}, not {seed}")
   arch = architecture.load(results["architecture"])
   cfg = configs.from_json(results["config"])
-  slot = command.variants(arch, [] if variant == command.FOUND else [variant],
+  slot = command.variants(arch, [] if variant == reports.FOUND else [variant],
                           where=results["architecture"])[variant]
   model = registry.build(cfg.model, arch["data"]["input_shape"], arch["data"]["num_outputs"],
                          slot, network.rngs(seed))

@@ -36,8 +36,7 @@ from typing import Any
 import numpy as np
 
 from actsearch import plots
-from actsearch.errors import UserError, comes_from
-from actsearch.space import activations
+from actsearch.errors import UserError
 from actsearch.train.files import read_json, write_json_atomic
 from actsearch.version import __version__
 
@@ -298,15 +297,11 @@ def require(arch: dict, path: str, names: Sequence[str] | None = None) -> None:
   """Every candidate the record needs (``names``; default: its choices) is registered here;
   otherwise one line naming the user code the record says registered them, to pass with
   ``--import`` (nothing is imported from the record itself)."""
-  code = arch.get("code") or []
-  activations.require(needed(arch) if names is None else names, code, path)
-  from actsearch.models import registry as models
-  backbone = arch.get("model", {}).get("name")
-  if code and backbone not in models.BACKBONES:
-    _fail(path, f"backbone {backbone!r} is not registered here; the record says it comes from "
-          f"{comes_from(code)}")
-  from actsearch.train import losses
-  losses.check(arch.get("data", {}).get("loss", losses.AUTO), code, path)
+  from actsearch import usercode
+  data = arch.get("data", {})
+  usercode.require(arch.get("code") or [], path, needed(arch) if names is None else names,
+                   arch.get("model", {}).get("name"), data.get("loss"),
+                   data.get("name"))
 
 
 def validate(arch: Any, path: str = "architecture") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""actsearch search, export, show, candidates, retrain, reproduce, compare, yardstick, bench.
+"""actsearch search, export, show, candidates, known, retrain, reproduce, compare, yardstick,
+bench.
 
 Each command: flags, then one call.
 
@@ -26,16 +27,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _import_flag(p: argparse.ArgumentParser) -> None:
   p.add_argument("--import", dest="imports", action="append", default=[],
-                 metavar="FILE_OR_MODULE", help="user code that registers candidates or "
-                 "backbones (an experiment file or a module); repeatable")
+                 metavar="FILE_OR_MODULE", help="user code that registers candidates, "
+                 "backbones, losses, datasets or strategies (a file or a module); repeatable")
 
 
 def _imports(args) -> None:
   """Runs the user code named on the command line (and nothing a record names)."""
   if getattr(args, "imports", None):
-    from actsearch import configs
+    from actsearch import usercode
     for ref in args.imports:
-      configs.import_code(ref)
+      usercode.import_code(ref)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
                      "fixed, parametric, learned")
   _import_flag(c)
 
+  k = sub.add_parser("known", help="what a config can name (candidates, backbones, losses, "
+                     "datasets, strategies) and where each comes from")
+  k.add_argument("kinds", nargs="*", metavar="KIND", help="default: every kind")
+  _import_flag(k)
+
   r = sub.add_parser("retrain", help="train an architecture and baselines from scratch over "
                      "seeds; compare on the test split")
   r.add_argument("file", help="architecture.json")
@@ -99,8 +105,8 @@ def _parser() -> argparse.ArgumentParser:
                       "retrained over seeds: one table")
   cm.add_argument("--tasks", default="digits_mlp,mnist1d_cnn",
                   help="comma-separated: digits_mlp (3 search seeds), mnist1d_cnn (1)")
-  cm.add_argument("--strategies", default="darts,random,evolution,reinforce,correlation,"
-                  "random_activation", help="comma-separated (darts always runs: its spend is "
+  cm.add_argument("--strategies", help="comma-separated (default: every strategy with a "
+                  "budget rule, `actsearch known strategies`; darts always runs: its spend is "
                   "the budget)")
   cm.add_argument("--scales", default="1,5", help="comma-separated budgets, in units of "
                   "DARTS' default spend")
@@ -145,10 +151,10 @@ def _search(args) -> None:
   distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                          auto=args.distributed)
   _imports(args)
-  from actsearch import configs
+  from actsearch import configs, usercode
   from actsearch.commands import search
 
-  cfg = configs.load_config(args.config)
+  cfg = usercode.load_config(args.config)
   configs.apply_overrides(cfg, args.set)
   if args.seed is not None:
     cfg.seed = args.seed
@@ -183,6 +189,12 @@ def _candidates(args) -> None:
   from actsearch.space import candidates_table
 
   print(candidates_table.text())
+
+
+def _known(args) -> None:
+  from actsearch.commands import known
+
+  print(known.text(args.kinds))
 
 
 def _retrain(args) -> None:
@@ -220,7 +232,8 @@ def _compare(args) -> None:
     raise UserError(f"--scales takes comma-separated integers, got {args.scales!r}") from None
   try:
     out = compare.run(_names(args.tasks), args.workdir, args.seeds, scales,
-                      _names(args.strategies), args.search_seeds, progress=not args.no_progress)
+                      _names(args.strategies) if args.strategies else None, args.search_seeds,
+                      progress=not args.no_progress)
   except compare.CellFailed as e:
     print(f"actsearch: error: {e}", file=sys.stderr)
     raise SystemExit(EXIT_FAILURE) from None
@@ -256,6 +269,7 @@ def _bench(args) -> None:
 
 
 COMMANDS = {"search": _search, "export": _export, "show": _show, "candidates": _candidates,
+            "known": _known,
             "retrain": _retrain, "reproduce": _reproduce, "compare": _compare,
             "yardstick": _yardstick, "bench": _bench}
 

@@ -1,13 +1,15 @@
-"""Configs: the shared defaults, loading ``experiments/NAME.py``, ``--set`` overrides, checks.
+"""Configs: the shared defaults, ``--set`` overrides, and stored configs read back.
 
-An experiment file defines ``get_config()`` returning an ``ml_collections.ConfigDict``;
-it usually starts from ``base_config()`` and changes what it needs.
+An experiment file (``experiments/NAME.py``, loaded by ``usercode.load_config``) defines
+``get_config()`` returning an ``ml_collections.ConfigDict``; it usually starts from
+``base_config()`` and changes what it needs. ``checks`` refuses values no run can use; a
+command resolves a config once (``commands.workdirs.resolve``) into the copy it runs.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
-import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -15,10 +17,11 @@ from collections.abc import Sequence
 import ml_collections
 from ml_collections import config_dict
 
-from actsearch.errors import UserError, comes_from
-from actsearch.space import activations, implementation
+from actsearch.errors import UserError
+from actsearch.space import activations
 from actsearch.strategies import table as strategies
-from actsearch.train import health, losses, optim, trainer
+from actsearch.train import trainer
+from actsearch.usercode import load_config  # noqa: F401  (experiment files import it from here)
 
 # The checkout the package runs from (a clone, or an editable install): its experiments/.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,20 +32,13 @@ def experiment(name: str) -> str:
   return os.path.join(ROOT, "experiments", f"{name}.py")
 
 
-DEFAULT_CANDIDATES = ["relu", "gelu", "silu", "tanh", "sin", "elu", "softplus", "gaussian"]
-# The experiments' candidates (group ``wide``): the eight, the six fixed candidates that beat
-# all eight alone on the MNIST-1D MLP's val split (the whole catalogue screened, 3 seeds:
-# docs/choosing-defaults.md), and the parametric and learned ones a user tries next.
-WIDE_CANDIDATES = [*DEFAULT_CANDIDATES, "tanh_shrink", "soft_shrink", "signed_square",
-                   "x_asinh_sq", "snake", "elish", "swish_beta", "pau"]
-
-
 def base_config() -> ml_collections.ConfigDict:
   """Defaults shared by every search experiment (DARTS' optimizer settings)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
-  # user code (experiment files, modules) that registered candidates or backbones this run
-  # names; filled in by the search, recorded in config.json and architecture.json
+  # user code (experiment files, modules) that registered what this run names (candidates,
+  # backbone, loss, dataset, strategy); filled in by the search, recorded in config.json and
+  # architecture.json
   c.code = []
 
   c.data = ml_collections.ConfigDict()
@@ -69,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.search.epochs = 50             # length of the search; the lr schedule spans it
   c.search.warmup_epochs = 0       # epochs that train the weights only, alpha frozen
   c.search.batch_size = 64         # global batch, for the train and the val batch alike
-  c.search.candidates = list(DEFAULT_CANDIDATES)
+  c.search.candidates = list(activations.DEFAULT)  # group "default"
   c.search.order = "first"         # first | second (exact) | second_fd (DARTS' approximation)
   c.search.xi = config_dict.placeholder(float)  # virtual step size; unset: the weight lr
   # softmax | gumbel | sigmoid | dirichlet; Gumbel samples rank candidates by what each does
@@ -119,31 +115,16 @@ def base_config() -> ml_collections.ConfigDict:
   # trained and scored as a shortlisted one. Budget in training examples passed (a supernet
   # pass counted once per candidate it mixes); unset: what this config's DARTS search spends.
   c.search.budget = config_dict.placeholder(int)
-  c.search.random = ml_collections.ConfigDict({"batch": 8})  # networks drawn per round
-  # Real et al. 2019: population size, tournament sample size (chosen for budgets of about 50
-  # networks on the planted teacher's seeds 10-59: docs/strategies.md)
-  c.search.evolution = ml_collections.ConfigDict({"population": 6, "sample": 6})
-  # networks per policy update, the policy's step size, the moving-average baseline's decay
-  # (chosen alike)
-  c.search.reinforce = ml_collections.ConfigDict({"batch": 2, "lr": 1.0,
-                                                  "baseline_decay": 0.9})
-  # Dynamic adjustment by correlation (strategies/correlation.py): form parameter (w = w0 + gain
-  # r of `activation`'s one parameter) or switch (sigmoid if r > above, tanh if r < below, else
-  # relu); rounds of round_epochs each, r on the first val_batch val examples
-  c.search.correlation = ml_collections.ConfigDict({
-      "form": "parameter", "activation": "prelu", "gain": 1.0, "rounds": 5, "round_epochs": 2,
-      "tolerance": 1e-3, "val_batch": 1000, "above": 0.5, "below": -0.5})
-  # The race (strategies/race.py): every candidate's network trained with the retrain recipe
-  # on the train split for cycles of `epochs` (`seeds` initialisations each); after each cycle
-  # but the last, the best `keep` go on from their weights (chosen against the truth:
-  # docs/yardstick.md)
-  c.search.race = ml_collections.ConfigDict({"epochs": [5, 10], "keep": [4], "seeds": 1})
+  # each strategy's own keys, search.<name> (random, evolution, reinforce, correlation, race):
+  # its defaults, stated in its module (strategies/)
+  for name, keys in strategies.defaults().items():
+    c.search[name] = ml_collections.ConfigDict(copy.deepcopy(keys))
 
   # The recipe that trains a fixed architecture from scratch (``actsearch retrain``): found
   # architecture and baselines alike, on train + val, scored on the test split.
   c.retrain = ml_collections.ConfigDict()
   # Chosen on the val split of MNIST-1D (CNN: ReLU 95.3%, GELU 95.8% trained on 4000
-  # examples; see README "Retrain").
+  # examples; docs/choosing-defaults.md, "The retrain recipe").
   c.retrain.optimizer = "adam"     # sgd | adam | adamw
   c.retrain.lr = 0.03
   c.retrain.lr_min = 0.0           # end of the cosine decay
@@ -187,110 +168,11 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-_IMPORTED: dict = {}  # user code loaded in this process: by path and content, or module
-
-
-def _is_file(ref: str) -> bool:
-  return ref.endswith(".py") or os.path.sep in ref
-
-
-def _ref(ref: str) -> str:
-  """How user code is recorded: a file by its absolute path, a module by its name."""
-  return os.path.abspath(ref) if _is_file(ref) else ref
-
-
-def import_code(ref: str):
-  """Imports user code the user names (``--import``, ``--config``): a ``.py`` file, run once
-  per process, or an importable module. What it registers is recorded as coming from
-  ``ref``. Failures are one ``UserError`` line."""
-  is_file = _is_file(ref)
-  if is_file and not os.path.isfile(ref):
-    raise UserError(f"file not found: {ref}")
-  # a file again: once per content (a file rewritten in between runs again)
-  key = (os.path.abspath(ref), os.stat(ref).st_mtime_ns, os.path.getsize(ref)) if is_file \
-      else ref
-  if key in _IMPORTED:
-    return _IMPORTED[key]
-  with activations.loading(_ref(ref)):
-    try:
-      if is_file:
-        spec = importlib.util.spec_from_file_location(
-            f"actsearch_experiment_{abs(hash(key[0]))}", ref)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-      else:
-        module = importlib.import_module(ref)
-    except SyntaxError as e:
-      raise UserError(f"{ref}: syntax error at line {e.lineno}: {e.msg}") from None
-    except UserError as e:
-      raise UserError(f"{ref}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - any failure of user code is bad input
-      raise UserError(f"{ref}: failed to load ({type(e).__name__}: {e})") from None
-  _IMPORTED[key] = module
-  return module
-
-
-def _named(s: ml_collections.ConfigDict) -> list[str]:
-  """Every candidate name a search config gives: ``search.candidates``, then each slot's own."""
-  return list(s.candidates) + [n for v in (s.get("slot_candidates") or {}).values() for n in v]
-
-
-def code_of(cfg: ml_collections.ConfigDict) -> list[str]:
-  """The user code that registered the candidates and the backbone a config names."""
-  from actsearch.models import registry as models
-  refs = activations.code_refs(_named(cfg.search))
-  for ref in (models.SOURCES.get(cfg.model.name), losses.SOURCES.get(cfg.data.get("loss"))):
-    if ref and ref not in refs:
-      refs.append(ref)
-  return refs
-
-
-def check_code(cfg: ml_collections.ConfigDict, where: str) -> None:
-  """The candidates and the backbone a stored config names are registered; else one line
-  naming its code."""
-  from actsearch.models import registry as models
-  code = list(cfg.get("code") or [])
-  activations.require(activations.expand(_named(cfg.search)), code, where)
-  if code and cfg.model.name not in models.BACKBONES:
-    raise UserError(f"{where}: backbone {cfg.model.name!r} is not registered here; it comes "
-                    f"from {comes_from(code)}")
-  losses.check(cfg.data.get("loss", losses.AUTO), code, where)
-
-
-def load_config(path: str) -> ml_collections.ConfigDict:
-  """Runs ``get_config()`` of an experiment file (``import_code``)."""
-  if not os.path.isfile(path):
-    raise UserError(f"config file not found: {path}")
-  module = import_code(path)
-  if not hasattr(module, "get_config"):
-    raise UserError(f"{path} defines no get_config()")
-  with activations.loading(_ref(path)):  # what get_config() registers comes from the file
-    try:
-      cfg = module.get_config()
-    except UserError as e:
-      raise UserError(f"{path}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - any failure of user code is bad input
-      raise UserError(f"{path}: get_config() failed ({type(e).__name__}: {e})") from None
-  if not isinstance(cfg, ml_collections.ConfigDict):
-    raise UserError(f"{path}: get_config() must return an ml_collections.ConfigDict")
-  return cfg
-
-
-def _leaf_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-  keys = []
-  for k, v in cfg.items():
-    if isinstance(v, ml_collections.ConfigDict):
-      keys += _leaf_keys(v, f"{prefix}{k}.")
-    else:
-      keys.append(f"{prefix}{k}")
-  return keys
-
-
-def _parse_value(text: str):
-  try:
-    return json.loads(text)
-  except json.JSONDecodeError:
-    return text
+def leaf_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """Every dotted key of ``cfg`` that holds a value (``search.race.epochs``), in order."""
+  return [k for key, v in cfg.items() for k in (
+      leaf_keys(v, f"{prefix}{key}.") if isinstance(v, ml_collections.ConfigDict)
+      else [f"{prefix}{key}"])]
 
 
 def _same_kind(old, new) -> bool:
@@ -310,12 +192,15 @@ def apply_overrides(cfg: ml_collections.ConfigDict, sets: Sequence[str]) -> None
       raise UserError(f"--set expects key.path=value, got {item!r}")
     key, text = item.split("=", 1)
     key = key.strip()
-    keys = [k for k in _leaf_keys(cfg) if k != "code"]  # recorded by the run, not set
+    keys = [k for k in leaf_keys(cfg) if k != "code"]  # recorded by the run, not set
     if key not in keys:
       close = difflib.get_close_matches(key, keys, n=1)
       hint = f" (did you mean {close[0]}?)" if close else ""
       raise UserError(f"--set: unknown config key {key!r}{hint}; valid keys: {', '.join(keys)}")
-    value = _parse_value(text)
+    try:
+      value = json.loads(text)
+    except json.JSONDecodeError:
+      value = text
     *parents, leaf = key.split(".")
     node = cfg
     for p in parents:
@@ -335,109 +220,10 @@ def apply_overrides(cfg: ml_collections.ConfigDict, sets: Sequence[str]) -> None
     node[leaf] = value
 
 
-def check(cfg: ml_collections.ConfigDict) -> None:
-  """Rejects values no search can run with, naming the key: the keys every search reads
-  here, the strategy's own keys by the strategy (``Strategy.check``)."""
-  s = cfg.search
-  check_candidates(s)
-  check_act(cfg.optim.weights, "optim.weights")
-  implementation.check(s.implementation)
-  for key, value in (("search.epochs", s.epochs), ("search.batch_size", s.batch_size),
-                     ("search.eval_batch_size", s.eval_batch_size)):
-    if not isinstance(value, int) or value < 1:
-      raise UserError(f"{key} must be a positive integer, got {value!r}")
-  check_run(s, "search")
-  losses.check(cfg.data.get("loss", losses.AUTO))
-  if not isinstance(cfg.data.resident_mb, (int, float)) or cfg.data.resident_mb < 0:
-    raise UserError(f"data.resident_mb must be a number >= 0, got {cfg.data.resident_mb!r}")
-  strategies.get(s.strategy).check(cfg)
-  check_retrain(cfg.retrain)
-
-
 # Keys that say how a run goes, not what it computes: a run may resume with other values.
 RUN_ONLY = ("code", "search.eval_every", "search.eval_batch_size", "search.checkpoint_every",
             "search.async_checkpoints", "data.resident_mb",
             *(f"retrain.{k}" for k in trainer.RUN_ONLY))
-
-
-def check_run(node: ml_collections.ConfigDict, where: str) -> None:
-  """The keys every loop reads: non-finite policy, checkpoint and evaluation cadence."""
-  for key, low in (("checkpoint_every", 0), ("eval_every", 1)):
-    value = node.get(key, low)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-      raise UserError(f"{where}.{key} must be an integer >= {low}, got {value!r}")
-  if node.get("async_checkpoints") not in (True, False, None):
-    raise UserError(f"{where}.async_checkpoints must be true, false or null, got "
-                    f"{node.async_checkpoints!r}")
-  if node.on_nonfinite not in health.POLICIES:
-    raise UserError(f"{where}.on_nonfinite is {node.on_nonfinite!r}; known: "
-                    f"{', '.join(health.POLICIES)}")
-  if not isinstance(node.max_skipped, int) or isinstance(node.max_skipped, bool) \
-      or node.max_skipped < 1:
-    raise UserError(f"{where}.max_skipped must be a positive integer, got {node.max_skipped!r}")
-
-
-INIT_PARAMS = ("initial", "searched")
-
-
-def check_act(node: ml_collections.ConfigDict, where: str) -> None:
-  """``act_weight_decay`` and ``norm_weight_decay`` (>= 0, or null) and ``act_lr_scale`` (>= 0;
-  0 freezes the candidates' parameters, as the correlation rule's) of a weight optimizer."""
-  scale = node.get("act_lr_scale", 1.0)
-  for key in ("act_weight_decay", "norm_weight_decay"):
-    value = node.get(key)
-    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
-                              or value < 0):
-      raise UserError(f"{where}.{key} must be a number >= 0, got {value!r}")
-  if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale < 0:
-    raise UserError(f"{where}.act_lr_scale must be a number >= 0, got {scale!r}")
-
-
-def check_candidates(s: ml_collections.ConfigDict) -> None:
-  """``search.candidates`` (groups expanded), ``search.slot_candidates`` and
-  ``search.param_granularity``."""
-  activations.resolve(list(s.candidates))
-  per_slot = s.get("slot_candidates") or {}
-  for slot, names in per_slot.items():
-    if isinstance(names, str) or not isinstance(names, (list, tuple)):
-      raise UserError(f"search.slot_candidates.{slot} must be a list of candidate names")
-    activations.resolve(list(names))
-  if s.get("param_granularity") not in (None, "layer", "channel"):
-    raise UserError(f"search.param_granularity is {s.param_granularity!r}; known: layer, "
-                    "channel (unset: as search.granularity)")
-
-
-def expand_candidates(cfg: ml_collections.ConfigDict) -> None:
-  """Replaces group names (``all``, ``fixed``, ...) in the config's candidate lists by their
-  members, so that ``config.json`` and the record name each candidate."""
-  s = cfg.search
-  check_candidates(s)
-  s.candidates = activations.expand(list(s.candidates))
-  for slot in list((s.get("slot_candidates") or {}).keys()):
-    s.slot_candidates[slot] = activations.expand(list(s.slot_candidates[slot]))
-
-
-def check_retrain(r: ml_collections.ConfigDict) -> None:
-  """Rejects retrain recipes no run can use, naming the key."""
-  if r.optimizer not in optim.OPTIMIZERS:
-    raise UserError(f"retrain.optimizer is {r.optimizer!r}; known: {', '.join(optim.OPTIMIZERS)}")
-  if r.schedule not in optim.SCHEDULES:
-    raise UserError(f"retrain.schedule is {r.schedule!r}; known: {', '.join(optim.SCHEDULES)}")
-  for key in ("epochs", "batch_size", "eval_batch_size", "seeds"):
-    value = r[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-      raise UserError(f"retrain.{key} must be a positive integer, got {value!r}")
-  if r.lr <= 0 or r.lr_min < 0 or r.lr_min > r.lr:
-    raise UserError(f"retrain.lr must be positive and retrain.lr_min in [0, lr], got "
-                    f"{r.lr} and {r.lr_min}")
-  if not 0.0 <= r.warmup_fraction < 1.0:
-    raise UserError(f"retrain.warmup_fraction must lie in [0, 1), got {r.warmup_fraction}")
-  check_run(r, "retrain")
-  if r.get("init_params", "initial") not in INIT_PARAMS:
-    raise UserError(f"retrain.init_params is {r.init_params!r}; known: {', '.join(INIT_PARAMS)}")
-  check_act(r, "retrain")
-  if r.baselines:  # none: the found architecture alone
-    activations.resolve(list(r.baselines))
 
 
 def from_json(stored: dict) -> ml_collections.ConfigDict:

@@ -14,10 +14,11 @@ lr 0.1, momentum 0.9, weight decay 1e-4 on every weight, batch 128, 200 epochs, 
 The search is the race (strategies/race.py) on 45,000 training images (5,000 held out for its
 scores): the 16 candidates of group ``wide`` for 10 epochs each, the best 4 for 30 more: 280
 network-epochs of 45,000 images, 1.26 retrain seeds (200 epochs of 50,000) in examples.
-Not run here: this machine has no GPU (README, "CIFAR").
+Not run here: this machine has no GPU (docs/cifar.md).
 """
 
-from actsearch.configs import WIDE_CANDIDATES, base_config
+from actsearch.configs import base_config
+from actsearch.space.activations import WIDE
 
 
 def get_config():
@@ -28,7 +29,7 @@ def get_config():
   c.model.name = "resnet"
   c.model.depth = 20               # 3 basic blocks per stage
   c.model.widths = [16, 32, 64]
-  c.search.candidates = list(WIDE_CANDIDATES)
+  c.search.candidates = list(WIDE)
   c.search.strategy = "race"
   c.search.race.epochs = [10, 30]
   c.search.race.keep = [4]

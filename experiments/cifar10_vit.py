@@ -12,7 +12,7 @@ epochs, crop and flip only): expect GELU near 80% (our estimate from published s
 ViT runs without AutoAugment, mixup or label smoothing; they reach 90% and more with them,
 which actsearch does not provide). The search is the race, as on the ResNet: 16 candidates
 for 10 epochs, the best 4 for 30 more (1.26 retrain seeds in examples).
-Not run here: this machine has no GPU (README, "CIFAR").
+Not run here: this machine has no GPU (docs/cifar.md).
 """
 
 import ml_collections

@@ -6,7 +6,8 @@ layer of 64 units: three slots. The data ship with scikit-learn (1797 images; 80
 50/50 into train and val for the search, 20% test).
 """
 
-from actsearch.configs import WIDE_CANDIDATES, base_config
+from actsearch.configs import base_config
+from actsearch.space.activations import WIDE
 
 
 def get_config():
@@ -21,7 +22,7 @@ def get_config():
   c.search.batch_size = 64
   # As the digits MLP (docs/choosing-defaults.md): group "wide", every candidate screened
   # alone, the best two of each slot validated as discrete networks (2^3 = 8).
-  c.search.candidates = list(WIDE_CANDIDATES)
+  c.search.candidates = list(WIDE)
   c.search.relaxation = "gumbel"
   c.search.discretize = "screen"
   c.search.shortlist_k = 2

@@ -5,7 +5,8 @@ The data ship with scikit-learn (1797 images; 80% train, split 50/50 into train 
 the search, 20% test).
 """
 
-from actsearch.configs import WIDE_CANDIDATES, base_config
+from actsearch.configs import base_config
+from actsearch.space.activations import WIDE
 
 
 def get_config():
@@ -18,7 +19,7 @@ def get_config():
   c.search.batch_size = 64
   # Chosen on val (docs/choosing-defaults.md): the sixteen candidates of group "wide"; every
   # candidate screened alone, then the best four of each slot validated as discrete networks.
-  c.search.candidates = list(WIDE_CANDIDATES)
+  c.search.candidates = list(WIDE)
   c.search.relaxation = "gumbel"
   c.search.discretize = "screen"
   c.search.shortlist_k = 4         # 4^2 = 16 networks

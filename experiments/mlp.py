@@ -5,7 +5,8 @@ Run:  actsearch search --config experiments/mlp.py --data FILE.npz --workdir run
 FILE.npz holds x_train, y_train, x_test, y_test and optionally x_val, y_val.
 """
 
-from actsearch.configs import WIDE_CANDIDATES, base_config
+from actsearch.configs import base_config
+from actsearch.space.activations import WIDE
 
 
 def get_config():
@@ -23,7 +24,7 @@ def get_config():
   # candidates of group "wide" and square (polynomial structure is common in regression data,
   # and it costs one more screened network), every candidate screened alone, then the best
   # four of each slot validated as discrete networks (16 for two hidden layers).
-  c.search.candidates = [*WIDE_CANDIDATES, "square"]
+  c.search.candidates = [*WIDE, "square"]
   c.search.relaxation = "gumbel"
   c.search.discretize = "screen"
   c.search.shortlist_k = 4

@@ -5,7 +5,8 @@ Run:  make search            (or: actsearch search --config experiments/mnist1d_
 Quick local check:  make search ARGS="--epochs 2"
 """
 
-from actsearch.configs import WIDE_CANDIDATES, base_config
+from actsearch.configs import base_config
+from actsearch.space.activations import WIDE
 
 
 def get_config():
@@ -20,7 +21,7 @@ def get_config():
   c.search.batch_size = 64
   # Chosen on val (docs/choosing-defaults.md): the sixteen candidates of group "wide"; every
   # candidate screened alone, then the best two of each slot validated as discrete networks.
-  c.search.candidates = list(WIDE_CANDIDATES)
+  c.search.candidates = list(WIDE)
   c.search.relaxation = "gumbel"
   c.search.discretize = "screen"
   c.search.shortlist_k = 2         # 2^3 = 8 networks

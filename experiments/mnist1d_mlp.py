@@ -3,7 +3,8 @@
 Run:  actsearch search --config experiments/mnist1d_mlp.py --workdir runs/mnist1d_mlp
 """
 
-from actsearch.configs import WIDE_CANDIDATES, base_config
+from actsearch.configs import base_config
+from actsearch.space.activations import WIDE
 
 
 def get_config():
@@ -17,19 +18,20 @@ def get_config():
   c.search.batch_size = 64
   # Chosen on val (docs/choosing-defaults.md): the sixteen candidates of group "wide"; every
   # candidate screened alone, then the best four of each slot validated as discrete networks.
-  c.search.candidates = list(WIDE_CANDIDATES)
+  c.search.candidates = list(WIDE)
   c.search.relaxation = "gumbel"
   c.search.discretize = "screen"
   c.search.shortlist_k = 4         # 4^2 = 16 networks
   # The MLP trains in seconds: the shortlist can afford the full retrain length and three
-  # initialisations per network, the most faithful val estimate (README "Choosing the defaults").
+  # initialisations per network, the most faithful val estimate (docs/choosing-defaults.md).
   c.search.shortlist_epochs = 40
   c.search.shortlist_seeds = 3
   # The retrain trains on twice the screen's data, and on this MLP the rankings cross between
   # the two sizes (val only: docs/choosing-defaults.md, "A learning curve"): every network is
   # scored on 1/4, 1/2 and all of the train split and ranked at train + val's size.
   c.search.learning_curve = True
-  # Chosen on the val split (README "Retrain"): the MLP overfits, strong decoupled decay helps.
+  # Chosen on the val split (docs/choosing-defaults.md, "The retrain recipe"): the MLP
+  # overfits, strong decoupled decay helps.
   c.retrain.optimizer = "adamw"
   c.retrain.weight_decay = 0.2
   # The race decides (strategies/race.py): every candidate's network trained alone for 5

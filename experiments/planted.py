@@ -88,15 +88,15 @@ def measure(nets, workdir: str, chunk: int = 64, cfg=None) -> list[float]:
   """Each network's score (minus its val loss) from the engine: the shortlist's trainer, the
   networks of a chunk trained together."""
   from actsearch import data
-  from actsearch.strategies import darts
+  from actsearch.strategies import supernet
 
   cfg = get_config() if cfg is None else cfg
   cfg.data.path = data.save_arrays(teacher_arrays(), os.path.join(workdir, "planted.npz"))
   splits = data.load(cfg.data, cfg.seed)
-  su = darts.setup(cfg, splits)
-  names = [v.name for v in darts.slot_views_of(su)]
+  su = supernet.setup(cfg, splits)
+  names = [v.name for v in supernet.slot_views_of(su)]
   assert tuple(names) == SLOTS, names
-  ctx = darts.measurements(su, su.state, workdir)
+  ctx = supernet.measurements(su, su.state, workdir)
   scores = []
   for i in range(0, len(nets), chunk):
     scores += ctx.train_and_score([dict(zip(names, net)) for net in nets[i:i + chunk]])[0]

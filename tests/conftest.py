@@ -124,13 +124,13 @@ def arch_weights(workdir) -> np.ndarray:
 
 def checkpoint_state(workdir, sets, experiment="experiments/mnist1d_mlp.py"):
   """The newest checkpoint of a run made with ``experiment`` and ``--set sets``."""
-  from actsearch import configs
-  from actsearch.strategies import darts
+  from actsearch import configs, usercode
+  from actsearch.strategies import supernet
   from actsearch.train.checkpoint import Checkpointer
 
-  cfg = configs.load_config(os.path.join(ROOT, experiment))
+  cfg = usercode.load_config(os.path.join(ROOT, experiment))
   configs.apply_overrides(cfg, sets)
-  su = darts.setup(cfg)
+  su = supernet.setup(cfg)
   return Checkpointer(str(workdir / "checkpoints"), read_only=True).restore(su.state)
 
 

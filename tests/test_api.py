@@ -202,19 +202,20 @@ def _examples(module):
 
 
 def test_the_facade_names_have_docstrings_and_its_examples_run():
+  from actsearch.data import datasets
   from actsearch.train import losses
   for name in actsearch.__all__:
     if name != "__version__":
       assert (getattr(actsearch, name).__doc__ or "").strip(), name
   runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-  for module in (actsearch, actsearch.api, user, losses):
+  for module in (actsearch, actsearch.api, user, losses, datasets):
     tests = [t for t in _examples(module)
              if t.name.rsplit(".", 1)[-1] not in SESSION or module is not actsearch.api]
     assert tests, module.__name__
     for test in tests:
       runner.run(test)
   assert runner.failures == 0
-  shown = "".join(e.source for m in (actsearch, actsearch.api, user, losses)
+  shown = "".join(e.source for m in (actsearch, actsearch.api, user, losses, datasets)
                   for t in _examples(m) for e in t.examples)
   assert [n for n in actsearch.__all__ if n != "__version__"
           and f"actsearch.{n}" not in shown] == []  # every name in a runnable example
@@ -335,3 +336,21 @@ def test_every_strategy_is_reachable_from_the_facade(tmp_path):
   record = actsearch.search(cfg, str(tmp_path / "run"))
   assert record["strategy"]["name"] == "random" and record["strategy"]["cost"]["trainings"] == 2
   assert len(record["selection"]["evaluated"]) == 2
+
+
+def test_search_resolves_a_copy_and_leaves_the_callers_config_unchanged(tmp_path):
+  """The run reads its resolved copy (groups expanded, user code and implementation plan
+  recorded); the caller's ConfigDict equals a deep copy taken before the call."""
+  import copy
+
+  from actsearch.space import activations
+  cfg = actsearch.config()
+  cfg.data.num_samples, cfg.model.widths, cfg.search.epochs = 400, [8], 1
+  cfg.search.candidates, cfg.search.discretize = ["default"], "argmax"
+  before = copy.deepcopy(cfg)
+  record = actsearch.search(cfg, str(tmp_path / "run"))
+  assert cfg == before and cfg.to_json() == before.to_json()
+  assert record["candidates"] == list(activations.DEFAULT)  # the copy was expanded
+  stored = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert stored["search"]["candidates"] == list(activations.DEFAULT)
+  assert stored["search"]["implementation"] != "auto"  # the plan chosen, in the copy only

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from actsearch import configs, data
+from actsearch import checks, configs, data, usercode
 from actsearch.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,8 +15,8 @@ EXPERIMENTS = ["mnist1d_cnn", "mnist1d_mlp", "digits_mlp", "mlp"]
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiments_load_check_and_document_their_command(name):
   path = os.path.join(ROOT, "experiments", f"{name}.py")
-  cfg = configs.load_config(path)
-  configs.check(cfg)
+  cfg = usercode.load_config(path)
+  checks.check(cfg)
   import importlib.util
   spec = importlib.util.spec_from_file_location("exp", path)
   module = importlib.util.module_from_spec(spec)
@@ -72,7 +72,7 @@ def test_check_rejects_values_no_search_can_run_with(item, message):
   cfg = configs.base_config()
   configs.apply_overrides(cfg, [item])
   with pytest.raises(UserError, match=message):
-    configs.check(cfg)
+    checks.check(cfg)
 
 
 def _write(tmp_path, **arrays):

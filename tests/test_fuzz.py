@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actsearch import architecture, cli, configs, data
-from actsearch.commands import retrain
+from actsearch import architecture, checks, cli, configs, data, results
 from actsearch.errors import UserError
 
 settings.register_profile("default", max_examples=40, deadline=None,
@@ -161,7 +160,7 @@ def test_the_valid_record_of_the_tables_loads(tmp_path):
   assert v1["strategy"] == {"name": "darts", "cost": {}} and v1["code"] == []
   assert v1["layers"][0]["choice"] == "gelu" and v1["layers"][0]["candidates"] == CANDS
   path.write_text(json.dumps(VALID_RESULT))
-  assert retrain.read_result(str(path)) == VALID_RESULT
+  assert results.read_result(str(path)) == VALID_RESULT
 
 
 def _paths(tree, prefix=()):
@@ -198,12 +197,12 @@ def test_results_reader_refuses(case, tmp_path):
   path = tmp_path / "result.json"
   path.write_text(json.dumps(RESULT_CASES[case]))
   with pytest.raises(UserError, match="delete it to train that variant again"):
-    retrain.read_result(str(path))
+    results.read_result(str(path))
 
 
 def test_an_integer_beyond_int64_is_a_finite_number_to_the_results_reader():
   # hypothesis found numpy's isfinite raising TypeError on it (the reader now uses Python's)
-  retrain.validate_result(_with(VALID_RESULT, ["seeds", 0, "test_loss"], -2 ** 63 - 1), "r")
+  results.validate_result(_with(VALID_RESULT, ["seeds", 0, "test_loss"], -2 ** 63 - 1), "r")
 
 
 # Each JSON reader, fed its valid file with one value anywhere replaced by any JSON value:
@@ -212,7 +211,7 @@ FUZZED_READERS = {
     "architecture": (VALID_ARCH, ARCH_PATHS, lambda t: architecture.validate(t, "fuzz.json")),
     "architecture v2": (VALID_V2, V2_PATHS, lambda t: architecture.validate(t, "fuzz.json")),
     "results": (VALID_RESULT, RESULT_PATHS,
-                lambda t: retrain.validate_result(t, "result.json")),
+                lambda t: results.validate_result(t, "result.json")),
 }
 
 
@@ -397,7 +396,7 @@ def test_config_overrides_under_fuzzing(key, text):
   cfg = configs.base_config()
   try:
     configs.apply_overrides(cfg, [f"{key}={text}"])
-    configs.check(cfg)
+    checks.check(cfg)
   except UserError as e:
     assert "\n" not in str(e)
 

@@ -13,12 +13,14 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "actsearch"
 
 # Low to high: a module may import its own floor and the floors below it, never above.
 FLOORS = [
-    {"errors", "version", "cache", "data"},             # leaves: no actsearch imports but these
+    # leaves: no actsearch imports but these; the registries' primitive
+    {"errors", "version", "cache", "data", "registry"},
     {"space"},                                          # what can be chosen
     {"models"},                                         # backbones and their slots
     {"train"},                                          # the engine every command shares
     {"strategies", "plots"},                            # how architectures are found; pictures
-    {"architecture", "configs", "stats"},               # the record, configs, statistics
+    # the record and the retrain's report, configs, their checks, user code, statistics
+    {"architecture", "results", "configs", "checks", "usercode", "stats"},
     {"commands"},                                       # search, retrain, reproduce, bench
     # the command line, the compatibility names from before the folders, the facade
     {"cli", "__main__", "activations", "mixed", "checkpoint", "api", "__init__"},

@@ -32,7 +32,7 @@ def record(**extra):
 
 
 def logged_tags(slots, cands):
-  """Every scalar tag the search logs for these slots (see ``darts.arch_scalars``)."""
+  """Every scalar tag the search logs for these slots (see ``supernet.arch_scalars``)."""
   return [f"arch/{s}/{c}" for s in slots for c in cands] + [f"arch/{s}/entropy" for s in slots]
 
 

@@ -30,15 +30,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from actsearch import configs, models
+from actsearch import configs, models, usercode
 from actsearch.models import network
-from actsearch.space import implementation, kernels
+from actsearch.space import activations, implementation, kernels
 from actsearch.strategies import bilevel
 from actsearch.train import optim, trainer
 from actsearch.train import step as train_step
 from actsearch.train.objective import Objective
 
-BENCH_CANDIDATES = ["relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus"]
+BENCH_CANDIDATES = list(implementation.MEASURED_CANDIDATES)
 
 
 def _median_ms(fns: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
@@ -292,9 +292,9 @@ def _default_cnn(epochs: int | None) -> ml_collections.ConfigDict:
   """The default experiment with the eight default candidates and parameters per layer, as
   the bench's figures were first measured (the experiment's sixteen include parametric and
   learned ones the fused kernel does not cover)."""
-  cfg = configs.load_config(configs.experiment("mnist1d_cnn"))
+  cfg = usercode.load_config(configs.experiment("mnist1d_cnn"))
   cfg.search.strategy = "darts"  # the supernet's loop is what the bench measures
-  cfg.search.candidates = list(configs.DEFAULT_CANDIDATES)
+  cfg.search.candidates = list(activations.DEFAULT)
   cfg.search.param_granularity = "layer"
   if epochs is not None:
     cfg.search.epochs = cfg.retrain.epochs = epochs
@@ -313,11 +313,11 @@ def run_loop(repeats: int = 30, epochs: int | None = None, rounds: int = 5) -> d
   import tempfile
 
   from actsearch.commands import search
-  from actsearch.strategies import darts
+  from actsearch.strategies import supernet
 
   cfg = _default_cnn(epochs)
   cfg.search.discretize = "argmax"
-  su = darts.setup(cfg)
+  su = supernet.setup(cfg)
   batch = cfg.search.batch_size
   take = lambda x, y: {"x": jnp.asarray(x[:batch]), "y": jnp.asarray(y[:batch])}
   alone = dataclasses.replace(su.step_fn, axis_name=None)

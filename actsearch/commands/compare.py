@@ -1,17 +1,18 @@
 """``actsearch compare`` (``make compare``): every strategy on one engine, one budget, one table.
 
 For each task (``TASKS``: the MNIST-1D CNN and the digits MLP, each at a reduced scale, see
-their experiment files) and each search seed, every strategy of ``STRATEGIES`` searches at
-each budget of ``--scales`` (1 and 5 by default), in units of what DARTS' default search of
-that task and seed spends (``strategy.cost.examples`` of its record); then every found network
-is retrained from scratch with the task's recipe over ``--seeds`` seeds (0..N-1) on train + val
-and scored on the test split. How each strategy is given a budget of ``scale`` (``cell_config``):
+their experiment files) and each search seed, every strategy with a budget rule
+(``compared``) searches at each budget of ``--scales`` (1 and 5 by default), in units of
+what DARTS' default search of that task and seed spends (``strategy.cost.examples`` of its
+record); then every found network is retrained from scratch with the task's recipe over
+``--seeds`` seeds (0..N-1) on train + val and scored on the test split. How each strategy is
+given a budget of ``scale`` (its ``Strategy.budget``, applied by ``cell_config``):
 
 * ``darts`` and ``random_activation`` (one supernet, then the shortlist): at 1x the task's
   config; at ``scale`` > 1, ``search.epochs`` times ``scale`` and the shortlist widened to the
   most candidates per slot whose estimated total spend stays within ``scale`` x DARTS' 1x
-  spend (``wider_shortlist``; random activation given DARTS' shortlist). Their spend is what
-  their record says (a screen that finds duplicates spends less than the estimate).
+  spend (``supernet.wider_shortlist``; random activation given DARTS' shortlist). Their
+  spend is what their record says (a screen that finds duplicates spends less than the estimate).
 * ``random``, ``evolution``, ``reinforce``: ``search.budget`` = ``scale`` x DARTS' 1x spend
   (a space smaller than the budget is evaluated whole and the search ends there).
 * ``correlation``: ``round_epochs`` such that its ``rounds + 1`` trainings pass about
@@ -47,66 +48,37 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from actsearch import architecture, configs, stats
+from actsearch import architecture, configs, results, stats, usercode
 from actsearch.commands import retrain
 from actsearch.errors import UserError
+from actsearch.strategies import table
+from actsearch.strategies.base import Spend
 from actsearch.train import files
 
 # task -> (experiment file, search seeds, title)
 TASKS = {"digits_mlp": ("compare_digits_mlp", 3, "sklearn digits 8x8, MLP (64, 64)"),
          "mnist1d_cnn": ("compare_mnist1d_cnn", 1, "MNIST-1D (4000), 1-D CNN (3 x 25)")}
-STRATEGIES = ("darts", "random", "evolution", "reinforce", "correlation", "random_activation")
-ONE_SHOT = ("darts", "random_activation")  # one supernet, then the shortlist
-BLACK_BOX = ("random", "evolution", "reinforce")
 REFERENCE = "darts"
 
 
-def wider_shortlist(cfg: ml_collections.ConfigDict, scale: int,
-                    budget: float) -> tuple[int, int]:
-  """``(shortlist_k, shortlist_max)`` of a one-shot search given ``scale`` x ``budget``: its
-  ``search.epochs`` already scaled, the most candidates per slot whose estimated spend
-  (``darts.default_examples``: the supernet, the screen, the whole shortlist) stays within
-  ``scale * budget``; at least the config's own ``shortlist_k``."""
-  from actsearch.strategies import darts, discretize
-
-  su = darts.setup(cfg.copy_and_resolve_references())
-  views = discretize.slot_views(su.model)
-  s = su.cfg.search
-  widest = max(len(v.candidates) for v in views)
-  best = (s.shortlist_k, s.shortlist_max)
-  for k in range(s.shortlist_k + 1, widest + 1):
-    s.shortlist_k = k
-    s.shortlist_max = max(best[1], int(np.prod([min(k, len(v.candidates)) for v in views])))
-    if darts.default_examples(su) > scale * budget:
-      break
-    best = (s.shortlist_k, s.shortlist_max)
-  return best
+def compared() -> tuple[str, ...]:
+  """The strategies with a budget rule (``Strategy.budget``), in the table's order."""
+  return tuple(n for n, st in table.STRATEGIES.items() if st.budget is not None)
 
 
 def cell_config(base: ml_collections.ConfigDict, strategy: str, scale: int, seed: int,
-                budget: float | None, train_examples: int | None = None,
-                shortlist: tuple[int, int] | None = None) -> ml_collections.ConfigDict:
+                budget: float | None, train_examples: int | None = None
+                ) -> ml_collections.ConfigDict:
   """The config of one cell: ``base`` with ``strategy`` at ``scale`` times the reference
-  budget ``budget`` (DARTS' 1x spend, in training examples; unused by the one-shot strategies).
-  ``train_examples``: the search's train split size (correlation); ``shortlist``: the one-shot
-  strategies' ``(shortlist_k, shortlist_max)`` at ``scale`` > 1 (``wider_shortlist``)."""
+  budget ``budget`` (DARTS' 1x spend, in training examples), by the strategy's own rule
+  (``Strategy.budget``); ``train_examples``: the search's train split size."""
   cfg = base.copy_and_resolve_references()
   cfg.seed = seed
-  s = cfg.search
-  s.strategy = strategy
-  if strategy in ONE_SHOT:
-    if scale > 1:
-      s.epochs = s.epochs * scale
-      if shortlist is not None:
-        s.shortlist_k, s.shortlist_max = shortlist
-  elif strategy in BLACK_BOX:
-    s.budget = int(round(scale * budget))
-  elif strategy == "correlation":
-    c = s.correlation
-    per_epoch = (train_examples // cfg.retrain.batch_size) * cfg.retrain.batch_size
-    c.round_epochs = max(1, int(round(scale * budget / ((c.rounds + 1) * per_epoch))))
-  else:
-    raise UserError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+  cfg.search.strategy = strategy
+  rule = table.STRATEGIES[strategy].budget if strategy in compared() else None
+  if rule is None:
+    raise UserError(f"unknown strategy {strategy!r}; known: {', '.join(compared())}")
+  rule(cfg, Spend(scale, budget, train_examples))
   return cfg
 
 
@@ -170,9 +142,6 @@ def run_cell(task_dir: str, experiment: str, base, strategy: str, scale: int, se
     budget = reference["strategy"]["cost"]["examples"] if reference else None
     train = reference["data"]["train"] if reference else None
     cfg = cell_config(base, strategy, scale, seed, budget, train)
-    if strategy in ONE_SHOT and scale > 1:
-      cfg = cell_config(base, strategy, scale, seed, budget, train,
-                        wider_shortlist(cfg, scale, budget))
     start = time.perf_counter()
     _actsearch(["search", "--config", experiment, "--workdir", search_dir,
                 *[a for o in overrides(base, cfg) for a in ("--set", o)]], progress, cache)
@@ -183,12 +152,12 @@ def run_cell(task_dir: str, experiment: str, base, strategy: str, scale: int, se
   if not os.path.exists(os.path.join(retrain_dir, "results.json")):
     _actsearch(["retrain", arch_path, "--seeds", str(seeds), "--baselines", "",
                 "--workdir", retrain_dir], progress, cache)
-  report = files.read_json(os.path.join(retrain_dir, "results.json"))
+  report = results.load(retrain_dir)
   metric = report["metric"]
   return {"strategy": strategy, "scale": scale, "seed": seed, "found": report["found"],
           "cost": arch["strategy"]["cost"], "retrain": key,
           "search_seconds": files.read_json(cost_path)["search_seconds"], "metric": metric,
-          "test": {r["seed"]: r[metric] for r in report["variants"][retrain.FOUND]["seeds"]}}
+          "test": results.scores(report)}
 
 
 def _order(tasks: Sequence[str], scales: Sequence[int], strategies: Sequence[str]):
@@ -205,14 +174,16 @@ def _order(tasks: Sequence[str], scales: Sequence[int], strategies: Sequence[str
 
 
 def run(tasks: Sequence[str], workdir: str, seeds: int = 5, scales: Sequence[int] = (1, 5),
-        strategies: Sequence[str] = STRATEGIES, search_seeds: int | None = None,
+        strategies: Sequence[str] | None = None, search_seeds: int | None = None,
         progress: bool = True) -> dict:
   """Runs (or resumes) every cell and writes ``compare.json`` and ``compare.md`` after each.
   ``search_seeds``: at most this many search seeds per task (default: each task's own)."""
-  unknown = [t for t in tasks if t not in TASKS] + [s for s in strategies if s not in STRATEGIES]
+  known = compared()
+  strategies = known if strategies is None else tuple(strategies)
+  unknown = [t for t in tasks if t not in TASKS] + [s for s in strategies if s not in known]
   if unknown or not tasks or not strategies:
     raise UserError(f"unknown task(s) or strategies {', '.join(unknown) or '(none)'}; tasks: "
-                    f"{', '.join(TASKS)}; strategies: {', '.join(STRATEGIES)}")
+                    f"{', '.join(TASKS)}; strategies: {', '.join(known)}")
   if not scales or any(s < 1 for s in scales) or seeds < 2:
     raise UserError("--scales takes positive integers; --seeds at least 2 (for an interval)")
   if search_seeds is not None and search_seeds < 1:
@@ -227,7 +198,7 @@ def run(tasks: Sequence[str], workdir: str, seeds: int = 5, scales: Sequence[int
     if search_seeds is not None and seed >= search_seeds:
       continue
     if task not in bases:
-      bases[task] = configs.load_config(configs.experiment(TASKS[task][0]))
+      bases[task] = usercode.load_config(configs.experiment(TASKS[task][0]))
       out["tasks"][task] = {"title": TASKS[task][2], "experiment": TASKS[task][0], "cells": []}
     task_dir = os.path.join(workdir, task)
     reference = None
@@ -252,7 +223,7 @@ def rows(cells: list[dict], scales: Sequence[int]) -> list[dict]:
   ref = {(c["scale"], c["seed"]): c for c in cells if c["strategy"] == REFERENCE}
   out = []
   for scale in scales:
-    for strategy in STRATEGIES:
+    for strategy in compared():
       group = sorted(by.get((strategy, scale), []), key=lambda c: c["seed"])
       if not group:
         continue

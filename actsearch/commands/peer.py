@@ -17,7 +17,8 @@ alike. PyTorch is optional: where it is not installed the case is skipped with a
 
 from __future__ import annotations
 
-CANDIDATES = ("relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus")
+from actsearch.space.implementation import MEASURED_CANDIDATES as CANDIDATES
+
 WIDTHS = (1024, 1024, 1024)
 BATCH = 256
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import jax
 
-from actsearch import architecture, configs, stats
+from actsearch import architecture, configs, results, stats, usercode
 from actsearch.commands import retrain, search
 from actsearch.errors import UserError
 from actsearch.train import files
@@ -48,7 +48,7 @@ def name_of(task: str) -> str:
 def _title(task: str) -> str:
   if not is_file(task):
     return TASKS[task]
-  doc = (configs.import_code(os.path.abspath(task)).__doc__ or "").strip()
+  doc = (usercode.import_code(os.path.abspath(task)).__doc__ or "").strip()
   return doc.splitlines()[0].strip() if doc else name_of(task)
 
 
@@ -59,7 +59,7 @@ def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict
   arch_path = os.path.join(search_dir, "architecture.json")
   cost_path = os.path.join(task_dir, "search_cost.json")
   # imported every time: the code it registers is needed by the retrain of a resumed run
-  cfg = configs.load_config(os.path.abspath(task) if is_file(task) else configs.experiment(task))
+  cfg = usercode.load_config(os.path.abspath(task) if is_file(task) else configs.experiment(task))
   if not (os.path.exists(arch_path) and os.path.exists(cost_path)):
     start = time.perf_counter()
     search.run(cfg, search_dir, progress=progress)
@@ -155,7 +155,7 @@ def markdown(out: dict) -> str:
   baselines = []
   for row in out["tasks"]:
     for name in row["report"]["variants"]:
-      if name != retrain.FOUND and name not in baselines:
+      if name != results.FOUND and name not in baselines:
         baselines.append(name)
   lines = [f"# actsearch reproduce ({out['seeds']} retrain seeds)", "",
            "Test accuracy (%), mean [95% CI] over seeds; every variant retrained from scratch "
@@ -179,7 +179,7 @@ def markdown(out: dict) -> str:
                    if examples and row.get("seed_examples") else "")
     lines.append(f"| {row['title']} | {rep['found']} | {row['search_seconds']:.1f} | "
                  f"{one:.1f} | {row['search_seconds'] / one:.1f}x{in_examples} | "
-                 f"{_ci(rep['summary'][retrain.FOUND], scale)} | "
+                 f"{_ci(rep['summary'][results.FOUND], scale)} | "
                  + " | ".join(cells) + f" | {vs_usual} | {rep.get('verdict', '')} "
                  f"({rep.get('best_baseline', '')}) |")
   lines += _found_against_found(out["tasks"])
@@ -211,10 +211,8 @@ def _found_against_found(rows: list[dict]) -> list[str]:
       if not _same_setting(a, b):
         continue
       ra, rb = a["report"], b["report"]
-      metric = ra["metric"]
-      scale = 100.0 if metric == "test_accuracy" else 1.0
-      va = {r["seed"]: r[metric] for r in ra["variants"][retrain.FOUND]["seeds"]}
-      vb = {r["seed"]: r[metric] for r in rb["variants"][retrain.FOUND]["seeds"]}
+      scale = 100.0 if ra["metric"] == "test_accuracy" else 1.0
+      va, vb = results.scores(ra), results.scores(rb)
       seeds = sorted(set(va) & set(vb))
       if len(seeds) < 2:
         continue

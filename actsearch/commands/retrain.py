@@ -28,19 +28,18 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from actsearch import architecture, configs, data, models, stats
+from actsearch import architecture, checks, configs, data, models
 from actsearch.commands import workdirs
 from actsearch.errors import UserError
 from actsearch.models import network, user
+from actsearch.results import FOUND, SCHEMA, read_result, summarize
 from actsearch.space import activations
 from actsearch.train import files, trainer, weights
 from actsearch.train.lock import WorkdirLock
 from actsearch.train.objective import Objective
 from actsearch.version import __version__
 
-FOUND = "found"
 SPLIT_SEED = 0
-RESULTS_SCHEMA = "actsearch.results/v1"
 
 
 def config_from_architecture(arch: dict, sets: Sequence[str] = (),
@@ -56,7 +55,7 @@ def config_from_architecture(arch: dict, sets: Sequence[str] = (),
   configs.apply_overrides(cfg, sets)
   # the record's user code named before any of its candidates is looked up
   architecture.require(arch, where, architecture.needed(arch) + list(cfg.retrain.baselines))
-  configs.check_retrain(cfg.retrain)
+  checks.check_retrain(cfg.retrain)
   return cfg
 
 
@@ -69,10 +68,8 @@ def variants(arch: dict, baselines: Sequence[str], init_params: str = "initial",
   architecture.require(arch, where, architecture.needed(arch) + list(baselines or []))
   if baselines:
     activations.resolve(list(baselines))
-  layers = {layer["name"]: {**layer, "params": activations.params_from_record(
-      layer.get("params", {}))} for layer in arch["layers"]}
-  granularity = arch.get("param_granularity", "layer")
-  out = {FOUND: models.fixed_slots(layers, granularity, learned=init_params == "searched")}
+  granularity = arch.get("param_granularity") or "layer"
+  out = {FOUND: models.record_slots(arch, learned=init_params == "searched")}
   for name in baselines:
     if name == FOUND:
       raise UserError(f"--baselines: {FOUND!r} names the searched architecture, not a baseline")
@@ -155,42 +152,6 @@ def save_weights(variant_dir: str, graphdef, state, seeds: Sequence[int]) -> Non
     weights.save(weights_path(variant_dir, s), unwrapped(model))
 
 
-_SEED_FIELDS = ("test_loss", "train_loss", "wall_time_s")
-
-
-def validate_result(result, path: str) -> dict:
-  """Checks a variant's ``result.json`` (as ``train_variant`` returns it); raises ``UserError``
-  on anything else."""
-  def fail(what):
-    raise UserError(f"{path}: {what}; delete it to train that variant again")
-  if not isinstance(result, dict):
-    fail("expected a JSON object")
-  seeds = result.get("seeds")
-  if not isinstance(seeds, list) or not seeds:
-    fail("'seeds' must be a non-empty list")
-  for i, row in enumerate(seeds):
-    if not isinstance(row, dict) or not isinstance(row.get("seed"), int) or isinstance(
-        row.get("seed"), bool):
-      fail(f"seeds[{i}] must be an object with an integer 'seed'")
-    for key in _SEED_FIELDS + (("test_accuracy",) if "test_accuracy" in row else ()):
-      value = row.get(key)
-      if not architecture.finite_number(value):
-        fail(f"seeds[{i}].{key} must be a finite number")
-    if not isinstance(row.get("param_count"), int) or isinstance(row.get("param_count"), bool):
-      fail(f"seeds[{i}].param_count must be an integer")
-  for key in ("wall_time_s", "steps"):
-    if not isinstance(result.get(key), (int, float)) or isinstance(result.get(key), bool):
-      fail(f"'{key}' must be a number")
-  if not isinstance(result.get("description", ""), str):
-    fail("'description' must be a string")
-  return result
-
-
-def read_result(path: str) -> dict:
-  """A variant's ``result.json``, validated; any problem is one ``UserError`` line."""
-  return validate_result(files.read_json(path), path)
-
-
 def _git_commit() -> str | None:
   try:
     out = subprocess.run(["git", "-C", configs.ROOT, "rev-parse", "HEAD"], capture_output=True,
@@ -215,21 +176,6 @@ def metric_of(task: str) -> tuple[str, bool]:
   return ("test_accuracy", True) if task == data.CLASSIFICATION else ("test_loss", False)
 
 
-def summarize(results: dict[str, dict], metric: str, higher: bool) -> dict:
-  """Per-variant summaries, paired differences of ``found`` against each baseline, the verdict
-  against the best baseline (by mean)."""
-  values = {name: [row[metric] for row in res["seeds"]] for name, res in results.items()}
-  summary = {name: stats.summary(v) for name, v in values.items()}
-  baselines = {k: v for k, v in values.items() if k != FOUND}
-  paired = {name: stats.paired(values[FOUND], v) for name, v in baselines.items()}
-  out = {"metric": metric, "higher_is_better": higher, "summary": summary, "paired": paired}
-  if baselines:
-    best = stats.best_variant(baselines, higher_is_better=higher)
-    out["best_baseline"] = best
-    out["verdict"] = stats.verdict(values[FOUND], values[best], higher_is_better=higher)
-  return out
-
-
 def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
         epochs: int | None = None, baselines: Sequence[str] | None = None,
         sets: Sequence[str] = (), progress: bool = True, weights_out: str | None = None) -> dict:
@@ -243,7 +189,7 @@ def run(arch_path: str, workdir: str | None = None, *, seeds: int | None = None,
     cfg.retrain.epochs = epochs
   if baselines is not None:
     cfg.retrain.baselines = list(baselines)
-  configs.check_retrain(cfg.retrain)
+  checks.check_retrain(cfg.retrain)
   workdir = workdir or os.path.join(os.path.dirname(os.path.abspath(arch_path)), "retrain")
   workdirs.recorded_defaults(workdir, cfg)  # a retrain begun before a key existed
   slots = variants(arch, list(cfg.retrain.baselines), cfg.retrain.init_params,
@@ -281,7 +227,7 @@ def _retrain(arch, arch_path, cfg, splits, slots, resolved, workdir, primary, pr
     if primary:
       files.write_json_atomic(done, results[name])
   metric, higher = metric_of(splits.task)
-  report = {"schema": RESULTS_SCHEMA, "architecture": os.path.abspath(arch_path),
+  report = {"schema": SCHEMA, "architecture": os.path.abspath(arch_path),
             "found": describe(arch), "layers": resolved.architecture.to_dict(),
             "variants": results, **summarize(results, metric, higher),
             "protocol": {"train_examples": len(splits.x_train) + len(splits.x_val),

@@ -16,7 +16,7 @@ import time
 import jax
 import ml_collections
 
-from actsearch import architecture, configs, data, plots
+from actsearch import architecture, checks, configs, data, plots, usercode
 from actsearch.commands import workdirs
 from actsearch.errors import UserError
 from actsearch.strategies import table
@@ -38,25 +38,19 @@ def record(cfg: ml_collections.ConfigDict, splits: data.Splits, found: Found,
       found.layers, candidates=list(s.candidates), model=configs.to_json(cfg.model),
       data={**configs.to_json(cfg.data), **splits.describe()}, metrics=found.metrics,
       seed=cfg.seed, retrain=configs.to_json(cfg.retrain), strategy=s.strategy,
-      cost=cost, code=configs.code_of(cfg), **fields)
+      cost=cost, code=usercode.code_of(cfg), **fields)
 
 
 def run(cfg: ml_collections.ConfigDict, workdir: str, *, stop_epoch: int | None = None,
         data_path: str | None = None, progress: bool = True,
         timeline: list | None = None) -> dict:
-  """Searches, resuming from ``workdir`` if it holds a checkpoint; returns the architecture."""
-  if data_path:
-    cfg.data.name, cfg.data.path = "npz", os.path.abspath(data_path)
-  if cfg.data.get("dir"):  # the record's retrain reads the same folder from anywhere
-    cfg.data.dir = os.path.abspath(cfg.data.dir)
-  configs.expand_candidates(cfg)
-  configs.check(cfg)
-  cfg.code = configs.code_of(cfg)
+  """Searches, resuming from ``workdir`` if it holds a checkpoint; returns the architecture.
+  ``cfg`` is not changed: the run reads its resolved copy (``workdirs.resolve``)."""
+  cfg = workdirs.resolve(cfg, workdir, data_path)
   stop = cfg.search.epochs if stop_epoch is None else stop_epoch
   if stop < 1:
     raise UserError(f"--epochs must be a positive integer, got {stop}")
   strategy = table.get(cfg.search.strategy)
-  workdirs.implementation(workdir, cfg)  # the kernel or XLA code, as recorded on resume
   splits = data.load(cfg.data, cfg.seed)
   prepared = strategy.setup(cfg, splits)
   primary = jax.process_index() == 0
@@ -92,9 +86,10 @@ def export(run_dir: str, out: str | None = None) -> dict:
       cfg = configs.from_json(json.load(f))
   except json.JSONDecodeError as e:
     raise UserError(f"{cfg_path}: malformed JSON ({e.msg})") from None
-  configs.check_code(cfg, cfg_path)
-  configs.check(cfg)
-  workdirs.implementation(run_dir, cfg)
+  usercode.check_code(cfg, cfg_path)
+  checks.check(cfg)
+  workdirs.recorded_defaults(run_dir, cfg)
+  cfg.search.implementation = workdirs.implementation(run_dir, cfg)
   strategy = table.get(cfg.search.strategy)
   if strategy.export is None:
     raise UserError(f"search.strategy {cfg.search.strategy!r} has no export; its run "

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from actsearch import configs
+from actsearch import checks, configs, usercode
 from actsearch.errors import UserError
 from actsearch.space import implementation as impl
 from actsearch.train import files
@@ -33,13 +33,34 @@ def _stored(workdir: str) -> dict | None:
     raise UserError(f"{path} is unreadable ({e}); use a new --workdir") from None
 
 
-def implementation(workdir: str, cfg: ml_collections.ConfigDict) -> None:
-  """Sets ``search.implementation`` to the concrete plan the run in ``workdir`` computes with
-  (``space/implementation.py``): the one its ``config.json`` recorded, so that a resumed run
-  computes what it began with whatever this machine would choose now; for a new run, the
-  requested plan, ``auto`` being the machine's. In a multi-process run every process takes
-  process 0's, so that all compute alike."""
-  recorded_defaults(workdir, cfg)
+def resolve(cfg: ml_collections.ConfigDict, workdir: str,
+            data_path: str | None = None) -> ml_collections.ConfigDict:
+  """The config a search in ``workdir`` runs, resolved once: a copy of ``cfg`` (which is never
+  changed) with ``--data`` (``data_path``) and ``data.dir`` made absolute (the record's
+  retrain reads them from anywhere), the groups of its candidate lists expanded (so that
+  ``config.json`` and the record name each candidate), checked (``checks.check``), the user
+  code it needs recorded (``code``), the values a run begun before a key existed computed
+  with (``recorded_defaults``), and the concrete implementation plan (``implementation``).
+  Everything after it reads the copy; ``prepare`` compares it with the workdir's."""
+  c = cfg.copy_and_resolve_references()
+  if data_path:
+    c.data.name, c.data.path = "npz", os.path.abspath(data_path)
+  if c.data.get("dir"):
+    c.data.dir = os.path.abspath(c.data.dir)
+  checks.expand_candidates(c)
+  checks.check(c)
+  c.code = usercode.code_of(c)
+  recorded_defaults(workdir, c)
+  c.search.implementation = implementation(workdir, c)
+  return c
+
+
+def implementation(workdir: str, cfg: ml_collections.ConfigDict) -> str:
+  """The concrete plan (``space/implementation.py``) the run in ``workdir`` computes with:
+  the one its ``config.json`` recorded, so that a resumed run computes what it began with
+  whatever this machine would choose now; for a new run, the requested plan
+  (``search.implementation``), ``auto`` being the machine's. In a multi-process run every
+  process takes process 0's, so that all compute alike."""
   stored = _stored(workdir)
   before = None if stored is None else configs.recorded(stored, "search.implementation")
   plan = impl.resolve(cfg.search.implementation, before)
@@ -49,12 +70,13 @@ def implementation(workdir: str, cfg: ml_collections.ConfigDict) -> None:
     bits = np.asarray([(p, s) in impl.parse(plan).kernel for p, s in impl.ENTRIES], np.int32)
     bits = np.asarray(multihost_utils.broadcast_one_to_all(bits))
     plan = impl.Plan(frozenset(e for e, b in zip(impl.ENTRIES, bits) if b)).spec()
-  cfg.search.implementation = plan
+  return plan
 
 
 def recorded_defaults(workdir: str, cfg: ml_collections.ConfigDict) -> None:
   """A run in ``workdir`` recorded before a key of ``configs.BEFORE_RECORDED`` existed goes on
-  with the value it computed with (``search.implementation`` is ``implementation``'s)."""
+  with the value it computed with (``search.implementation`` is ``implementation``'s): set in
+  ``cfg``, a command's own resolved copy."""
   stored = _stored(workdir)
   if stored is None:
     return

@@ -34,7 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from actsearch import configs, data, models, stats
+from actsearch import configs, data, models, stats, usercode
 from actsearch.errors import UserError
 from actsearch.models import network
 from actsearch.train import files, trainer
@@ -236,7 +236,7 @@ def load_task(task: str, sets: Sequence[str] = ()) -> ml_collections.ConfigDict:
   path = task if task.endswith(".py") else configs.experiment(task)
   if not os.path.isfile(path):
     raise UserError(f"no experiment {task!r} (looked for {path})")
-  cfg = configs.load_config(path)
+  cfg = usercode.load_config(path)
   configs.apply_overrides(cfg, list(sets))
   return cfg
 

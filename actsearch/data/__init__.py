@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from actsearch import cache
-from actsearch.data import cifar
+from actsearch.data import cifar, datasets
 from actsearch.data.inputs import AUGMENTS, IDENTITY, Inputs, for_images
 from actsearch.errors import UserError
 
@@ -290,27 +290,51 @@ def _load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None) -> S
   if path:
     return make_splits(load_npz(path), data_cfg.val_fraction, seed, path, stated)
   name = data_cfg.name
-  if name == "mnist1d":
-    arrays = mnist1d(data_cfg.get("num_samples", 5000), data_cfg.get("data_seed", 42),
-                     data_cfg.get("num_test", 0))
-  elif name == "digits":
-    arrays = digits(data_cfg.get("data_seed", 0), bool(data_cfg.get("images", False)))
-  elif name in cifar.LAYOUTS:
-    arrays = cifar.load(name, data_cfg.get("dir", ""))
-    augment = data_cfg.get("augment", "crop_flip")
-    if augment not in AUGMENTS:
-      raise UserError(f"data.augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
-    return make_splits(arrays, data_cfg.val_fraction, seed, name, CLASSIFICATION,
-                       for_images(arrays["x_train"], augment))
-  elif name == "npz":
-    if not data_cfg.get("path"):
-      raise UserError("this experiment needs data: pass --data FILE.npz")
-    return make_splits(load_npz(data_cfg.path), data_cfg.val_fraction, seed, data_cfg.path,
-                       stated)
-  else:
-    raise UserError(f"unknown data.name {name!r}; known: mnist1d, digits, npz, "
-                    f"{', '.join(cifar.LAYOUTS)}")
-  return make_splits(arrays, data_cfg.val_fraction, seed, name, stated)
+  arrays = datasets.arrays_of(name, data_cfg)
+  _check_names(arrays, name)
+  entry = datasets.DATASETS[name]
+  inputs = entry.inputs(arrays, data_cfg) if entry.inputs else IDENTITY
+  return make_splits(arrays, data_cfg.val_fraction, seed,
+                     entry.source(data_cfg) if entry.source else name, entry.task or stated,
+                     inputs)
+
+
+def _check_names(arrays: dict, source: str) -> None:
+  missing = [k for k in _REQUIRED if k not in arrays]
+  unknown = sorted(set(arrays) - {*_REQUIRED, "x_val", "y_val"})
+  if missing or unknown or ("x_val" in arrays) != ("y_val" in arrays):
+    raise UserError(f"{source}: the arrays must be x_train, y_train, x_test, y_test and "
+                    f"optionally both x_val and y_val, got {', '.join(sorted(arrays))}")
+
+
+def _npz(data_cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  if not data_cfg.get("path"):
+    raise UserError("this experiment needs data: pass --data FILE.npz")
+  return load_npz(data_cfg.path)
+
+
+def _cifar_inputs(arrays: dict, data_cfg: ml_collections.ConfigDict) -> Inputs:
+  augment = data_cfg.get("augment", "crop_flip")
+  if augment not in AUGMENTS:
+    raise UserError(f"data.augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+  return for_images(arrays["x_train"], augment)
+
+
+for _name, _entry in (
+    ("mnist1d", datasets.Dataset(
+        lambda d: mnist1d(d.get("num_samples", 5000), d.get("data_seed", 42),
+                          d.get("num_test", 0)),
+        "MNIST-1D (Greydanus 2020), generated offline: data.num_samples, num_test, data_seed")),
+    ("digits", datasets.Dataset(
+        lambda d: digits(d.get("data_seed", 0), bool(d.get("images", False))),
+        "scikit-learn's 8x8 digits: 64 features, or 8x8x1 images (data.images)")),
+    ("npz", datasets.Dataset(_npz, "your arrays: a .npz file (data.path, --data FILE.npz)",
+                             source=lambda d: d.path)),
+    *((name, datasets.Dataset(
+        lambda d, name=name: cifar.load(name, d.get("dir", "")),
+        f"{name.upper()} from its python-pickle files (data.dir; data.augment)",
+        task=CLASSIFICATION, inputs=_cifar_inputs)) for name in cifar.LAYOUTS)):
+  datasets.DATASETS.add(_name, _entry, builtin=True)
 
 
 def epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from actsearch.models.registry import (  # noqa: F401  (the family's names, as b
   build,
   fixed_slots,
   param_count,
+  record_slots,
   register,
   search_slots,
   slot_name,

@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from actsearch.errors import UserError
+from actsearch.registry import Registry
 from actsearch.space import activations
 from actsearch.space.mixed import (
   FixedActivation,
@@ -38,21 +39,20 @@ from actsearch.space.mixed import (
 SlotFactory = Callable[..., nnx.Module]  # slot(name, channels, key=None)
 Builder = Callable[[ml_collections.ConfigDict, Sequence[int], int, SlotFactory, nnx.Rngs],
                    nnx.Module]
-BACKBONES: dict[str, Builder] = {}
-SOURCES: dict[str, str] = {}  # backbone -> the user code that registered it (not built-ins)
+def _doc(builder: Builder) -> str:
+  """A backbone's line in listings: its builder's docstring, else its module's."""
+  import sys
+
+  text = builder.__doc__ or getattr(sys.modules.get(builder.__module__), "__doc__", "") or ""
+  return text.strip().split("\n")[0]
+
+
+BACKBONES: Registry[Builder] = Registry("backbone", "model.name", describe=_doc)
 
 
 def register(name: str):
   """Decorator: registers ``builder(model_cfg, input_shape, num_outputs, slot, rngs)``."""
-  def wrap(builder: Builder) -> Builder:
-    BACKBONES[name] = builder
-    code = activations.current_code()
-    if code is None and not builder.__module__.startswith("actsearch."):
-      code = builder.__module__
-    if code is not None:
-      SOURCES[name] = code
-    return builder
-  return wrap
+  return lambda builder: BACKBONES.add(name, builder)
 
 
 def widths_of(model_cfg: ml_collections.ConfigDict) -> list[int]:
@@ -100,6 +100,15 @@ def fixed_slots(layers: Mapping[str, Mapping], param_granularity: str = "layer",
   return make
 
 
+def record_slots(arch: Mapping, learned: bool = True) -> SlotFactory:
+  """``fixed_slots`` of an ``architecture.json`` record (checked: ``architecture.validate``):
+  each slot its choice, with the record's learned parameters (``learned`` False: the
+  candidates' initial values), at the record's parameter granularity."""
+  layers = {layer["name"]: {**layer, "params": activations.params_from_record(
+      layer.get("params", {}))} for layer in arch["layers"]}
+  return fixed_slots(layers, arch.get("param_granularity") or "layer", learned=learned)
+
+
 def uniform_slots(candidate: str, param_granularity: str = "layer") -> SlotFactory:
   """Every slot fixed to one candidate (the baselines)."""
   return lambda name, channels, key=None: FixedActivation(
@@ -117,9 +126,7 @@ def build(model_cfg: ml_collections.ConfigDict, input_shape: Sequence[int], num_
           slot: SlotFactory, rngs: nnx.Rngs) -> nnx.Module:
   """Builds ``model_cfg.name`` for inputs of shape ``input_shape`` (no batch axis); the
   other keys of ``model_cfg`` are the backbone's own business."""
-  builder = BACKBONES.get(model_cfg.name)
-  if builder is None:
-    raise UserError(f"unknown model.name {model_cfg.name!r}; known: {', '.join(BACKBONES)}")
+  builder = BACKBONES.require(model_cfg.name)
   base = rngs_key(rngs)
   seen: set[str] = set()
 

@@ -30,16 +30,16 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from actsearch import registry
 from actsearch.errors import UserError, comes_from
 
 KINDS = ("fixed", "parametric", "learned")
@@ -128,22 +128,11 @@ class UnknownCandidateError(UserError):
   """A candidate name that is not registered."""
 
 
-_REGISTRY: dict[str, Candidate] = {}
+CANDIDATES: registry.Registry[Candidate] = registry.Registry(
+    "candidate activation", "search.candidates", describe=lambda c: c.formula)
 _BUILTIN: list[str] = []          # in the order the catalogue registers them
-_LOADING: list[str] = []          # the user code being loaded now (``loading``)
 # Families with a size in their name: regex -> (size -> Candidate), added by the catalogue.
 SIZED: dict[str, Callable[[str, int], Candidate]] = {}
-
-
-@contextlib.contextmanager
-def loading(ref: str) -> Iterator[None]:
-  """Candidates registered while user code ``ref`` (a file or a module) loads are recorded
-  as coming from it, so that a record can say what to pass to rebuild them."""
-  _LOADING.append(ref)
-  try:
-    yield
-  finally:
-    _LOADING.pop()
 
 
 def _check_name(name: str) -> None:
@@ -176,7 +165,7 @@ def candidate(name: str, fn: Callable[..., jax.Array], formula: str,
   if kind not in KINDS:
     raise UserError(f"candidate {name!r}: kind must be one of {', '.join(KINDS)}")
   if code is None and not builtin:
-    code = _LOADING[-1] if _LOADING else getattr(fn, "__module__", None) or "__main__"
+    code = registry.current_code() or getattr(fn, "__module__", None) or "__main__"
   return Candidate(name, fn, formula, values, init, kind, source, None if builtin else code,
                    family)
 
@@ -206,19 +195,18 @@ def register(name: str, fn: Callable[..., jax.Array], formula: str,
     builtin: for the catalogue's own (``space/candidates``).
   """
   _check_name(name)
-  if (name in _REGISTRY or _sized(name, build=False)) and not overwrite:
+  if (name in CANDIDATES or _sized(name, build=False)) and not overwrite:
     raise UserError(f"candidate {name!r} is already registered (pass overwrite=True)")
   cand = candidate(name, fn, formula, params, init=init, kind=kind, source=source,
                    family=family, code=code, builtin=builtin)
   if cand.code is None and name not in _BUILTIN:
     _BUILTIN.append(name)
-  _REGISTRY[name] = cand
-  return cand
+  return CANDIDATES.add(name, cand, builtin=cand.code is None, code=cand.code)
 
 
 def unregister(name: str) -> None:
   """Removes a candidate (used by tests that register their own)."""
-  _REGISTRY.pop(name, None)
+  CANDIDATES.remove(name)
 
 
 _MADE: dict[str, Candidate] = {}  # sized candidates built so far (one object per name)
@@ -244,7 +232,7 @@ def _sized(name: str, build: bool = True) -> Candidate | bool | None:
 
 def get(name: str) -> Candidate:
   """The candidate called ``name``; an unknown name lists the known ones."""
-  cand = _REGISTRY.get(name) if isinstance(name, str) else None
+  cand = CANDIDATES.get(name) if isinstance(name, str) else None
   if cand is None and isinstance(name, str):
     cand = _sized(name)
   if cand is None:
@@ -272,13 +260,15 @@ def group(name: str) -> list[str] | None:
     return list(DEFAULT)
   if name == "wide":
     return list(WIDE)
-  return [n for n in names() if name == "all" or _REGISTRY[n].kind == name]
+  return [n for n in names() if name == "all" or CANDIDATES[n].kind == name]
 
 
 GROUPS = ("all", "fixed", "parametric", "learned", "default", "wide")
-# The eight candidates of the base config (``configs.DEFAULT_CANDIDATES``, group ``default``).
+# The eight candidates of the base config (group ``default``).
 DEFAULT = ("relu", "gelu", "silu", "tanh", "sin", "elu", "softplus", "gaussian")
-# The experiments' candidates (``configs.WIDE_CANDIDATES``, group ``wide``).
+# The experiments' candidates (group ``wide``): the eight, the six fixed candidates that beat
+# all eight alone on the MNIST-1D MLP's val split (the whole catalogue screened, 3 seeds:
+# docs/choosing-defaults.md), and the parametric and learned ones a user tries next.
 WIDE = (*DEFAULT, "tanh_shrink", "soft_shrink", "signed_square", "x_asinh_sq", "snake", "elish",
         "swish_beta", "pau")
 
@@ -304,7 +294,7 @@ def resolve(candidate_names: Sequence[str]) -> tuple[Candidate, ...]:
 
 def names() -> list[str]:
   """Registered names: the built-ins in catalogue order, then users' in registration order."""
-  return [n for n in _BUILTIN if n in _REGISTRY] + [n for n in _REGISTRY if n not in _BUILTIN]
+  return [n for n in _BUILTIN if n in CANDIDATES] + [n for n in CANDIDATES if n not in _BUILTIN]
 
 
 def builtin_names() -> list[str]:
@@ -313,14 +303,14 @@ def builtin_names() -> list[str]:
 
 
 def all_candidates() -> list[Candidate]:
-  return [_REGISTRY[n] for n in names()]
+  return [CANDIDATES[n] for n in names()]
 
 
 def code_refs(candidate_names: Sequence[str]) -> list[str]:
   """The user code (files, modules) that registered these candidates, in first-use order."""
   refs: list[str] = []
   for n in candidate_names:
-    cand = _REGISTRY.get(n)
+    cand = CANDIDATES.get(n)
     if cand is not None and cand.code and cand.code not in refs:
       refs.append(cand.code)
   return refs
@@ -351,8 +341,3 @@ def require(candidate_names: Sequence[str], code: Sequence[str], where: str) -> 
                     f"{comes_from(code)}")
   raise UserError(f"{where}: unknown candidate activation {missing[0]!r} (no user code is "
                   "recorded that registers it)")
-
-
-def current_code() -> str | None:
-  """The user code being loaded now (``loading``), if any."""
-  return _LOADING[-1] if _LOADING else None

@@ -43,6 +43,8 @@ SIZES = ("small", "large")
 SMALL_ELEMENTS = 1 << 16  # the kernel's unit of work per thread (mixture.cc, unit_count)
 # The arrays the measurement times, one per size class: rows of a per-layer slot.
 MEASURED_SHAPES = {"small": (64, 256), "large": (256, 1024)}
+# The benchmark's eight candidates: the machine's measurement, ``actsearch bench``'s mlp case and
+# its PyTorch peer all mix these.
 MEASURED_CANDIDATES = ("relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus")
 ENV = "ACTSEARCH_KERNELS"
 ENTRIES = tuple((p, s) for p in PASSES for s in SIZES)

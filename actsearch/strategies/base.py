@@ -49,8 +49,18 @@ class Found:
 
 
 @dataclasses.dataclass(frozen=True)
+class Spend:
+  """What ``actsearch compare`` gives a strategy: ``scale`` times the reference spend
+  ``examples`` (DARTS' 1x search of the same task and seed, in training examples; its train
+  split holds ``train_examples``)."""
+  scale: int
+  examples: float
+  train_examples: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Strategy:
-  """A search strategy: an entry of ``table.STRATEGIES``."""
+  """A search strategy: an entry of ``table.STRATEGIES`` (``actsearch.register_strategy``)."""
   run: Callable[[Run], Found]
   # (cfg, splits) -> what ``run`` and ``export`` need; raises ``UserError`` on bad input
   setup: Callable[[ml_collections.ConfigDict, data.Splits], Any] = lambda cfg, splits: None
@@ -58,4 +68,9 @@ class Strategy:
   check: Callable[[ml_collections.ConfigDict], None] = lambda cfg: None
   # (setup, run directory) -> the newest checkpoint discretized again (``actsearch export``)
   export: Callable[[Any, str], Found] | None = None
-  doc: str = ""
+  doc: str = ""                 # one line, for listings
+  # its own config keys, the namespace ``search.<name>`` (default values; None: it has none)
+  defaults: dict | None = None
+  # (cfg, spend): sets the strategy's keys of ``cfg`` (a copy) so that it spends about
+  # ``spend.scale * spend.examples`` (``actsearch compare``); None: not compared
+  budget: Callable[[ml_collections.ConfigDict, Spend], None] | None = None

@@ -29,13 +29,14 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
+import ml_collections
 import numpy as np
 
 from actsearch import data
 from actsearch.errors import UserError
 from actsearch.space import activations
-from actsearch.strategies import darts, selection
-from actsearch.strategies.base import Found, Strategy
+from actsearch.strategies import selection, supernet
+from actsearch.strategies.base import Found, Spend, Strategy
 from actsearch.train import files
 
 Net = tuple[int, ...]  # one candidate index per slot
@@ -212,17 +213,17 @@ def drive(search: Callable[[Evaluations], None], space: Space, train, trainings:
 
 def budget(cfg, su) -> tuple[int, int]:
   """(examples one evaluated network costs, distinct networks the budget allows):
-  ``search.budget`` examples, unset the default DARTS search's (``darts.default_examples``)."""
+  ``search.budget`` examples, unset the default DARTS search's (``supernet.default_examples``)."""
   per = selection.network_examples(cfg, len(su.splits.x_train))
   total = cfg.search.get("budget")
-  total = darts.default_examples(su) if total is None else total
+  total = supernet.default_examples(su) if total is None else total
   return per, int(total // per)
 
 
 def check_keys(cfg, name: str) -> None:
   """DARTS' keys (its setup builds the supernet), ``search.budget`` and the strategy's own
   ``search.<name>.*``: positive numbers, counts whole, a decay below 1."""
-  darts.check(cfg)
+  supernet.check(cfg)
   b = cfg.search.get("budget")
   if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0):
     raise UserError(f"search.budget must be a positive number of training examples, got {b!r}")
@@ -235,16 +236,22 @@ def check_keys(cfg, name: str) -> None:
                       + (" below 1" if key == "baseline_decay" else "") + f", got {v!r}")
 
 
-def make(name: str, search: Callable, doc: str):
-  """The ``Strategy`` of a black-box ``search(space, evals, seed, **keys)``: DARTS' setup (the
-  supernet, from which each evaluated network is pinned as the shortlist pins it), the
-  budget, the cache, the record."""
+def spend(cfg: ml_collections.ConfigDict, given: Spend) -> None:
+  """``actsearch compare``'s rule: ``search.budget`` = ``scale`` x the reference's examples (a
+  space smaller than the budget is evaluated whole and the search ends there)."""
+  cfg.search.budget = int(round(given.scale * given.examples))
+
+
+def make(name: str, search: Callable, doc: str, defaults: dict | None = None):
+  """The ``Strategy`` of a black-box ``search(space, evals, seed, **keys)`` (``keys``: its
+  ``defaults``, the config's ``search.<name>``): the supernet's setup (from which each
+  evaluated network is pinned as the shortlist pins it), the budget, the cache, the record."""
 
   def run(r) -> Found:
     su, cfg = r.setup, r.cfg
-    views = darts.slot_views_of(su)
+    views = supernet.slot_views_of(su)
     space = Space(tuple(v.name for v in views), tuple(tuple(v.candidates) for v in views))
-    ctx = darts.measurements(su, su.state, r.workdir, r.progress)
+    ctx = supernet.measurements(su, su.state, r.workdir, r.progress)
     per, trainings = budget(cfg, su)
     own = dict(cfg.search.get(name) or {})
     out = drive(lambda evals: search(space, evals, cfg.seed, **own), space,
@@ -264,5 +271,5 @@ def make(name: str, search: Callable, doc: str):
                  cost={"examples": n * per, "budget": trainings * per, "trainings": n,
                        "cached": out.evals.cached})
 
-  return Strategy(setup=darts.setup, run=run, check=lambda cfg: check_keys(cfg, name),
-                  doc=doc)
+  return Strategy(setup=supernet.setup, run=run, check=lambda cfg: check_keys(cfg, name),
+                  doc=doc, defaults=defaults, budget=spend)

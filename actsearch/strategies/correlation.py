@@ -43,7 +43,7 @@ from actsearch.errors import UserError
 from actsearch.models import network
 from actsearch.space import activations
 from actsearch.space.mixed import Slot, capturing
-from actsearch.strategies.base import Found, Run, Strategy
+from actsearch.strategies.base import Found, Run, Spend, Strategy
 from actsearch.train import trainer
 from actsearch.train.objective import Objective
 
@@ -212,6 +212,22 @@ def _carry(model: nnx.Module, previous: nnx.Module) -> None:
   nnx.update(model, nnx.from_flat_state(flat))
 
 
-STRATEGY = Strategy(run=run, check=check,
+def spend(cfg, given: Spend) -> None:
+  """``actsearch compare``'s rule: ``round_epochs`` such that the ``rounds + 1`` trainings
+  pass about ``scale`` x the reference's examples (a rule that settles early spends less)."""
+  c = cfg.search.correlation
+  per_epoch = (given.train_examples // cfg.retrain.batch_size) * cfg.retrain.batch_size
+  c.round_epochs = max(1, int(round(given.scale * given.examples
+                                    / ((c.rounds + 1) * per_epoch))))
+
+
+# form parameter (w = w0 + gain r of `activation`'s one parameter) or switch (sigmoid if
+# r > above, tanh if r < below, else relu); rounds of round_epochs each, r on the first
+# val_batch val examples
+DEFAULTS = {"form": "parameter", "activation": "prelu", "gain": 1.0, "rounds": 5,
+            "round_epochs": 2, "tolerance": 1e-3, "val_batch": 1000, "above": 0.5,
+            "below": -0.5}
+
+STRATEGY = Strategy(run=run, check=check, defaults=DEFAULTS, budget=spend,
                     doc="dynamic adjustment by correlation: a slot's parameter w0 + k r, or its "
                         "function switched by r")

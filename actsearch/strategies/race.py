@@ -226,7 +226,10 @@ def budget_examples(cfg, n_train: int) -> int:
       * rc.seeds
 
 
+# cycles of `epochs`, `seeds` initialisations each; after each cycle but the last, the best
+# `keep` go on from their weights (chosen against the truth: docs/yardstick.md)
 STRATEGY = Strategy(run=run, check=check,
+                    defaults={"epochs": [5, 10], "keep": [4], "seeds": 1},
                     doc="the race: every candidate's network trained for a short cycle on "
                         "the train split, the best going on for longer cycles (successive "
                         "halving with warm restarts), the best chosen")

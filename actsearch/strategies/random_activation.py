@@ -8,8 +8,8 @@ the best of each slot are validated by the shortlist as DARTS' search is.
 
 Drawn per step, the activation acts as a regulariser (as dropout draws units); here the draw
 also ranks: a network trained with every candidate in turn is asked which it serves best. It runs
-on DARTS' loop (resume, devices, checkpoints) with alpha frozen: the step is DARTS' warm-up
-for the whole run. The supernet computes every candidate of a slot (weights 0 but one), so a
+on the supernet's loop (resume, devices, checkpoints) with alpha frozen: the step is DARTS'
+warm-up for the whole run. The supernet computes every candidate of a slot (weights 0 but one), so a
 step costs what a DARTS step does.
 """
 
@@ -20,7 +20,7 @@ import dataclasses
 import ml_collections
 
 from actsearch import data
-from actsearch.strategies import darts
+from actsearch.strategies import supernet
 from actsearch.strategies.base import Strategy
 
 
@@ -33,13 +33,14 @@ def config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
-def setup(cfg: ml_collections.ConfigDict, splits: data.Splits | None = None) -> darts.Setup:
-  su = darts.setup(config(cfg), splits)
+def setup(cfg: ml_collections.ConfigDict, splits: data.Splits | None = None) -> supernet.Setup:
+  su = supernet.setup(config(cfg), splits)
   frozen = su.cfg.search.epochs * su.steps_per_epoch  # alpha never moves
   return dataclasses.replace(su, step_fn=dataclasses.replace(su.step_fn, warmup_steps=frozen))
 
 
-STRATEGY = Strategy(setup=setup, run=darts.run, check=lambda cfg: darts.check(config(cfg)),
-                    export=darts.export,
+STRATEGY = Strategy(setup=setup, run=supernet.run,
+                    check=lambda cfg: supernet.check(config(cfg)), export=supernet.export,
+                    budget=supernet.budget,
                     doc="random activation: a random candidate per step and slot, then the "
                         "one that serves each slot best, validated by the shortlist")

@@ -10,8 +10,8 @@ item, without OCDBT; the record and the layout that undoes the packing (each lea
 dtype, shape and byte offset) go in the checkpoint's ``custom_metadata``. orbax's cost per
 save grows with the number of arrays and items: for the 32 arrays of the default search state
 (42 KB) a save cost about 44 ms of CPU as one array per leaf plus a JSON item, and 14 ms as
-one array (README, "The loop"). Checkpoints written before this layout (items ``state`` and
-``record``) are still restored.
+one array (docs/performance.md, "The loop"). Checkpoints written before this layout (items
+``state`` and ``record``) are still restored.
 
 Atomicity is orbax's: a save writes ``<step>.orbax-checkpoint-tmp`` and renames it when
 complete; a directory left half-written by a kill is not a checkpoint and is replaced by the

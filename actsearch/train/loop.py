@@ -64,7 +64,7 @@ def background_saves(setting: bool | None) -> bool:
   runs on an accelerator. On a CPU the steps take the cores a background save would run on:
   the default search on the 2-core VM ran at 3.50 ms per step with background saves and 3.33
   ms with saves in the main thread (four alternating runs each), the retrain at 6.94 and 7.00
-  ms (README, "The loop")."""
+  ms (docs/performance.md, "The loop")."""
   if setting is not None:
     return bool(setting)
   return jax.default_backend() != "cpu"

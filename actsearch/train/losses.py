@@ -19,15 +19,14 @@ backbone is, and a fresh process needs that code passed (``--import``) to find i
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from actsearch.errors import UserError, comes_from, their_code
-from actsearch.space import activations
+from actsearch.errors import UserError, their_code
+from actsearch.registry import Registry
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 AUTO = "auto"
@@ -35,16 +34,19 @@ BY_TASK = {"classification": "cross_entropy", "regression": "squared_error"}
 
 
 def cross_entropy(out: jax.Array, y: jax.Array) -> jax.Array:
+  """-log softmax(outputs)[label] (classification)."""
   return optax.softmax_cross_entropy_with_integer_labels(out, y)
 
 
 def squared_error(out: jax.Array, y: jax.Array) -> jax.Array:
+  """The mean over outputs of (output - target)^2 (regression)."""
   return jnp.mean((out - y) ** 2, axis=-1)
 
 
 BUILTIN: dict[str, Loss] = {"cross_entropy": cross_entropy, "squared_error": squared_error}
-LOSSES: dict[str, Loss] = dict(BUILTIN)
-SOURCES: dict[str, str] = {}  # loss -> the user code that registered it (not built-ins)
+LOSSES: Registry[Loss] = Registry("loss", "data.loss")
+for _name, _fn in BUILTIN.items():
+  LOSSES.add(_name, _fn, builtin=True)
 
 
 def register(name: str):
@@ -65,13 +67,7 @@ def register(name: str):
   def wrap(fn: Loss) -> Loss:
     if not callable(fn):
       raise UserError(f"loss {name!r} must be a function (outputs, labels) -> [B]")
-    LOSSES[name] = fn
-    code = activations.current_code()
-    if code is None and not getattr(fn, "__module__", "").startswith("actsearch."):
-      code = getattr(fn, "__module__", None)
-    if code is not None:
-      SOURCES[name] = code
-    return fn
+    return LOSSES.add(name, fn)
   return wrap
 
 
@@ -83,14 +79,8 @@ def resolve(name: str, task: str) -> str:
 def check(name, code=(), where: str = "data.loss") -> None:
   """``name`` is ``auto`` or a registered loss; else one line (naming the user code to pass
   with ``--import`` where a run records some)."""
-  if name == AUTO or (isinstance(name, str) and name in LOSSES):
-    return
-  if code:
-    raise UserError(f"{where}: loss {name!r} is not registered here; it comes from "
-                    f"{comes_from(code)}")
-  close = difflib.get_close_matches(str(name), list(LOSSES), n=1)
-  raise UserError(f"{where}: unknown loss {name!r}; known: {', '.join([AUTO, *LOSSES])}"
-                  + (f" (did you mean {close[0]!r}?)" if close else ""))
+  if name != AUTO:
+    LOSSES.require(name, code, where, extra=[AUTO])
 
 
 def per_example(name: str, task: str, out: jax.Array, y: jax.Array) -> jax.Array:

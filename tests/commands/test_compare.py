@@ -3,33 +3,40 @@ the table (on cells written here; the whole run is `make compare`, not part of t
 
 import pytest
 
-from actsearch import configs, stats
+from actsearch import configs, stats, usercode
 from actsearch.commands import compare
 from actsearch.errors import UserError
 from actsearch.space import activations
-from actsearch.strategies import darts
+from actsearch.strategies import blackbox, supernet, table
 
 BUDGET = 100_000.0
 
 
 @pytest.fixture(scope="module")
 def base():
-  return configs.load_config(configs.experiment("compare_digits_mlp"))
+  return usercode.load_config(configs.experiment("compare_digits_mlp"))
 
 
-@pytest.mark.parametrize("strategy", compare.STRATEGIES)
+def test_the_compared_strategies_are_those_with_a_budget_rule():
+  assert compare.compared() == ("darts", "random", "evolution", "reinforce", "correlation",
+                                "random_activation")
+
+
+@pytest.mark.parametrize("strategy", compare.compared())
 @pytest.mark.parametrize("scale", [1, 5])
 def test_each_strategy_gets_its_budget(base, strategy, scale):
-  cfg = compare.cell_config(base, strategy, scale, seed=2, budget=BUDGET, train_examples=719,
-                            shortlist=(5, 25))
+  cfg = compare.cell_config(base, strategy, scale, seed=2, budget=BUDGET, train_examples=719)
   s = cfg.search
   assert cfg.seed == 2 and s.strategy == strategy
-  if strategy in compare.ONE_SHOT:  # more epochs and the wider shortlist given
+  rule = table.get(strategy).budget
+  if rule is supernet.budget:  # more epochs and, above 1x, the wider shortlist
     assert s.epochs == base.search.epochs * scale
-    assert (s.shortlist_k, s.shortlist_max) == ((5, 25) if scale > 1 else
-                                                (base.search.shortlist_k,
-                                                 base.search.shortlist_max))
-  elif strategy in compare.BLACK_BOX:
+    scaled = base.copy_and_resolve_references()
+    scaled.search.epochs = s.epochs
+    assert (s.shortlist_k, s.shortlist_max) == (
+        supernet.wider_shortlist(scaled, scale, BUDGET) if scale > 1 else
+        (base.search.shortlist_k, base.search.shortlist_max))
+  elif rule is blackbox.spend:
     assert s.budget == scale * BUDGET
   else:  # correlation: rounds + 1 trainings of round_epochs spend about scale x the budget
     c = s.correlation
@@ -43,15 +50,15 @@ def test_each_strategy_gets_its_budget(base, strategy, scale):
 def test_the_wider_shortlist_is_the_widest_within_the_budget(base, scale):
   """DARTS at scale x: the estimate of its spend with the shortlist chosen is within scale x
   its 1x estimate, and one more candidate per slot would not be (or the space is exhausted)."""
-  one = darts.default_examples(darts.setup(base.copy_and_resolve_references()))
+  one = supernet.default_examples(supernet.setup(base.copy_and_resolve_references()))
   cfg = compare.cell_config(base, "darts", scale, 0, one)
-  k, most = compare.wider_shortlist(cfg, scale, one)
+  k, most = cfg.search.shortlist_k, cfg.search.shortlist_max
   assert k > base.search.shortlist_k and most >= k ** 2
 
   def estimate(k):
     c = cfg.copy_and_resolve_references()
     c.search.shortlist_k, c.search.shortlist_max = k, k ** 2
-    return darts.default_examples(darts.setup(c))
+    return supernet.default_examples(supernet.setup(c))
   assert estimate(k) <= scale * one
   widest = len(activations.expand(list(base.search.candidates)))
   assert k == widest or estimate(k + 1) > scale * one

@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 import actsearch
-from actsearch import architecture, configs, data
+from actsearch import architecture, data, usercode
 from actsearch.models import network, registry
 from actsearch.train.checkpoint import Checkpointer
 
@@ -27,7 +27,7 @@ from conftest import (
 )
 
 EXAMPLE = os.path.join(ROOT, "experiments", "own_residual.py")
-own_residual = configs.import_code(EXAMPLE)  # the example a user copies, as --config loads it
+own_residual = usercode.import_code(EXAMPLE)  # the example a user copies, as --config loads it
 KINDS = {"own_residual": own_residual.ResidualMLP,
          "own_residual_train_arg": own_residual.ResidualMLPTrainArg}
 

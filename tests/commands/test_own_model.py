@@ -61,8 +61,8 @@ def test_the_example_searches_exports_and_retrains_each_in_its_own_process(tmp_p
   # pass of this test's own, reproduces the retrain's test accuracy exactly
   import jax.numpy as jnp
 
-  from actsearch import configs, data
-  example = configs.import_code(EXAMPLE)
+  from actsearch import data, usercode
+  example = usercode.import_code(EXAMPLE)
   digits = data.digits(0, images=True)
   for variant in ("found", "relu"):
     model = actsearch.trained(str(tmp_path / "rt"), variant, seed=1)

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 from tensorboard.backend.event_processing import event_accumulator
 
-from actsearch import architecture, cli, configs, data, models
+from actsearch import architecture, cli, configs, data, models, usercode
 from actsearch.commands import retrain
 
 from conftest import ROOT, assert_bad_input, pause_and_kill, run_cli
@@ -43,7 +43,7 @@ def retrained(arch_path, tmp_path_factory):
 def test_the_search_records_its_retrain_recipe_and_discretization(arch_path):
   arch = json.loads(arch_path.read_text())
   assert arch["discretize"] == "argmax"
-  experiment = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
+  experiment = usercode.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
   assert arch["retrain"] == configs.to_json(experiment.retrain)
   assert arch["retrain"]["optimizer"] == "adamw"  # the experiment's own recipe, not the default
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from actsearch import architecture, cli, configs
-from actsearch.space import implementation, kernels
+from actsearch import architecture, cli
+from actsearch.space import activations, implementation, kernels
 from actsearch.train.checkpoint import Checkpointer
 
 from conftest import ROOT, arch_weights, checkpoint_state
@@ -45,7 +45,7 @@ def test_run_directory_holds_config_checkpoint_events_and_architecture(run_dir):
   assert arch["strategy"]["name"] == "darts" and arch["strategy"]["cost"]["seconds"] > 0
   assert arch["code"] == [] and arch["param_granularity"] == "layer"
   assert [layer["name"] for layer in arch["layers"]] == ["block0/act", "block1/act"]
-  assert arch["candidates"] == configs.DEFAULT_CANDIDATES
+  assert arch["candidates"] == list(activations.DEFAULT)
   for layer in arch["layers"]:
     assert layer["choice"] == max(layer["weights"], key=layer["weights"].get)
     assert sum(layer["weights"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -59,13 +59,13 @@ def test_tensorboard_reads_the_events_with_the_contract_tags(run_dir):
   tags = set(acc.Tags()["scalars"])
   assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy"} <= tags
   for slot in ("block0/act", "block1/act"):
-    for cand in configs.DEFAULT_CANDIDATES:
+    for cand in activations.DEFAULT:
       assert f"arch/{slot}/{cand}" in tags
     assert f"arch/{slot}/entropy" in tags
   steps = [e.step for e in acc.Scalars("train/loss")]
   assert steps == list(range(1, 15))  # 7 steps per epoch, 2 epochs
   assert len(acc.Scalars("val/accuracy")) == 2
-  final = {k: acc.Scalars(f"arch/block0/act/{k}")[-1].value for k in configs.DEFAULT_CANDIDATES}
+  final = {k: acc.Scalars(f"arch/block0/act/{k}")[-1].value for k in activations.DEFAULT}
   arch = json.loads((run_dir / "architecture.json").read_text())
   for k, v in final.items():
     assert v == pytest.approx(arch["layers"][0]["weights"][k], abs=1e-6)

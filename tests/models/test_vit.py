@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 import actsearch
-from actsearch import configs, models
+from actsearch import configs, models, usercode
 from actsearch.errors import UserError
 from actsearch.models import network
 
@@ -55,7 +55,7 @@ def test_a_bad_vit_config_is_one_user_error(over, needle):
 
 
 def test_a_vit_with_dropout_searches_and_retrains_from_python(tmp_path):
-  cfg = configs.load_config("experiments/digits_cnn2d.py")
+  cfg = usercode.load_config("experiments/digits_cnn2d.py")
   cfg.model = ml_collections.ConfigDict(SMALL)
   configs.apply_overrides(cfg, ['search.candidates=["relu","gelu"]', "search.race.epochs=[1]",
                                 "search.race.keep=[]", "retrain.epochs=1",

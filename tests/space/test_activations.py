@@ -373,9 +373,10 @@ def test_user_candidate_trains_in_a_mixed_slot():
   assert float(jnp.abs(grads["p_test_cubic_tanh__a"][...])) > 0
 
 
-def test_the_groups_of_the_configs_are_the_registrys():
+def test_the_groups_are_stated_once_and_the_base_config_takes_default():
   from actsearch import configs
-  assert activations.expand(["default"]) == configs.DEFAULT_CANDIDATES
-  assert activations.expand(["wide"]) == configs.WIDE_CANDIDATES
-  assert configs.WIDE_CANDIDATES[:8] == configs.DEFAULT_CANDIDATES
-  assert all(activations.known(n) for n in configs.WIDE_CANDIDATES)
+  assert activations.expand(["default"]) == list(activations.DEFAULT)
+  assert activations.expand(["wide"]) == list(activations.WIDE)
+  assert activations.WIDE[:8] == activations.DEFAULT
+  assert all(activations.known(n) for n in activations.WIDE)
+  assert configs.base_config().search.candidates == list(activations.DEFAULT)

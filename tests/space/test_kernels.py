@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from actsearch.space import fused, kernels
+from actsearch.space import fused, implementation, kernels
 
 pytestmark = pytest.mark.skipif(not kernels.available(),
                                 reason="the CPU kernel could not be built here")
 
-BENCH = ("relu", "tanh", "sigmoid", "sin", "gelu", "silu", "elu", "softplus")
+BENCH = implementation.MEASURED_CANDIDATES
 
 
 def _hlo(fn, *args):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import architecture, cli, configs
+from actsearch import architecture, cli, configs, usercode
 from actsearch.errors import UserError
 from actsearch.models.network import split_model
 from actsearch.space import activations
@@ -174,7 +174,7 @@ def test_an_unknown_method_is_a_user_error():
     discretize.get("best")
 
 
-@pytest.mark.parametrize("name", configs.DEFAULT_CANDIDATES + ["square", "identity"])
+@pytest.mark.parametrize("name", list(activations.DEFAULT) + ["square", "identity"])
 def test_normalised_candidates_have_zero_mean_and_unit_second_moment(name):
   cand = activations.get(name)
   (mu,), (sigma,) = standard_moments([cand])
@@ -296,12 +296,12 @@ def test_progressive_shrinking_ends_the_search_with_the_discrete_network(tmp_pat
 
 def test_a_shortlisted_network_computes_only_its_candidates_from_the_same_weights():
   from actsearch import data, models
-  from actsearch.strategies import darts
-  cfg = configs.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
+  from actsearch.strategies import supernet
+  cfg = usercode.load_config(os.path.join(ROOT, "experiments/mnist1d_mlp.py"))
   configs.apply_overrides(cfg, ["data.num_samples=200", "model.widths=[6,5]"])
   splits = data.load(cfg.data, 0)
-  full = darts.build_supernet(cfg, splits, plain=True, seed=3)
-  only = darts.build_supernet(cfg, splits, plain=True, seed=3,
+  full = supernet.build_supernet(cfg, splits, plain=True, seed=3)
+  only = supernet.build_supernet(cfg, splits, plain=True, seed=3,
                               only={"block0/act": ["gelu"], "block1/act": ["relu", "sin"]})
   assert [[c.name for c in slot.candidates] for _, slot in models.slots(only)] == [
       ["gelu"], ["relu", "sin"]]

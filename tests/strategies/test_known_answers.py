@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from actsearch import cli, configs
+from actsearch import cli, usercode
 
 from conftest import ROOT
 from teacher import teacher_data
@@ -29,7 +29,7 @@ MLP = os.path.join(ROOT, "experiments/mlp.py")
                                        ("gaussian", "square", "tanh", "signed_square",
                                         "soft_shrink")]])
 def test_the_default_path_recovers_the_teacher_activation(teacher, tmp_path):
-  assert teacher in configs.load_config(MLP).search.candidates
+  assert teacher in usercode.load_config(MLP).search.candidates
   choices = []
   for seed in SEEDS:
     path = tmp_path / f"{teacher}{seed}.npz"

@@ -21,7 +21,7 @@ TOY = textwrap.dedent('''
     import numpy as np
     from flax import nnx
 
-    from actsearch import configs, models
+    from actsearch import configs, models, usercode
     from actsearch.strategies import table
     from actsearch.strategies.base import Found, Strategy
     from actsearch.train import trainer
@@ -57,7 +57,7 @@ TOY = textwrap.dedent('''
 
 
     def get_config():  # the MLP for one's own data; --set search.strategy=toy picks the toy
-      return configs.load_config({mlp!r})
+      return usercode.load_config({mlp!r})
 ''')
 
 
@@ -66,7 +66,7 @@ def toy_experiment(tmp_path):
   path = tmp_path / "toy.py"
   path.write_text(TOY.format(mlp=os.path.join(ROOT, "experiments", "mlp.py")))
   yield str(path)
-  table.STRATEGIES.pop("toy", None)
+  table.STRATEGIES.remove("toy")
 
 
 @pytest.mark.slow  # a search and a retrain (18 s); the seam's table and errors stay fast

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from actsearch import architecture, cli, configs
+from actsearch import architecture, checks, cli, configs
 from actsearch.errors import USER_CODE, UserError
 from actsearch.models.network import split_model
 from actsearch.train import losses
@@ -126,7 +126,7 @@ def test_an_unknown_configured_loss_and_a_records_unregistered_one_name_the_fix(
   cfg = configs.base_config()
   cfg.data.loss = "huberr"
   with pytest.raises(UserError, match="unknown loss 'huberr'"):
-    configs.check(cfg)
+    checks.check(cfg)
   record = {"data": {"loss": "their_loss"}, "code": ["/home/me/losses.py"],
             "model": {"name": "mlp"}, "layers": [{"name": "block0/act", "choice": "relu"}]}
   with pytest.raises(UserError) as err:
