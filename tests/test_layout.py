@@ -119,3 +119,33 @@ def test_the_graph_is_read():  # the test above would pass on an empty graph
   assert "actsearch.train.loop" in GRAPH["actsearch.commands.search"] or any(
       m.startswith("actsearch.strategies") for m in GRAPH["actsearch.commands.search"])
   assert "actsearch.space.activations" in GRAPH["actsearch.space.mixed"]
+
+
+def _name_lists(path: pathlib.Path) -> list[tuple[int, frozenset]]:
+  """Every list or tuple literal of three or more strings in a module, with its line."""
+  out = []
+  for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    if isinstance(node, (ast.List, ast.Tuple)) and len(node.elts) >= 3 and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+      out.append((node.lineno, frozenset(e.value for e in node.elts)))
+  return out
+
+
+def test_each_list_of_names_is_stated_once():
+  """The groups ``default`` and ``wide``, the strategies' names and the benchmark's candidates
+  are each written in one module: no other module or experiment holds a literal list of the
+  same names (it reads them from there)."""
+  from actsearch.space import activations, implementation
+  from actsearch.strategies import table
+  facts = {"group default": (set(activations.DEFAULT), "space/activations.py"),
+           "group wide": (set(activations.WIDE), "space/activations.py"),
+           "the benchmark's candidates": (set(implementation.MEASURED_CANDIDATES),
+                                          "space/implementation.py"),
+           "the strategies": (set(table.STRATEGIES), "strategies/table.py")}
+  files = [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "experiments").glob("*.py")]
+  again = [f"{path.relative_to(PACKAGE.parent)}:{line} restates {what}"
+           for path in files for line, names in _name_lists(path)
+           for what, (fact, home) in facts.items()
+           if (names == fact or what == "the strategies" and len(names & fact) >= 5)
+           and not str(path).endswith(home)]
+  assert not again, again
