@@ -57,6 +57,9 @@ DATASETS: Registry[Dataset] = Registry("dataset", "data.name")
 def register(name: str):
   """Decorator: registers ``fn(data_cfg) -> arrays`` as dataset ``name`` (``data.name``);
   returns ``fn``. The module's docstring has an example."""
+  if name in DATASETS and DATASETS.code(name) is None:
+    raise UserError(f"a dataset needs a new name: {name!r} is built in")
+
   def wrap(fn):
     if not callable(fn):
       raise UserError(f"dataset {name!r} must be a function (data config) -> dict of arrays")

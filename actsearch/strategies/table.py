@@ -46,9 +46,12 @@ for _name, _strategy in (
 
 
 def register(name: str, strategy: Strategy) -> Strategy:
-  """Adds (or replaces) the strategy ``name`` (``search.strategy``); returns it. Its
+  """Adds the strategy ``name`` (``search.strategy``; a user's own may be registered again,
+  a built-in's name is refused); returns it. Its
   ``defaults`` become the config namespace ``search.<name>`` of ``configs.base_config()``.
   """
+  if name in STRATEGIES and STRATEGIES.code(name) is None:
+    raise UserError(f"a strategy needs a new name: {name!r} is built in")
   if not isinstance(strategy, Strategy):
     raise UserError(f"strategy {name!r} must be an actsearch.Strategy (strategies.base)")
   if strategy.defaults is not None and not isinstance(strategy.defaults, dict):

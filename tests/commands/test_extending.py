@@ -7,6 +7,7 @@ import json
 import os
 import textwrap
 
+import numpy as np
 import pytest
 
 from actsearch import usercode
@@ -136,3 +137,72 @@ def test_an_extension_runs_end_to_end_and_a_fresh_process_without_it_is_told_the
     done = run_cli(*again, "--import", path)
     assert done.returncode == 0, done.stderr
     assert "Verdict" in done.stdout
+
+
+def _strategy(**kw):
+  import actsearch
+  return actsearch.Strategy(run=lambda r: None, **kw)
+
+
+BAD_REGISTRATIONS = {
+    "a built-in dataset's name": (lambda a: a.register_dataset("mnist1d")(lambda d: {}),
+                                  "'mnist1d' is built in"),
+    "a dataset that is no function": (lambda a: a.register_dataset("ext_bad")(3),
+                                      "must be a function"),
+    "a built-in strategy's name": (lambda a: a.register_strategy("darts", _strategy()),
+                                   "'darts' is built in"),
+    "a strategy that is no Strategy": (lambda a: a.register_strategy("ext_bad", object()),
+                                       "must be an actsearch.Strategy"),
+    "a strategy whose defaults are no dict": (
+        lambda a: a.register_strategy("ext_bad", _strategy(defaults=[1])),
+        "defaults must be a dict"),
+    "a loss with a built-in's name": (lambda a: a.register_loss("cross_entropy")(lambda o, y: o),
+                                      "a loss needs a new name"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REGISTRATIONS)
+def test_a_bad_registration_is_one_user_error_and_registers_nothing(case):
+  import actsearch
+  register, needle = BAD_REGISTRATIONS[case]
+  before = {kind: list(reg) for kind, reg in known.registries().items()}
+  with pytest.raises(UserError, match=needle):
+    register(actsearch)
+  assert {kind: list(reg) for kind, reg in known.registries().items()} == before
+
+
+@pytest.mark.parametrize("returns, error", [
+    (lambda d: [1, 2], "returned list; it must return a dict of arrays"),
+    (lambda d: {"x_train": np.zeros((4, 2))}, "the arrays must be x_train, y_train, x_test"),
+    (lambda d: {"x_train": np.zeros((4, 2)), "y_train": np.zeros(4, int), "x_test":
+                np.zeros((2, 3)), "y_test": np.zeros(2, int)}, "disagree in shape"),
+])
+def test_a_datasets_bad_arrays_are_one_user_error(returns, error):
+  import actsearch
+  from actsearch import data
+  actsearch.register_dataset("ext_broken")(returns)
+  try:
+    cfg = actsearch.config()
+    cfg.data.name = "ext_broken"
+    with pytest.raises(UserError, match=error):
+      data.load(cfg.data, 0)
+  finally:
+    known.registries()["datasets"].remove("ext_broken")
+
+
+def test_an_exception_in_a_users_dataset_is_marked_as_theirs():
+  import actsearch
+  from actsearch import data
+  from actsearch.errors import USER_CODE
+
+  def broken(data_cfg):
+    raise FileNotFoundError("their_file.csv")
+  actsearch.register_dataset("ext_raises")(broken)
+  try:
+    cfg = actsearch.config()
+    cfg.data.name = "ext_raises"
+    with pytest.raises(FileNotFoundError) as err:
+      data.load(cfg.data, 0)
+    assert getattr(err.value, USER_CODE) == "dataset 'ext_raises'"
+  finally:
+    known.registries()["datasets"].remove("ext_raises")
