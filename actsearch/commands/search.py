@@ -16,7 +16,7 @@ import time
 import jax
 import ml_collections
 
-from actsearch import architecture, checks, configs, data, plots, usercode
+from actsearch import architecture, configs, data, plots, usercode
 from actsearch.commands import workdirs
 from actsearch.errors import UserError
 from actsearch.strategies import table
@@ -87,9 +87,7 @@ def export(run_dir: str, out: str | None = None) -> dict:
   except json.JSONDecodeError as e:
     raise UserError(f"{cfg_path}: malformed JSON ({e.msg})") from None
   usercode.check_code(cfg, cfg_path)
-  checks.check(cfg)
-  workdirs.recorded_defaults(run_dir, cfg)
-  cfg.search.implementation = workdirs.implementation(run_dir, cfg)
+  cfg = workdirs.resolve(cfg, run_dir)  # as the search resolved it: the run's plan
   strategy = table.get(cfg.search.strategy)
   if strategy.export is None:
     raise UserError(f"search.strategy {cfg.search.strategy!r} has no export; its run "

@@ -152,21 +152,13 @@ def save_arrays(arrays: dict, path: str) -> str:
   that commands in a fresh process find them. Returns ``path``."""
   if not isinstance(arrays, dict):
     raise UserError(f"data must be a dict of arrays, got {type(arrays).__name__}")
-  unknown = sorted(set(arrays) - {*_REQUIRED, "x_val", "y_val"})
-  if unknown:
-    raise UserError(f"data: unknown arrays {', '.join(unknown)} (give x_train, y_train, "
-                    "x_test, y_test and optionally x_val, y_val)")
+  _check_names(arrays, "data")
   try:
     plain = {k: np.asarray(v) for k, v in arrays.items()}
   except (TypeError, ValueError) as e:
     raise UserError(f"data: not arrays ({e})") from None
   if any(v.dtype == object for v in plain.values()):
     raise UserError("data: arrays must be numeric, not objects")
-  missing = [k for k in _REQUIRED if k not in plain]
-  if missing:
-    raise UserError(f"data lacks arrays {', '.join(missing)}")
-  if ("x_val" in plain) != ("y_val" in plain):
-    raise UserError("data must hold both x_val and y_val, or neither")
   _check(plain, _task(plain), "data")
   if os.path.exists(path):  # a run's data: the same arrays resume, others are refused
     held = load_npz(path)
@@ -189,12 +181,7 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
       arrays = {k: np.asarray(f[k]) for k in f.files}
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
     raise UserError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
-  missing = [k for k in _REQUIRED if k not in arrays]
-  if missing:
-    raise UserError(f"{path} lacks arrays {', '.join(missing)} "
-                    f"(it has {', '.join(sorted(arrays)) or 'none'})")
-  if ("x_val" in arrays) != ("y_val" in arrays):
-    raise UserError(f"{path} must hold both x_val and y_val, or neither")
+  _check_names(arrays, path, others=True)
   return {k: arrays[k] for k in (*_REQUIRED, "x_val", "y_val") if k in arrays}
 
 
@@ -299,12 +286,20 @@ def _load(data_cfg: ml_collections.ConfigDict, seed: int, path: str | None) -> S
                      inputs)
 
 
-def _check_names(arrays: dict, source: str) -> None:
-  missing = [k for k in _REQUIRED if k not in arrays]
+def _check_names(arrays: dict, source: str, others: bool = False) -> None:
+  """The arrays are ``x_train, y_train, x_test, y_test`` and optionally both ``x_val,
+  y_val`` (``others``: further arrays are let be, as in a ``.npz`` file, whose reader drops
+  them); else one line naming ``source``."""
   unknown = sorted(set(arrays) - {*_REQUIRED, "x_val", "y_val"})
-  if missing or unknown or ("x_val" in arrays) != ("y_val" in arrays):
-    raise UserError(f"{source}: the arrays must be x_train, y_train, x_test, y_test and "
-                    f"optionally both x_val and y_val, got {', '.join(sorted(arrays))}")
+  if unknown and not others:
+    raise UserError(f"{source}: unknown arrays {', '.join(unknown)} (give x_train, y_train, "
+                    "x_test, y_test and optionally x_val, y_val)")
+  missing = [k for k in _REQUIRED if k not in arrays]
+  if missing:
+    raise UserError(f"{source} lacks arrays {', '.join(missing)} "
+                    f"(it has {', '.join(sorted(arrays)) or 'none'})")
+  if ("x_val" in arrays) != ("y_val" in arrays):
+    raise UserError(f"{source} must hold both x_val and y_val, or neither")
 
 
 def _npz(data_cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:

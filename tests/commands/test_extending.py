@@ -173,7 +173,7 @@ def test_a_bad_registration_is_one_user_error_and_registers_nothing(case):
 
 @pytest.mark.parametrize("returns, error", [
     (lambda d: [1, 2], "returned list; it must return a dict of arrays"),
-    (lambda d: {"x_train": np.zeros((4, 2))}, "the arrays must be x_train, y_train, x_test"),
+    (lambda d: {"x_train": np.zeros((4, 2))}, "ext_broken lacks arrays y_train, x_test, y_test"),
     (lambda d: {"x_train": np.zeros((4, 2)), "y_train": np.zeros(4, int), "x_test":
                 np.zeros((2, 3)), "y_test": np.zeros(2, int)}, "disagree in shape"),
 ])
