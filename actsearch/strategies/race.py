@@ -6,12 +6,14 @@ retrain's baselines train) starts from scratch with the retrain recipe on the tr
 ``search.race.seeds`` initialisations each, and trains for a first cycle of
 ``search.race.epochs[0]`` epochs (a whole schedule: warm-up, cosine decay to ``lr_min``).
 Then each network is scored on the val split (the mean over its initialisations) and only the
-best ``search.race.keep[0]`` go on, each from its weights with a fresh optimizer and a fresh
-schedule of ``search.race.epochs[1]`` epochs (a warm restart, Loshchilov & Hutter 2017,
-SGDR), and so on; after the last cycle the best network is chosen. Successive halving
-(Jamieson & Talwalkar 2016; Hyperband's inner loop, Li et al. 2018), each rung read at the
-end of an annealed schedule: the budget goes to the networks that are still in the race, and
-every score compares networks trained alike.
+best ``search.race.keep[0]`` go on (``search.race.cut``: ranked by that val score, or by
+``train_loss``, the network's loss on the train split at the cycle's end: how fast it learns,
+Ru et al. 2021's training-speed estimate; both are recorded), each from its weights with a
+fresh optimizer and a fresh schedule of ``search.race.epochs[1]`` epochs (a warm restart,
+Loshchilov & Hutter 2017, SGDR), and so on; after the last cycle the best network by val
+score is chosen. Successive halving (Jamieson & Talwalkar 2016; Hyperband's inner loop, Li et
+al. 2018), each rung read at the end of an annealed schedule: the budget goes to the networks
+that are still in the race, and every score compares networks trained alike.
 
 The networks of a cycle are members of one stack trained by the shared trainer in one
 compiled program: their slots are ``SwitchActivation``\ s (each computes only its own
@@ -49,10 +51,11 @@ from actsearch.models import network
 from actsearch.space import activations
 from actsearch.space.mixed import Choice
 from actsearch.strategies.base import Found, Run, Strategy
-from actsearch.train import files, step, trainer
+from actsearch.train import files, parallel, step, trainer
 from actsearch.train.objective import Objective
 
 RACE_FILE = "race.json"
+CUTS = ("val", "train_loss")  # what ranks the networks at a cycle's cut (``cut_scores``)
 
 
 def check(cfg: ml_collections.ConfigDict) -> None:
@@ -71,6 +74,8 @@ def check(cfg: ml_collections.ConfigDict) -> None:
                     f"candidates go on (positive, not increasing), got {keep}")
   if not whole(r.seeds):
     raise UserError(f"search.race.seeds must be a positive integer, got {r.seeds!r}")
+  if r.get("cut", "val") not in CUTS:
+    raise UserError(f"search.race.cut must be one of {', '.join(CUTS)}, got {r.cut!r}")
   if cfg.search.get("slot_candidates"):
     raise UserError("search.strategy race searches one candidate list for every slot; "
                     "search.slot_candidates is another strategy's")
@@ -101,13 +106,30 @@ def _with_choice(state, index: int):
 
 
 def _scores(objective, state, splits: data.Splits, cands: list[str], n_seeds: int,
-            batch_size: int) -> dict[str, list[float]]:
-  """Each network's val score per initialisation (-inf where it diverged)."""
-  out = trainer.score(objective, state, splits.x_val, splits.y_val, batch_size, "val", "map")
+            batch_size: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+  """Each network's val score and its loss on the train split (evaluation mode, no
+  augmentation), per initialisation (-inf and inf where it diverged)."""
+  val = trainer.evaluator(objective, splits.x_val, splits.y_val, batch_size, "val", "map")
+  state_r = parallel.replicate(state)
+  out = val(state_r)
+  fit = val.over(splits.x_train, splits.y_train, "train")(state_r)
+  active = np.asarray(state.active, bool)
   per = np.asarray(out["val/accuracy"] if splits.task == data.CLASSIFICATION
                    else -out["val/loss"], np.float64)
-  per = np.where(np.asarray(state.active, bool), per, -np.inf).reshape(len(cands), n_seeds)
-  return {c: [float(v) for v in per[i]] for i, c in enumerate(cands)}
+  per = np.where(active, per, -np.inf).reshape(len(cands), n_seeds)
+  loss = np.where(active & np.isfinite(fit["train/loss"]), fit["train/loss"],
+                  np.inf).reshape(len(cands), n_seeds)
+  return ({c: [float(v) for v in per[i]] for i, c in enumerate(cands)},
+          {c: [float(v) for v in loss[i]] for i, c in enumerate(cands)})
+
+
+def cut_scores(cycle: dict, cut: str) -> dict[str, float]:
+  """What a cycle's cut ranks by: its val scores (``val``), or minus each network's loss on
+  the train split (``train_loss``: how fast it learns, Ru et al. 2021's training-speed
+  estimate, read at the end of the cycle)."""
+  if cut == "val":
+    return cycle["scores"]
+  return {c: -v for c, v in cycle["train_loss"].items()}
 
 
 def run(r: Run) -> Found:
@@ -138,12 +160,15 @@ def run(r: Run) -> Found:
         key=f"race/cycle{i + 1}", progress=r.progress, desc=f"race cycle {i + 1}",
         resident_mb=cfg.data.resident_mb, members="map")
     if len(log["cycles"]) <= i:
-      per_seed = _scores(objective, stacked, splits, alive, len(seeds),
-                         cfg.search.eval_batch_size)
-      scores = {c: float(np.mean(v)) for c, v in per_seed.items()}
-      kept = survivors(scores, alive, rc.keep[i]) if i < len(rc.keep) else list(alive)
-      log["cycles"].append({"epochs": epochs, "scores": scores, "per_seed": per_seed,
-                            "kept": kept})
+      per_seed, fit = _scores(objective, stacked, splits, alive, len(seeds),
+                              cfg.search.eval_batch_size)
+      cycle = {"epochs": epochs, "scores": {c: float(np.mean(v)) for c, v in per_seed.items()},
+               "per_seed": per_seed,
+               "train_loss": {c: float(np.mean(v)) for c, v in fit.items()}}
+      cycle["kept"] = (survivors(cut_scores(cycle, rc.get("cut", "val")), alive, rc.keep[i])
+                       if i < len(rc.keep) else list(alive))
+      log["cycles"].append(cycle)
+      scores = cycle["scores"]
       if r.primary:
         files.write_json_atomic(path, log)
       r.logger.scalars(i + 1, {f"race/{c}": v for c, v in scores.items() if np.isfinite(v)})
@@ -202,10 +227,12 @@ def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float
   layers = [{"name": n, "choice": best, "formula": activations.get(best).formula,
              "candidates": cands, "scores": {c: float(v) for c, v in last.items()},
              "params": {}} for n, _ in models.slots(probe)]
+  by_loss = rc.get("cut", "val") == "train_loss" and len(plan) > 1
   score_name = (("val accuracy" if splits.task == data.CLASSIFICATION else "minus val loss")
                 + f" after the last cycle each candidate reached (cycles of "
-                f"{plan} epochs, keeping {list(rc.keep)}), mean of {rc.seeds} "
-                f"seed{'s' if rc.seeds > 1 else ''}")
+                f"{plan} epochs, keeping {list(rc.keep)}"
+                + (" by their loss on the train split" if by_loss else "")
+                + f"), mean of {rc.seeds} seed{'s' if rc.seeds > 1 else ''}")
   info = {"method": "race", "score": score_name, "seconds": seconds, "rounds": rounds,
           "cycles": log["cycles"],
           "evaluated": [{"choices": {layer["name"]: c for layer in layers}, "score": v}
@@ -229,7 +256,7 @@ def budget_examples(cfg, n_train: int) -> int:
 # cycles of `epochs`, `seeds` initialisations each; after each cycle but the last, the best
 # `keep` go on from their weights (chosen against the truth: docs/yardstick.md)
 STRATEGY = Strategy(run=run, check=check,
-                    defaults={"epochs": [5, 10], "keep": [4], "seeds": 1},
+                    defaults={"epochs": [5, 10], "keep": [4], "seeds": 1, "cut": "val"},
                     doc="the race: every candidate's network trained for a short cycle on "
                         "the train split, the best going on for longer cycles (successive "
                         "halving with warm restarts), the best chosen")

@@ -10,6 +10,8 @@ inactive one (a state's ``active``) not at all (its result: zero loss and accura
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,6 +51,13 @@ class Evaluator:
     self._compiled = False
     self._x, self._y, self._prefix, self._seed_axis = x, y, prefix, bool(seed_axis)
     self._b = batch_size + (-batch_size) % jax.device_count()
+
+  def over(self, x: np.ndarray, y: np.ndarray, prefix: str) -> Evaluator:
+    """The same evaluation on another split, sharing this one's program (its batches have the
+    same shape: nothing compiles again)."""
+    other = copy.copy(self)
+    other._x, other._y, other._prefix = x, y, prefix
+    return other
 
   def _args(self, state_r, start: int) -> tuple:
     """The arguments of the batch at ``start``: the last one padded, the padding masked."""

@@ -13,11 +13,12 @@ import pytest
 from flax import nnx
 from tensorboard.backend.event_processing import event_accumulator
 
-from actsearch import architecture, models
+from actsearch import architecture, configs, models
 from actsearch.commands import yardstick
+from actsearch.errors import UserError
 from actsearch.models import network
 from actsearch.strategies import race
-from actsearch.train import step, trainer
+from actsearch.train import parallel, step, trainer
 from actsearch.train.objective import Objective
 
 from conftest import run_cli
@@ -77,6 +78,11 @@ def test_members_one_after_the_other_train_as_batched_ones(tmp_path, resident_mb
   sa = trainer.score(obj, a, x, y, 64, "t")
   sb = trainer.score(obj, b, x, y, 64, "t", "map")
   np.testing.assert_allclose(sa["t/loss"], sb["t/loss"], rtol=1e-5)
+  # an evaluator moved to another split scores as one built for it
+  ev = trainer.evaluator(obj, x[:40], y[:40], 16, "val", "map")
+  other = ev.over(x[40:], y[40:], "t")(parallel.replicate(b))
+  np.testing.assert_allclose(other["t/loss"], trainer.score(obj, b, x[40:], y[40:], 16, "t",
+                                                            "map")["t/loss"], rtol=1e-6)
 
 
 def test_an_inactive_member_takes_no_step_and_a_diverged_one_stops_alone(tmp_path):
@@ -130,6 +136,34 @@ def test_a_cycle_keeps_the_best(scores, alive, keep, want):
   assert race.survivors(scores, alive, keep) == want
 
 
+CYCLE = {"scores": {"a": 0.9, "b": 0.8, "c": 0.7},
+         "train_loss": {"a": 0.5, "b": 0.1, "c": float("inf")}}  # c diverged
+
+
+@pytest.mark.parametrize("cut, keep, want", [
+    ("val", 2, ["a", "b"]),
+    ("train_loss", 2, ["b", "a"]),        # the lowest loss on the train split first
+    ("train_loss", 3, ["b", "a", "c"]),   # a diverged network last
+])
+def test_a_cut_ranks_by_its_signal(cut, keep, want):
+  assert race.survivors(race.cut_scores(CYCLE, cut), ["a", "b", "c"], keep) == want
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"cut": "val_loss"}, "search.race.cut must be one of val, train_loss, got 'val_loss'"),
+    ({"epochs": []}, "search.race.epochs must be a non-empty list"),
+    ({"keep": [4, 2]}, "search.race.keep must give, for each cycle but the last"),
+    ({"keep": [0]}, "search.race.keep must give"),
+    ({"seeds": 0}, "search.race.seeds must be a positive integer"),
+])
+def test_bad_race_settings_are_one_user_error(settings, message):
+  cfg = configs.base_config()
+  cfg.search.strategy = "race"
+  cfg.search.race.update(settings)
+  with pytest.raises(UserError, match=message):
+    race.check(cfg)
+
+
 def test_a_race_keeps_the_best_after_each_cycle(tmp_path, in_process):
   sets = ["data.num_samples=600", "data.num_test=0", "model.widths=[16]",
           "search.strategy=race", 'search.candidates=["relu","tanh","gelu","sin"]',
@@ -140,6 +174,9 @@ def test_a_race_keeps_the_best_after_each_cycle(tmp_path, in_process):
   arch = architecture.load(str(tmp_path / "run" / "architecture.json"))
   log = json.loads((tmp_path / "run" / "race.json").read_text())
   assert [len(g["scores"]) for g in log["cycles"]] == [4, 2, 1]
+  # each network's loss on the train split is recorded beside its val score
+  assert all(set(g["train_loss"]) == set(g["scores"]) and
+             all(0 < v < 10 for v in g["train_loss"].values()) for g in log["cycles"])
   sel = arch["selection"]
   assert sel["method"] == "race" and max(sel["rounds"].values()) == 2
   assert arch["layers"][0]["choice"] == log["cycles"][-1]["kept"][0] == log["cycles"][1]["kept"][0]
