@@ -261,9 +261,13 @@ METHODS: dict[str, tuple[str, list[str], str | None]] = {
     "learning_curve": ("the screen ranked by each network's learning curve extrapolated to "
                        "train + val", ["search.strategy=darts", "search.discretize=screen",
                                        "search.learning_curve=true"], "weights"),
-    "race": ("the race: every candidate trained for 5 epochs, the best 4 for 10 more",
-             ["search.strategy=race", "search.race.epochs=[5,10]", "search.race.keep=[4]"],
-             None),
+    "race": ("the race: every candidate trained for 5 epochs, the 4 with the lowest loss on "
+             "the train split for 10 more, the best on val chosen",
+             ["search.strategy=race", "search.race.epochs=[5,10]", "search.race.keep=[4]",
+              "search.race.cut=train_loss"], None),
+    "race_val": ("the race cut by val score: every candidate trained for 5 epochs, the best 4 "
+                 "on val for 10 more", ["search.strategy=race", "search.race.epochs=[5,10]",
+                                        "search.race.keep=[4]", "search.race.cut=val"], None),
     "race_short": ("the race's first cycle alone: every candidate trained for 5 epochs",
                    ["search.strategy=race", "search.race.epochs=[5]", "search.race.keep=[]"],
                    None),

@@ -5,15 +5,16 @@ Every candidate's network (the candidate in every slot: the network the truth an
 retrain's baselines train) starts from scratch with the retrain recipe on the train split,
 ``search.race.seeds`` initialisations each, and trains for a first cycle of
 ``search.race.epochs[0]`` epochs (a whole schedule: warm-up, cosine decay to ``lr_min``).
-Then each network is scored on the val split (the mean over its initialisations) and only the
-best ``search.race.keep[0]`` go on (``search.race.cut``: ranked by that val score, or by
-``train_loss``, the network's loss on the train split at the cycle's end: how fast it learns,
-Ru et al. 2021's training-speed estimate; both are recorded), each from its weights with a
-fresh optimizer and a fresh schedule of ``search.race.epochs[1]`` epochs (a warm restart,
-Loshchilov & Hutter 2017, SGDR), and so on; after the last cycle the best network by val
-score is chosen. Successive halving (Jamieson & Talwalkar 2016; Hyperband's inner loop, Li et
-al. 2018), each rung read at the end of an annealed schedule: the budget goes to the networks
-that are still in the race, and every score compares networks trained alike.
+Then each network is scored (the mean over its initialisations) and only the best
+``search.race.keep[0]`` go on, ranked by ``search.race.cut``: ``train_loss`` (the default),
+the network's loss on the train split at the cycle's end, how fast it learns (Ru et al.
+2021's training-speed estimate), or ``val``, its score on the val split (both are recorded),
+each from its weights with a fresh optimizer and a fresh schedule of
+``search.race.epochs[1]`` epochs (a warm restart, Loshchilov & Hutter 2017, SGDR), and so
+on; after the last cycle the best network by val score is chosen. Successive halving
+(Jamieson & Talwalkar 2016; Hyperband's inner loop, Li et al. 2018), each rung read at the
+end of an annealed schedule: the budget goes to the networks that are still in the race, and
+every score compares networks trained alike.
 
 The networks of a cycle are members of one stack trained by the shared trainer in one
 compiled program: their slots are ``SwitchActivation``\ s (each computes only its own
@@ -253,10 +254,11 @@ def budget_examples(cfg, n_train: int) -> int:
       * rc.seeds
 
 
-# cycles of `epochs`, `seeds` initialisations each; after each cycle but the last, the best
-# `keep` go on from their weights (chosen against the truth: docs/yardstick.md)
+# cycles of `epochs`, `seeds` initialisations each; after each cycle but the last, the `keep`
+# with the lowest loss on the train split go on from their weights; the last cycle's best on
+# val is chosen (chosen against the truth: docs/yardstick.md)
 STRATEGY = Strategy(run=run, check=check,
-                    defaults={"epochs": [5, 10], "keep": [4], "seeds": 1, "cut": "val"},
+                    defaults={"epochs": [5, 10], "keep": [4], "seeds": 1, "cut": "train_loss"},
                     doc="the race: every candidate's network trained for a short cycle on "
                         "the train split, the best going on for longer cycles (successive "
                         "halving with warm restarts), the best chosen")
