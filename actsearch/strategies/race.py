@@ -172,7 +172,9 @@ def run(r: Run) -> Found:
       scores = cycle["scores"]
       if r.primary:
         files.write_json_atomic(path, log)
-      r.logger.scalars(i + 1, {f"race/{c}": v for c, v in scores.items() if np.isfinite(v)})
+      r.logger.scalars(i + 1, {**{f"race/{c}": v for c, v in scores.items() if np.isfinite(v)},
+                               **{f"race_train_loss/{c}": v for c, v in cycle["train_loss"].items()
+                                  if np.isfinite(v)}})
     at = {(c, s): j * len(seeds) + k for j, c in enumerate(alive) for k, s in enumerate(seeds)}
     trained = {m: jax.tree.map(lambda v, i=i: np.asarray(v)[i], stacked) for m, i in at.items()}
     alive = log["cycles"][i]["kept"]

@@ -191,6 +191,7 @@ def test_a_race_keeps_the_best_after_each_cycle(tmp_path, in_process):
   text = [t for t in acc.Tags()["tensors"] if t.startswith("search/result")]
   assert text, acc.Tags()
   assert b"race: 4 for 1 epochs" in acc.Tensors(text[0])[-1].tensor_proto.string_val[0]
+  assert {"race/tanh", "race_train_loss/tanh"} <= set(acc.Tags()["scalars"])
   assert (tmp_path / "run" / "race" / "cycle1" / "tanh" / "seed0").is_dir()
   ranked = yardstick.ranking(arch)
   assert ranked[arch["layers"][0]["choice"]] == max(ranked.values())
