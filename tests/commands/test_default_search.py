@@ -19,9 +19,12 @@ def test_default_search_finds_a_network_with_90_percent_val_accuracy(tmp_path):
   assert proc.returncode == 0, proc.stderr
   arch = json.loads((tmp_path / "architecture.json").read_text())
   sel = arch["selection"]
-  # the race: 16 networks for 5 epochs, the best 4 for 10 more, the best of them chosen
+  # the race: 16 networks for 5 epochs, the 4 with the lowest loss on the train split for 10
+  # more, the best of them on val chosen
   assert arch["discretize"] == "race" and len(arch["candidates"]) == 16
   assert [len(c["scores"]) for c in sel["cycles"]] == [16, 4]
+  first = sel["cycles"][0]
+  assert first["kept"] == sorted(first["train_loss"], key=first["train_loss"].get)[:4]
   last = sel["cycles"][-1]["scores"]
   chosen = {layer["choice"] for layer in arch["layers"]}
   assert chosen == {max(last, key=last.get)} and len(arch["layers"]) == 3
