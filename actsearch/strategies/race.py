@@ -75,7 +75,7 @@ def check(cfg: ml_collections.ConfigDict) -> None:
                     f"candidates go on (positive, not increasing), got {keep}")
   if not whole(r.seeds):
     raise UserError(f"search.race.seeds must be a positive integer, got {r.seeds!r}")
-  if r.get("cut", "val") not in CUTS:
+  if cut_of(r) not in CUTS:
     raise UserError(f"search.race.cut must be one of {', '.join(CUTS)}, got {r.cut!r}")
   if cfg.search.get("slot_candidates"):
     raise UserError("search.strategy race searches one candidate list for every slot; "
@@ -124,6 +124,12 @@ def _scores(objective, state, splits: data.Splits, cands: list[str], n_seeds: in
           {c: [float(v) for v in loss[i]] for i, c in enumerate(cands)})
 
 
+def cut_of(rc: ml_collections.ConfigDict) -> str:
+  """``search.race.cut``; a workdir whose config predates the key ran with ``val``, and a
+  resumed race goes on as it began."""
+  return rc.get("cut", "val")
+
+
 def cut_scores(cycle: dict, cut: str) -> dict[str, float]:
   """What a cycle's cut ranks by: its val scores (``val``), or minus each network's loss on
   the train split (``train_loss``: how fast it learns, Ru et al. 2021's training-speed
@@ -166,7 +172,7 @@ def run(r: Run) -> Found:
       cycle = {"epochs": epochs, "scores": {c: float(np.mean(v)) for c, v in per_seed.items()},
                "per_seed": per_seed,
                "train_loss": {c: float(np.mean(v)) for c, v in fit.items()}}
-      cycle["kept"] = (survivors(cut_scores(cycle, rc.get("cut", "val")), alive, rc.keep[i])
+      cycle["kept"] = (survivors(cut_scores(cycle, cut_of(rc)), alive, rc.keep[i])
                        if i < len(rc.keep) else list(alive))
       log["cycles"].append(cycle)
       scores = cycle["scores"]
@@ -230,7 +236,7 @@ def _found(cfg, cands: list[str], log: dict, splits: data.Splits, seconds: float
   layers = [{"name": n, "choice": best, "formula": activations.get(best).formula,
              "candidates": cands, "scores": {c: float(v) for c, v in last.items()},
              "params": {}} for n, _ in models.slots(probe)]
-  by_loss = rc.get("cut", "val") == "train_loss" and len(plan) > 1
+  by_loss = cut_of(rc) == "train_loss" and len(plan) > 1
   score_name = (("val accuracy" if splits.task == data.CLASSIFICATION else "minus val loss")
                 + f" after the last cycle each candidate reached (cycles of "
                 f"{plan} epochs, keeping {list(rc.keep)}"
