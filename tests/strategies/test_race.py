@@ -29,7 +29,10 @@ MLP = ml_collections.ConfigDict({"name": "mlp", "widths": [6, 5]})
 
 @pytest.mark.parametrize("granularity", ["layer", "channel"])
 def test_a_switch_network_at_a_candidate_is_that_candidates_fixed_network(granularity):
+  # its output and its gradient (the switch's backward pass recomputes its candidate,
+  # mixed.switch); the other candidates' parameters get none
   x = jax.random.normal(jax.random.key(0), (7, 4))
+  loss = lambda m: jnp.sum(m(x) ** 2)  # noqa: E731
   switch = models.build(MLP, (4,), 3, models.switch_slots(CANDS, granularity), network.rngs(2))
   for i, cand in enumerate(CANDS):
     fixed = models.build(MLP, (4,), 3, models.uniform_slots(cand, granularity),
@@ -37,6 +40,13 @@ def test_a_switch_network_at_a_candidate_is_that_candidates_fixed_network(granul
     for _, slot in models.slots(switch):
       slot.index[...] = jnp.int32(i)
     np.testing.assert_allclose(switch(x), fixed(x), rtol=1e-6, atol=1e-6)
+    got = dict(nnx.to_flat_state(nnx.grad(loss)(switch)))
+    want = dict(nnx.to_flat_state(nnx.grad(loss)(fixed)))
+    assert len(want) > 4
+    for path, g in want.items():  # the fixed network's parameters: the switch's of cand
+      np.testing.assert_allclose(got[path][...], g[...], rtol=1e-5, atol=1e-6, err_msg=cand)
+    for path in set(got) - set(want):
+      assert not np.any(got[path][...]), (cand, path)
 
 
 SMALL = ["relu", "tanh", "pau"]
