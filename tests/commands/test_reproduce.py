@@ -113,14 +113,22 @@ def get_config():
 
 
 @pytest.mark.slow  # a chain: reproduce in this process, then resumed by a fresh one
-def test_a_users_experiment_file_is_a_reproduce_task_and_resumes_in_a_fresh_process(tmp_path):
+def test_a_users_experiment_file_is_a_reproduce_task_and_resumes_in_a_fresh_process(
+    tmp_path, monkeypatch):
   import json
 
   from conftest import run_cli
   task = tmp_path / "my_task.py"
   task.write_text(USER_TASK)
   workdir = tmp_path / "rp"
+  calls = []  # each timed phase (the search, the relu seed) starts from empty caches
+  for module, name in [(reproduce, "cold"), (reproduce.search, "run"),
+                       (reproduce.retrain, "run")]:
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, real=real, name=name, **k: (
+        calls.append(name if name == "cold" else f"{name}:{k.get('seeds')}"), real(*a, **k))[1])
   out = reproduce.run([str(task)], str(workdir), seeds=2, progress=False)
+  assert calls == ["cold", "run:None", "cold", "run:1", "run:2"], calls
   row, = out["tasks"]
   assert row["task"] == "my_task"
   assert row["title"] == "Digits, a backbone of the user's own (two dense layers, one slot)."
