@@ -197,7 +197,8 @@ def markdown(out: dict) -> str:
   lines += _found_against_found(out["tasks"])
   lines += ["", "search: the search with its selection; relu seed: the task's relu network "
             "retrained alone with one seed and the task's recipe; both in-process wall times "
-            "with data loading and compilation, in the same run. A verdict is \"wins\" "
+            "with data loading and compilation, in the same run, each from empty compilation "
+            "caches. A verdict is \"wins\" "
             "when the paired 95% interval of the difference lies above zero, \"loses\" when "
             "below, \"ties\" otherwise.",
             "", f"Total wall time: {out['seconds']:.0f} s. Protocols: "
