@@ -96,8 +96,9 @@ def run_task(task: str, workdir: str, seeds: int, progress: bool = True) -> dict
 def cold() -> None:
   """Empties JAX's in-process compilation caches (``jax.clear_caches``): what is timed next
   compiles every program it runs, as in a new process. Without it the relu seed, timed after
-  the search, reused the initialisers' programs the search had compiled (about 2 s on the
-  MNIST-1D CNN), and each task's search those of the tasks before it."""
+  the search, reused the programs the search had compiled (the digits ResNet's relu seed:
+  9.0 s so, 16.9 s from empty caches; docs/yardstick.md), and each task's search those of
+  the tasks before it."""
   jax.clear_caches()
 
 
